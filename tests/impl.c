@@ -1,0 +1,3 @@
+/* The one translation unit that holds the implementation for the tests. */
+#define STREAM_WS_IMPLEMENTATION
+#include "../stream_ws.h"
