@@ -81,7 +81,11 @@
 
 #ifndef STWS_API
 #  ifdef STWS_STATIC
-#    define STWS_API static
+#    if defined(__GNUC__) || defined(__clang__)
+#      define STWS_API static __attribute__((unused)) /* no unused warnings */
+#    else
+#      define STWS_API static
+#    endif
 #  else
 #    define STWS_API extern
 #  endif

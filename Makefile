@@ -1,0 +1,79 @@
+# stream_ws.h — build, tests, fuzzing.  `make test` is the one command a newcomer needs.
+CC      ?= cc
+CXX     ?= c++
+PYTHON  ?= /usr/bin/python3
+BUILD   ?= build
+CFLAGS  ?= -O2 -g
+SAN     ?=
+WARN     = -Wall -Wextra -Werror
+ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(SAN) -I.
+LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto
+FUZZ_SECONDS ?= 30
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(patsubst tests/%.c,$(BUILD)/%,$(TEST_SRCS))
+TEST_HDRS := $(wildcard tests/*.h)
+FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
+FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+
+.PHONY: all test check deps compile-check fuzz demo clean
+
+all: $(TESTS) compile-check
+
+$(BUILD)/impl.o: tests/impl.c stream_ws.h
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/test_%: tests/test_%.c $(BUILD)/impl.o $(TEST_HDRS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/impl.o -lcmocka $(LIBS)
+
+# The header as C99, C11 and C++ with gcc and clang, in STWS_STATIC mode too;
+# an implementation object must export nothing but stws_* symbols.
+compile-check: $(BUILD)/impl.o
+	@mkdir -p $(BUILD)/compile
+	@set -e; for cc in gcc clang; do \
+	  for std in c99 c11; do \
+	    $$cc -std=$$std $(WARN) -Wpedantic -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-$$std.o; \
+	    $$cc -std=$$std $(WARN) -Wpedantic -DSTWS_STATIC -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-$$std-static.o; \
+	    $$cc -std=$$std $(WARN) -Wpedantic -c tests/compile/decl_only.c -o $(BUILD)/compile/$$cc-$$std-decl.o; \
+	  done; \
+	done; \
+	for cxx in g++ clang++; do \
+	  $$cxx -std=c++11 $(WARN) -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx.o; \
+	  $$cxx -std=c++11 $(WARN) -DSTWS_STATIC -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx-static.o; \
+	done; \
+	bad=$$(nm -g --defined-only $(BUILD)/compile/gcc-c99.o $(BUILD)/compile/g++.o | awk 'NF==3 {print $$3}' | grep -v '^stws_' || true); \
+	if [ -n "$$bad" ]; then echo "compile-check: non-stws_ symbols exported: $$bad"; exit 1; fi; \
+	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
+	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, exports only stws_*: ok"
+
+deps:
+	@sh tools/deps.sh
+
+# Build and run every suite; `make test` then does it again under ASan+UBSan.
+check: all
+	@sh tools/run-tests.sh $(BUILD)
+
+test: deps
+	$(MAKE) check
+	$(MAKE) check CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+# libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
+build/fuzz/%: fuzz/%.c stream_ws.h
+	@mkdir -p build/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -o $@ $< $(LIBS)
+
+fuzz: deps $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do \
+	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$name fuzz/corpus/$$name \
+	    2>&1 | tail -n 12; \
+	done
+
+demo:
+	@echo "make demo: the Stream client is coming soon (issue 4); for now: make test"
+
+clean:
+	rm -rf build
