@@ -18,7 +18,7 @@ FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all test check deps compile-check fuzz demo clean
 
-all: $(TESTS) compile-check
+all: $(BUILD)/stws $(TESTS) compile-check
 
 $(BUILD)/impl.o: tests/impl.c stream_ws.h
 	@mkdir -p $(BUILD)
@@ -77,3 +77,7 @@ demo:
 
 clean:
 	rm -rf build
+
+$(BUILD)/stws: tools/stws.c stream_ws.h
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)

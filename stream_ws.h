@@ -68,6 +68,15 @@
    VERSION HISTORY
        0.1.0  (2026-11)  codec, URL parser, upgrade handshake
 */
+/* The built-in sockets need POSIX.1-2008 (poll, getaddrinfo, clock_gettime),
+   which strict -std=c99 hides: ask for it before any system header.  In the
+   implementation file, define STREAM_WS_IMPLEMENTATION before other includes
+   (or build with -D_POSIX_C_SOURCE=200809L). */
+#if defined(STREAM_WS_IMPLEMENTATION) && !defined(STWS_NO_SOCKETS) && !defined(_POSIX_C_SOURCE) && \
+    !defined(_GNU_SOURCE) && !defined(_WIN32)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #ifndef STREAM_WS_H
 #define STREAM_WS_H
 
@@ -147,7 +156,17 @@ typedef enum stws_result {
     STWS_ERR_HANDSHAKE_ACCEPT = -65,     /* Sec-WebSocket-Accept wrong */
     STWS_ERR_HANDSHAKE_EXTENSION = -66,  /* extension not requested */
     STWS_ERR_HANDSHAKE_SUBPROTOCOL = -67,/* subprotocol not requested */
-    STWS_ERR_HEADER_VALUE = -68          /* CR, LF or NUL in a request field */
+    STWS_ERR_HEADER_VALUE = -68,         /* CR, LF or NUL in a request field */
+
+    /* transport and connection: -80 .. -99 */
+    STWS_ERR_RESOLVE = -80,         /* name resolution failed */
+    STWS_ERR_CONNECT = -81,         /* TCP connect failed */
+    STWS_ERR_TIMEOUT = -82,         /* connect/handshake/close timer expired */
+    STWS_ERR_IO = -83,              /* send/recv failed */
+    STWS_ERR_EOF = -84,             /* peer closed the stream without a close frame */
+    STWS_ERR_TLS = -85,             /* TLS failure (details: stws_conn_error_detail) */
+    STWS_ERR_TLS_VERIFY = -86,      /* certificate verification failed */
+    STWS_ERR_PROXY = -87            /* HTTP proxy refused or broke the CONNECT */
 } stws_result;
 
 /* A short English description of a result ("invalid UTF-8", ...). Never NULL. */
@@ -375,6 +394,228 @@ STWS_API stws_codec_state stws_codec_get_state(const stws_codec *codec);
 /* True when a close code may appear in a close frame (§7.4, IANA registry). */
 STWS_API int stws_close_code_valid(int code);
 
+/* ==== transports (mbedTLS bio dialect) ==================================== */
+
+/* Would-block codes.  They equal mbedTLS's MBEDTLS_ERR_SSL_WANT_READ/WRITE, so
+   an mbedTLS bio callback can serve as a transport function unchanged. */
+#define STWS_WANT_READ (-0x6900)
+#define STWS_WANT_WRITE (-0x6880)
+
+typedef enum stws_poll_flags {
+    STWS_POLL_NONE = 0,
+    STWS_POLL_READ = 1,
+    STWS_POLL_WRITE = 2
+} stws_poll_flags;
+
+/* A byte-stream transport.  All functions are non-blocking and called only
+   from the pump of the object that owns the transport.
+   open:   start or continue connecting to host:port (host is the final
+           destination: a proxy or TLS layer passes it on).  Returns 0 once the
+           stream is up, STWS_WANT_READ/STWS_WANT_WRITE while in progress (open
+           is then called again, with the same arguments, when the handle is
+           ready or the caller pumps), or a negative error.
+   send:   write up to len bytes; returns the count written (> 0; partial
+           writes are normal and the rest is offered again later),
+           STWS_WANT_WRITE/STWS_WANT_READ if nothing could be written now, or a
+           negative error.  Never raises SIGPIPE.
+   recv:   read up to len bytes; returns the count (> 0), 0 when the peer
+           closed the stream, STWS_WANT_READ/STWS_WANT_WRITE when nothing is
+           available, or a negative error.
+   close:  release the stream; open may be called again afterwards (reconnect).
+           The transport object itself stays owned by whoever created it.
+   handle: the OS socket for external poll loops, or -1 (optional).
+   pending: bytes readable without I/O, e.g. decrypted TLS records (optional).
+   Negative errors should be stws_result values (STWS_ERR_IO, ...); any
+   other negative value is reported as STWS_ERR_IO. */
+typedef struct stws_transport {
+    int (*open)(void *ctx, const char *host, uint16_t port);
+    int (*send)(void *ctx, const unsigned char *buf, size_t len);
+    int (*recv)(void *ctx, unsigned char *buf, size_t len);
+    void (*close)(void *ctx);
+    intptr_t (*handle)(void *ctx);
+    size_t (*pending)(void *ctx);
+    void *ctx;
+} stws_transport;
+
+/* An IPv4 or IPv6 address, in network byte order. */
+typedef struct stws_address {
+    int family;          /* 4 or 6 */
+    uint8_t bytes[16];
+} stws_address;
+
+/* Name resolution hook: write up to max addresses for host into out and
+   return their count (> 0), STWS_WANT_READ to be asked again on a later pump
+   (an asynchronous resolver), or a negative error.  Numeric hosts never reach
+   it.  The default uses getaddrinfo(), which BLOCKS: it is the one blocking
+   step of the library.  Pass a resolver (or a numeric host) to avoid it. */
+typedef struct stws_resolver {
+    int (*resolve)(const char *host, stws_address *out, int max, void *user_data);
+    void *user_data;
+} stws_resolver;
+
+typedef struct stws_tcp_desc {
+    stws_resolver resolver;    /* default: getaddrinfo (blocking) */
+    stws_allocator allocator;
+} stws_tcp_desc;
+
+typedef struct stws_tcp stws_tcp;
+/* Built-in non-blocking TCP (IPv4/IPv6, TCP_NODELAY, no SIGPIPE).  Not
+   available with STWS_NO_SOCKETS.  1 allocation. */
+STWS_API stws_tcp *stws_tcp_create(const stws_tcp_desc *desc);
+STWS_API void stws_tcp_destroy(stws_tcp *tcp);
+STWS_API stws_transport stws_tcp_transport(stws_tcp *tcp);
+
+typedef struct stws_tls_desc {
+    stws_transport inner;      /* required: TLS runs over any transport */
+    const char *ca_file;       /* PEM CA bundle; default: the system bundle */
+    const char *ca_pem;        /* PEM CA certificates in memory, NUL-terminated;
+                                  takes precedence over ca_file */
+    int insecure;              /* 1: no certificate or host name verification;
+                                  logs a warning on every connect */
+    const char *server_name;   /* name to verify and send as SNI; default:
+                                  the host given to open() */
+    stws_random random;        /* default: own CTR-DRBG */
+    stws_allocator allocator;
+    stws_logger logger;
+} stws_tls_desc;
+
+typedef struct stws_tls stws_tls;
+/* TLS client via mbedTLS over desc->inner.  Verification of the chain and the
+   host name (DNS name or IP address) is on unless insecure is set.  Not
+   available with STWS_NO_TLS.  The SSL context is made once and reset for
+   each connect.  Returns NULL on allocation or CA loading failure (logged). */
+STWS_API stws_tls *stws_tls_create(const stws_tls_desc *desc);
+STWS_API void stws_tls_destroy(stws_tls *tls);
+STWS_API stws_transport stws_tls_transport(stws_tls *tls);
+/* Why the last TLS operation failed ("certificate verify failed: ..."),
+   or "" if it did not. */
+STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
+
+typedef struct stws_proxy_desc {
+    stws_transport inner;      /* required: the stream to the proxy */
+    const char *url;           /* http://[user:pass@]host:port */
+    stws_allocator allocator;
+} stws_proxy_desc;
+
+typedef struct stws_proxy stws_proxy;
+/* HTTP CONNECT tunnel (RFC 9110 §9.3.6) with optional Basic auth. */
+STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
+STWS_API void stws_proxy_destroy(stws_proxy *proxy);
+STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* The proxy to use for url according to https_proxy/http_proxy/no_proxy
+   (and their upper-case forms), or NULL for a direct connection. */
+STWS_API const char *stws_proxy_from_env(const char *url);
+
+/* ==== the connection ====================================================== */
+
+/* Monotonic milliseconds.  Default: CLOCK_MONOTONIC. */
+typedef struct stws_clock {
+    uint64_t (*now_ms)(void *user_data);
+    void *user_data;
+} stws_clock;
+
+typedef enum stws_conn_state {
+    STWS_CONN_IDLE = 0,
+    STWS_CONN_CONNECTING,      /* transport open (TCP, proxy, TLS) */
+    STWS_CONN_HANDSHAKE,       /* HTTP upgrade */
+    STWS_CONN_OPEN,
+    STWS_CONN_CLOSING,         /* close frames in flight */
+    STWS_CONN_CLOSED
+} stws_conn_state;
+
+typedef enum stws_conn_event_type {
+    STWS_CONN_EVENT_NONE = 0,
+    STWS_CONN_EVENT_OPEN,
+    STWS_CONN_EVENT_MESSAGE,   /* opcode, data, len */
+    STWS_CONN_EVENT_PING,      /* already answered */
+    STWS_CONN_EVENT_PONG,
+    STWS_CONN_EVENT_CLOSE,     /* close_code, data/len = reason, clean */
+    STWS_CONN_EVENT_ERROR      /* error, close_code sent if any */
+} stws_conn_event_type;
+
+/* data/len stay valid until the next call on the connection. */
+typedef struct stws_conn_event {
+    stws_conn_event_type type;
+    stws_opcode opcode;
+    const uint8_t *data;
+    size_t len;
+    int close_code;            /* CLOSE: peer's code, 1005 none, 1006 no close frame */
+    int clean;                 /* CLOSE: closing handshake completed */
+    stws_result error;         /* ERROR */
+} stws_conn_event;
+
+typedef struct stws_conn stws_conn;
+typedef void (*stws_conn_event_fn)(stws_conn *conn, const stws_conn_event *ev, void *user_data);
+
+typedef struct stws_conn_desc {
+    const char *url;               /* ws:// or wss:// (required; copied) */
+    stws_transport transport;      /* zero: built-in TCP (+ proxy) (+ TLS for wss) */
+    /* built-in stack options */
+    const char *ca_file;           /* see stws_tls_desc */
+    const char *ca_pem;
+    int insecure;
+    const char *proxy;             /* http://[user:pass@]host:port; NULL none */
+    int proxy_from_env;            /* 1: use https_proxy/http_proxy/no_proxy */
+    stws_resolver resolver;
+    /* upgrade request */
+    const char *origin;
+    const char *const *subprotocols;
+    int num_subprotocols;
+    const stws_header *headers;
+    int num_headers;
+    /* limits and timers */
+    size_t max_frame_size;         /* 0 = 16 MiB */
+    size_t max_message_size;       /* 0 = 16 MiB */
+    size_t max_output_size;        /* 0 = 64 MiB of queued sends */
+    size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
+    int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
+    int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
+    /* optional push delivery, called only from inside the pump */
+    stws_conn_event_fn on_event;
+    void *user_data;
+    /* hooks */
+    stws_allocator allocator;
+    stws_logger logger;
+    stws_clock clock;
+    stws_random random;
+} stws_conn_desc;
+
+/* Make a connection object (not yet connected).  NULL on bad desc (logged)
+   or no memory.  Allocations: the object, the receive buffer, the codec, the
+   random generator (unless given), and the built-in transports. */
+STWS_API stws_conn *stws_conn_create(const stws_conn_desc *desc);
+STWS_API void stws_conn_destroy(stws_conn *conn);
+/* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
+STWS_API stws_result stws_conn_connect(stws_conn *conn);
+/* Advance everything that can advance without blocking: connect, TLS,
+   upgrade, writes, one read, timers.  Then read events. */
+STWS_API stws_result stws_conn_step(stws_conn *conn);
+/* Wait at most timeout_ms (0 = not at all) for the socket or the next timer,
+   then step.  Needs a transport with a handle. */
+STWS_API stws_result stws_conn_poll(stws_conn *conn, int timeout_ms);
+/* Next event, or 0 when there is none (then step or poll again).  Events are
+   parsed from the received bytes here, one at a time; views stay valid until
+   the next call on the connection. */
+STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
+/* Milliseconds until stws_conn_step() has work for a timer or buffered data:
+   0 = call again now, -1 = nothing but socket readiness. */
+STWS_API int stws_conn_timeout(const stws_conn *conn);
+/* The socket for external loops (-1 if none) and the direction it waits for. */
+STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
+STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
+/* Queue a message (text, binary, ping).  Only while OPEN. */
+STWS_API stws_result stws_conn_send(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
+/* Bytes queued and not yet written to the transport (back-pressure). */
+STWS_API size_t stws_conn_buffered(const stws_conn *conn);
+/* Start the closing handshake (§7.1.2); the socket closes when the peer
+   answers or close_timeout_ms passes.  Before OPEN it just aborts. */
+STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reason);
+STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
+/* Details of the last error: HTTP status of a refused upgrade (0 if none). */
+STWS_API int stws_conn_http_status(const stws_conn *conn);
+/* A human-readable line for the last error ("" if none); no secrets. */
+STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
@@ -389,8 +630,19 @@ STWS_API int stws_close_code_valid(int code);
 
 #include <string.h>
 #include <stdlib.h>
-#ifndef STWS_NO_STDIO
 #include <stdio.h>
+#include <stdarg.h>
+#ifndef STWS_NO_SOCKETS
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #endif
 #ifndef STWS_ASSERT
 #include <assert.h>
@@ -403,6 +655,11 @@ STWS_API int stws_close_code_valid(int code);
 #include <mbedtls/entropy.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/platform_util.h>
+#ifndef STWS_NO_TLS
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <mbedtls/error.h>
+#endif
 
 /* ==== util ================================================================ */
 
@@ -449,6 +706,37 @@ static int stws__is_tchar(int c) {
     return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
+static void stws__default_log(stws_log_level level, const char *msg, void *user_data) {
+    (void)user_data;
+#ifndef STWS_NO_STDIO
+    if (level <= STWS_LOG_WARN)
+        fprintf(stderr, "stream_ws: %s: %s\n", level == STWS_LOG_ERROR ? "error" : "warning", msg);
+#else
+    (void)level;
+    (void)msg;
+#endif
+}
+
+static stws_logger stws__logger_def(const stws_logger *l) {
+    stws_logger r;
+    if (l && l->func) return *l;
+    r.func = stws__default_log;
+    r.user_data = NULL;
+    return r;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void stws__log(const stws_logger *l, stws_log_level level, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    l->func(level, buf, l->user_data);
+}
+
 const char *stws_result_string(stws_result r) {
     switch (r) {
     case STWS_OK: return "ok";
@@ -489,6 +777,14 @@ const char *stws_result_string(stws_result r) {
     case STWS_ERR_HANDSHAKE_EXTENSION: return "server chose an extension that was not requested";
     case STWS_ERR_HANDSHAKE_SUBPROTOCOL: return "server chose a subprotocol that was not requested";
     case STWS_ERR_HEADER_VALUE: return "CR, LF, NUL or invalid character in a request header";
+    case STWS_ERR_RESOLVE: return "host name resolution failed";
+    case STWS_ERR_CONNECT: return "TCP connect failed";
+    case STWS_ERR_TIMEOUT: return "timed out";
+    case STWS_ERR_IO: return "send or receive failed";
+    case STWS_ERR_EOF: return "connection closed by the peer without a close frame";
+    case STWS_ERR_TLS: return "TLS error";
+    case STWS_ERR_TLS_VERIFY: return "TLS certificate verification failed";
+    case STWS_ERR_PROXY: return "HTTP proxy CONNECT failed";
     }
     return "unknown result";
 }
@@ -746,7 +1042,10 @@ stws_result stws_handshake_request(const stws_url *url, const stws_handshake_des
     char port[8];
     int i;
     if (!url || !key || (!buf && cap) || !len) return STWS_ERR_INVALID_ARG;
-    if (!stws__token_ok(key)) return STWS_ERR_HEADER_VALUE;
+    for (i = 0; key[i]; i++)
+        if (!stws__is_tchar((unsigned char)key[i]) && key[i] != '/' && key[i] != '=')
+            return STWS_ERR_HEADER_VALUE; /* base64 (§4.1 item 7) */
+    if (i == 0) return STWS_ERR_HEADER_VALUE;
     if (desc) {
         if (desc->origin && !stws__field_ok(desc->origin)) return STWS_ERR_HEADER_VALUE;
         if (desc->num_subprotocols < 0 || desc->num_headers < 0) return STWS_ERR_INVALID_ARG;
@@ -1392,6 +1691,1278 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
     if (r != STWS_OK) return stws__fail(c, r, cc, ev);
     return STWS_OK;
 }
+
+
+/* ==== transport: TCP ====================================================== */
+#ifndef STWS_NO_SOCKETS
+
+#define STWS__MAX_ADDRS 8
+
+struct stws_tcp {
+    stws_allocator alloc;
+    stws_resolver resolver;
+    int fd;
+    int connecting;            /* a non-blocking connect is in flight */
+    int naddr, ai;             /* resolved addresses, the one being tried */
+    stws_address addrs[STWS__MAX_ADDRS];
+    uint16_t port;
+};
+
+static int stws__default_resolve(const char *host, stws_address *out, int max, void *user_data) {
+    struct addrinfo hints, *res = NULL, *ai;
+    int n = 0;
+    (void)user_data;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0) return STWS_ERR_RESOLVE;
+    for (ai = res; ai && n < max; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            out[n].family = 4;
+            memcpy(out[n].bytes, &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, 4);
+            n++;
+        } else if (ai->ai_family == AF_INET6) {
+            out[n].family = 6;
+            memcpy(out[n].bytes, &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr, 16);
+            n++;
+        }
+    }
+    freeaddrinfo(res);
+    return n ? n : STWS_ERR_RESOLVE;
+}
+
+static void stws__tcp_close(void *ctx) {
+    stws_tcp *t = (stws_tcp *)ctx;
+    if (t->fd >= 0) close(t->fd);
+    t->fd = -1;
+    t->connecting = 0;
+    t->naddr = 0;
+}
+
+/* Start a non-blocking connect to addrs[ai]; 0 connected, WANT_WRITE in
+   progress, negative when this address failed at once. */
+static int stws__tcp_start(stws_tcp *t) {
+    const stws_address *a = &t->addrs[t->ai];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int one = 1, fl;
+    memset(&ss, 0, sizeof ss);
+    if (a->family == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(t->port);
+        memcpy(&s4->sin_addr, a->bytes, 4);
+        sl = sizeof *s4;
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(t->port);
+        memcpy(&s6->sin6_addr, a->bytes, 16);
+        sl = sizeof *s6;
+    }
+    t->fd = socket(ss.ss_family, SOCK_STREAM, 0);
+    if (t->fd < 0) return STWS_ERR_CONNECT;
+    fl = fcntl(t->fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) return STWS_ERR_CONNECT;
+    (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
+    /* small frames (pongs, health checks) must not wait for Nagle */
+    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    (void)setsockopt(t->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    if (connect(t->fd, (struct sockaddr *)&ss, sl) == 0) return 0;
+    if (errno == EINPROGRESS || errno == EINTR) {
+        t->connecting = 1;
+        return STWS_WANT_WRITE;
+    }
+    return STWS_ERR_CONNECT;
+}
+
+static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
+    stws_tcp *t = (stws_tcp *)ctx;
+    int r;
+    if (t->fd >= 0 && !t->connecting) return 0;
+    if (!t->naddr) {
+        /* numeric hosts never reach the resolver */
+        if (inet_pton(AF_INET, host, t->addrs[0].bytes) == 1) {
+            t->addrs[0].family = 4;
+            t->naddr = 1;
+        } else if (inet_pton(AF_INET6, host, t->addrs[0].bytes) == 1) {
+            t->addrs[0].family = 6;
+            t->naddr = 1;
+        } else {
+            r = t->resolver.resolve(host, t->addrs, STWS__MAX_ADDRS, t->resolver.user_data);
+            if (r == STWS_WANT_READ || r == STWS_WANT_WRITE) return r;
+            if (r <= 0) return r < 0 ? r : STWS_ERR_RESOLVE;
+            t->naddr = STWS__MIN(r, STWS__MAX_ADDRS);
+        }
+        t->ai = 0;
+        t->port = port;
+        t->fd = -1;
+    }
+    for (;;) {
+        if (t->fd < 0) {
+            r = stws__tcp_start(t);
+            if (r == 0) return 0;
+            if (r == STWS_WANT_WRITE) return r;
+        } else {
+            /* the pump may call us before the socket is writable: ask, never wait */
+            struct pollfd pfd;
+            int err = 0;
+            socklen_t el = sizeof err;
+            pfd.fd = t->fd;
+            pfd.events = POLLOUT;
+            pfd.revents = 0;
+            if (poll(&pfd, 1, 0) == 0) return STWS_WANT_WRITE;
+            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) {
+                t->connecting = 0;
+                return 0;
+            }
+        }
+        /* this address failed: try the next one */
+        close(t->fd);
+        t->fd = -1;
+        t->connecting = 0;
+        if (++t->ai >= t->naddr) {
+            t->naddr = 0;
+            return STWS_ERR_CONNECT;
+        }
+    }
+}
+
+static int stws__tcp_send(void *ctx, const unsigned char *buf, size_t len) {
+    stws_tcp *t = (stws_tcp *)ctx;
+    ssize_t n;
+    int flags = 0;
+#ifdef MSG_NOSIGNAL
+    flags = MSG_NOSIGNAL;
+#endif
+    if (len > 0x40000000) len = 0x40000000; /* keep the count within int */
+    do n = send(t->fd, buf, len, flags); while (n < 0 && errno == EINTR);
+    if (n >= 0) return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_WRITE;
+    return STWS_ERR_IO;
+}
+
+static int stws__tcp_recv(void *ctx, unsigned char *buf, size_t len) {
+    stws_tcp *t = (stws_tcp *)ctx;
+    ssize_t n;
+    if (len > 0x40000000) len = 0x40000000;
+    do n = recv(t->fd, buf, len, 0); while (n < 0 && errno == EINTR);
+    if (n >= 0) return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_READ;
+    return STWS_ERR_IO;
+}
+
+static intptr_t stws__tcp_handle(void *ctx) { return ((stws_tcp *)ctx)->fd; }
+
+stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
+    stws_allocator a = stws__allocator_def(desc ? &desc->allocator : NULL);
+    stws_tcp *t = (stws_tcp *)stws__alloc(&a, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->alloc = a;
+    t->fd = -1;
+    if (desc && desc->resolver.resolve) t->resolver = desc->resolver;
+    else t->resolver.resolve = stws__default_resolve;
+    return t;
+}
+
+void stws_tcp_destroy(stws_tcp *t) {
+    if (!t) return;
+    stws__tcp_close(t);
+    stws__free(&t->alloc, t);
+}
+
+stws_transport stws_tcp_transport(stws_tcp *t) {
+    stws_transport tr;
+    memset(&tr, 0, sizeof tr);
+    tr.open = stws__tcp_open;
+    tr.send = stws__tcp_send;
+    tr.recv = stws__tcp_recv;
+    tr.close = stws__tcp_close;
+    tr.handle = stws__tcp_handle;
+    tr.ctx = t;
+    return tr;
+}
+
+static uint64_t stws__default_now_ms(void *user_data) {
+    struct timespec ts;
+    (void)user_data;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+#endif /* STWS_NO_SOCKETS */
+
+/* Map whatever a transport returned to a result: would-block and known
+   results pass, anything else is an I/O error. */
+static int stws__tr_err(int r) {
+    if (r == STWS_WANT_READ || r == STWS_WANT_WRITE) return r;
+    if (r <= STWS_ERR_INVALID_ARG && r >= STWS_ERR_PROXY) return r;
+    return STWS_ERR_IO;
+}
+
+/* ==== transport: HTTP CONNECT proxy ======================================= */
+
+struct stws_proxy {
+    stws_allocator alloc;
+    stws_transport inner;
+    char host[256];             /* the proxy itself */
+    uint16_t port;
+    char auth[192];             /* base64 user:pass, or "" */
+    int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
+    char buf[1024];             /* request, then reply */
+    size_t len, off;
+};
+
+static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
+    stws_proxy *p = (stws_proxy *)ctx;
+    int r;
+    if (p->state == 0) {
+        stws__sb b;
+        char ps[8];
+        r = p->inner.open(p->inner.ctx, p->host, p->port);
+        if (r != 0) return stws__tr_err(r);
+        b.buf = p->buf;
+        b.cap = sizeof p->buf;
+        b.len = 0;
+        snprintf(ps, sizeof ps, ":%u", (unsigned)port);
+        /* RFC 9110 §9.3.6: CONNECT authority-form, IPv6 literals in brackets */
+        stws__sb_puts(&b, "CONNECT ");
+        if (strchr(host, ':')) stws__sb_puts(&b, "[");
+        stws__sb_puts(&b, host);
+        if (strchr(host, ':')) stws__sb_puts(&b, "]");
+        stws__sb_puts(&b, ps);
+        stws__sb_puts(&b, " HTTP/1.1\r\nHost: ");
+        if (strchr(host, ':')) stws__sb_puts(&b, "[");
+        stws__sb_puts(&b, host);
+        if (strchr(host, ':')) stws__sb_puts(&b, "]");
+        stws__sb_puts(&b, ps);
+        stws__sb_puts(&b, "\r\n");
+        if (p->auth[0]) {
+            stws__sb_puts(&b, "Proxy-Authorization: Basic ");
+            stws__sb_puts(&b, p->auth);
+            stws__sb_puts(&b, "\r\n");
+        }
+        stws__sb_puts(&b, "\r\n");
+        if (b.len >= sizeof p->buf) return STWS_ERR_PROXY;
+        p->len = b.len;
+        p->off = 0;
+        p->state = 1;
+    }
+    while (p->state == 1) {
+        r = p->inner.send(p->inner.ctx, (const unsigned char *)p->buf + p->off, p->len - p->off);
+        if (r <= 0) return stws__tr_err(r ? r : STWS_ERR_IO);
+        p->off += (size_t)r;
+        if (p->off == p->len) {
+            p->state = 2;
+            p->len = 0;
+        }
+    }
+    while (p->state == 2) {
+        size_t i;
+        /* read byte-wise up to the blank line, so no tunnel byte is taken */
+        r = p->inner.recv(p->inner.ctx, (unsigned char *)p->buf + p->len, 1);
+        if (r == 0) return STWS_ERR_PROXY;
+        if (r < 0) return stws__tr_err(r);
+        p->len++;
+        if (p->len >= 4 && memcmp(p->buf + p->len - 4, "\r\n\r\n", 4) == 0) {
+            if (p->len < 12 || memcmp(p->buf, "HTTP/1.", 7) != 0 || p->buf[9] != '2')
+                return STWS_ERR_PROXY;
+            p->state = 3;
+            return 0;
+        }
+        if (p->len == sizeof p->buf) return STWS_ERR_PROXY;
+        for (i = 0; i < p->len; i++)
+            if (p->buf[i] == 0) return STWS_ERR_PROXY;
+    }
+    return 0;
+}
+
+static int stws__proxy_send(void *ctx, const unsigned char *buf, size_t len) {
+    stws_proxy *p = (stws_proxy *)ctx;
+    return p->inner.send(p->inner.ctx, buf, len);
+}
+static int stws__proxy_recv(void *ctx, unsigned char *buf, size_t len) {
+    stws_proxy *p = (stws_proxy *)ctx;
+    return p->inner.recv(p->inner.ctx, buf, len);
+}
+static void stws__proxy_close(void *ctx) {
+    stws_proxy *p = (stws_proxy *)ctx;
+    p->inner.close(p->inner.ctx);
+    p->state = 0;
+}
+static intptr_t stws__proxy_handle(void *ctx) {
+    stws_proxy *p = (stws_proxy *)ctx;
+    return p->inner.handle ? p->inner.handle(p->inner.ctx) : -1;
+}
+
+/* Percent-decoding for the user:pass part of a proxy URL. */
+static size_t stws__pct_decode(const char *s, size_t n, char *out) {
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n) {
+            int hi = s[i + 1], lo = s[i + 2], v = 0, k;
+            int ok = 1;
+            for (k = 0; k < 2; k++) {
+                int c = k ? lo : hi;
+                v <<= 4;
+                if (c >= '0' && c <= '9') v |= c - '0';
+                else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+                else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+                else ok = 0;
+            }
+            if (ok) {
+                out[o++] = (char)v;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = s[i];
+    }
+    return o;
+}
+
+stws_proxy *stws_proxy_create(const stws_proxy_desc *desc) {
+    stws_allocator a;
+    stws_proxy *p;
+    const char *u, *at, *hs, *he, *end, *colon;
+    unsigned long port = 0;
+    if (!desc || !desc->url || !desc->inner.open) return NULL;
+    a = stws__allocator_def(&desc->allocator);
+    u = desc->url;
+    if (strncmp(u, "http://", 7) == 0) u += 7;
+    else if (strstr(u, "://")) return NULL; /* only plain HTTP proxies */
+    end = u + strcspn(u, "/?#");
+    p = (stws_proxy *)stws__alloc(&a, sizeof *p);
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    p->alloc = a;
+    p->inner = desc->inner;
+    at = (const char *)memchr(u, '@', (size_t)(end - u));
+    hs = u;
+    if (at) {
+        char cred[128];
+        size_t olen = 0, n = (size_t)(at - u);
+        if (n >= sizeof cred) goto fail;
+        n = stws__pct_decode(u, n, cred);
+        if (mbedtls_base64_encode((unsigned char *)p->auth, sizeof p->auth, &olen,
+                                  (const unsigned char *)cred, n) != 0)
+            goto fail;
+        mbedtls_platform_zeroize(cred, sizeof cred);
+        hs = at + 1;
+    }
+    if (*hs == '[') {
+        he = (const char *)memchr(hs, ']', (size_t)(end - hs));
+        if (!he) goto fail;
+        hs++;
+        colon = he + 1;
+    } else {
+        colon = (const char *)memchr(hs, ':', (size_t)(end - hs));
+        he = colon ? colon : end;
+    }
+    if (he == hs || (size_t)(he - hs) >= sizeof p->host) goto fail;
+    memcpy(p->host, hs, (size_t)(he - hs));
+    if (colon && colon < end && *colon == ':') {
+        const char *d;
+        for (d = colon + 1; d < end; d++) {
+            if (*d < '0' || *d > '9' || port > 65535) goto fail;
+            port = port * 10 + (unsigned long)(*d - '0');
+        }
+    } else {
+        port = 80;
+    }
+    if (port == 0 || port > 65535) goto fail;
+    p->port = (uint16_t)port;
+    return p;
+fail:
+    mbedtls_platform_zeroize(p, sizeof *p);
+    stws__free(&a, p);
+    return NULL;
+}
+
+void stws_proxy_destroy(stws_proxy *p) {
+    stws_allocator a;
+    if (!p) return;
+    a = p->alloc;
+    mbedtls_platform_zeroize(p, sizeof *p); /* the credentials */
+    stws__free(&a, p);
+}
+
+stws_transport stws_proxy_transport(stws_proxy *p) {
+    stws_transport tr;
+    memset(&tr, 0, sizeof tr);
+    tr.open = stws__proxy_open;
+    tr.send = stws__proxy_send;
+    tr.recv = stws__proxy_recv;
+    tr.close = stws__proxy_close;
+    tr.handle = stws__proxy_handle;
+    tr.ctx = p;
+    return tr;
+}
+
+const char *stws_proxy_from_env(const char *url) {
+    stws_url u;
+    const char *proxy, *np;
+    if (stws_url_parse(url, &u) != STWS_OK) return NULL;
+    proxy = u.secure ? getenv("https_proxy") : getenv("http_proxy");
+    if (!proxy || !*proxy) proxy = u.secure ? getenv("HTTPS_PROXY") : getenv("HTTP_PROXY");
+    if (!proxy || !*proxy) return NULL;
+    np = getenv("no_proxy");
+    if (!np || !*np) np = getenv("NO_PROXY");
+    while (np && *np) {
+        /* comma-separated host suffixes; "*" matches every host */
+        size_t n = strcspn(np, ","), s = 0;
+        while (s < n && np[s] == ' ') s++;
+        while (n > s && np[n - 1] == ' ') n--;
+        if (n - s == 1 && np[s] == '*') return NULL;
+        if (np[s] == '.') s++;
+        if (n > s && u.host.len >= n - s) {
+            const char *tail = u.host.ptr + u.host.len - (n - s);
+            size_t k;
+            int eq = 1;
+            for (k = 0; k < n - s; k++)
+                if (stws__lower((unsigned char)tail[k]) != stws__lower((unsigned char)np[s + k])) eq = 0;
+            if (eq && (u.host.len == n - s || tail[-1] == '.')) return NULL;
+        }
+        np += strcspn(np, ",");
+        if (*np == ',') np++;
+    }
+    return proxy;
+}
+
+/* ==== transport: TLS over any transport (mbedTLS) ========================= */
+#ifndef STWS_NO_TLS
+
+#ifndef STWS_SYSTEM_CA_FILE
+#define STWS_SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#endif
+
+struct stws_tls {
+    stws_allocator alloc;
+    stws_logger log;
+    stws_transport inner;
+    stws_random random;
+    stws__drbg *drbg;
+    int insecure;
+    int state;                  /* 0 inner open, 1 TLS handshake, 2 up */
+    int fixed_name;             /* server_name came from the desc */
+    int ip_host;                /* verify an IP SAN ourselves (see below) */
+    uint8_t ip[16];
+    size_t ip_len;
+    char server_name[256];
+    char detail[256];
+    mbedtls_ssl_context ssl;
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt ca;
+};
+
+static int stws__tls_rng(void *p, unsigned char *out, size_t len) {
+    stws_random *r = (stws_random *)p;
+    return r->fill(out, len, r->user_data) == 0 ? 0 : MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
+}
+
+/* The inner transport already speaks the bio dialect: same return values. */
+static int stws__tls_bio_send(void *ctx, const unsigned char *buf, size_t len) {
+    stws_tls *t = (stws_tls *)ctx;
+    return t->inner.send(t->inner.ctx, buf, len);
+}
+static int stws__tls_bio_recv(void *ctx, unsigned char *buf, size_t len) {
+    stws_tls *t = (stws_tls *)ctx;
+    return t->inner.recv(t->inner.ctx, buf, len);
+}
+
+/* mbedTLS 2.28 matches the host name against DNS names only, so for an IP
+   literal we check the certificate's iPAddress SANs (RFC 5280 §4.2.1.6)
+   ourselves and tell mbedTLS there is no name to match. */
+static int stws__tls_verify(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
+    stws_tls *t = (stws_tls *)ctx;
+    const mbedtls_x509_sequence *san;
+    if (depth != 0 || !t->ip_host) return 0;
+    for (san = &crt->subject_alt_names; san && san->buf.p; san = san->next)
+        if ((san->buf.tag & 0x1F) == 7 && san->buf.len == t->ip_len &&
+            memcmp(san->buf.p, t->ip, t->ip_len) == 0)
+            return 0;
+    *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    return 0;
+}
+
+static int stws__tls_fail(stws_tls *t, int mret) {
+    uint32_t vf = mbedtls_ssl_get_verify_result(&t->ssl);
+    if (mret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || (vf && vf != (uint32_t)-1 && !t->insecure)) {
+        char info[200];
+        size_t n;
+        int k = mbedtls_x509_crt_verify_info(info, sizeof info, "", vf);
+        n = k > 0 ? (size_t)k : 0;
+        while (n && (info[n - 1] == '\n' || info[n - 1] == ' ')) info[--n] = 0;
+        for (k = 0; info[k]; k++)
+            if (info[k] == '\n') info[k] = ';';
+        snprintf(t->detail, sizeof t->detail, "certificate verify failed for %.64s: %.150s",
+                 t->server_name, n ? info : "unknown reason");
+        return STWS_ERR_TLS_VERIFY;
+    }
+    if (mret <= STWS_ERR_INVALID_ARG && mret >= STWS_ERR_PROXY) return mret; /* inner error */
+#ifdef MBEDTLS_ERROR_C
+    {
+        char e[128];
+        mbedtls_strerror(mret, e, sizeof e);
+        snprintf(t->detail, sizeof t->detail, "TLS error -0x%04X: %s", (unsigned)-mret, e);
+    }
+#else
+    snprintf(t->detail, sizeof t->detail, "TLS error -0x%04X", (unsigned)-mret);
+#endif
+    return STWS_ERR_TLS;
+}
+
+static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
+    stws_tls *t = (stws_tls *)ctx;
+    int r;
+    if (t->state == 0) {
+        r = t->inner.open(t->inner.ctx, host, port);
+        if (r != 0) return stws__tr_err(r);
+        t->detail[0] = 0;
+        /* the SSL context is made once and reset for each connection */
+        mbedtls_ssl_session_reset(&t->ssl);
+        {
+            const char *name = t->fixed_name ? t->server_name : host;
+            t->ip_host = 0;
+#ifndef STWS_NO_SOCKETS
+            if (inet_pton(AF_INET, name, t->ip) == 1) {
+                t->ip_len = 4;
+                t->ip_host = 1;
+            } else if (inet_pton(AF_INET6, name, t->ip) == 1) {
+                t->ip_len = 16;
+                t->ip_host = 1;
+            }
+#endif
+            if (!t->fixed_name) snprintf(t->server_name, sizeof t->server_name, "%s", host);
+            /* RFC 6066 §3: no IP literal in SNI; IPs are checked by SAN above */
+            if (mbedtls_ssl_set_hostname(&t->ssl, t->ip_host ? NULL : name) != 0)
+                return STWS_ERR_TLS;
+        }
+        mbedtls_ssl_set_bio(&t->ssl, t, stws__tls_bio_send, stws__tls_bio_recv, NULL);
+        if (t->insecure)
+            stws__log(&t->log, STWS_LOG_WARN,
+                      "TLS certificate verification is DISABLED (insecure) for %s", host);
+        t->state = 1;
+    }
+    if (t->state == 1) {
+        r = mbedtls_ssl_handshake(&t->ssl);
+        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+        if (r != 0) return stws__tls_fail(t, r);
+        t->state = 2;
+    }
+    return 0;
+}
+
+static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
+    stws_tls *t = (stws_tls *)ctx;
+    int r = mbedtls_ssl_write(&t->ssl, buf, len);
+    if (r >= 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    return stws__tls_fail(t, r);
+}
+
+static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
+    stws_tls *t = (stws_tls *)ctx;
+    int r = mbedtls_ssl_read(&t->ssl, buf, len);
+    if (r >= 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return 0;
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+    if (r == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) return MBEDTLS_ERR_SSL_WANT_READ;
+#endif
+    if (r == MBEDTLS_ERR_SSL_CONN_EOF) {
+        /* the stream ended without close_notify: a truncation (RFC 8446 §6.1) */
+        snprintf(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
+        return STWS_ERR_EOF;
+    }
+    return stws__tls_fail(t, r);
+}
+
+static void stws__tls_close(void *ctx) {
+    stws_tls *t = (stws_tls *)ctx;
+    if (t->state == 2) (void)mbedtls_ssl_close_notify(&t->ssl); /* best effort, one try */
+    t->inner.close(t->inner.ctx);
+    t->state = 0;
+}
+
+static intptr_t stws__tls_handle(void *ctx) {
+    stws_tls *t = (stws_tls *)ctx;
+    return t->inner.handle ? t->inner.handle(t->inner.ctx) : -1;
+}
+
+/* Decrypted bytes mbedTLS holds: the pump must not sleep on the socket then. */
+static size_t stws__tls_pending(void *ctx) {
+    stws_tls *t = (stws_tls *)ctx;
+    if (t->state != 2) return 0;
+    return mbedtls_ssl_get_bytes_avail(&t->ssl) + (size_t)mbedtls_ssl_check_pending(&t->ssl);
+}
+
+stws_tls *stws_tls_create(const stws_tls_desc *desc) {
+    stws_allocator a;
+    stws_tls *t;
+    int r;
+    if (!desc || !desc->inner.open || !desc->inner.send || !desc->inner.recv) return NULL;
+    a = stws__allocator_def(&desc->allocator);
+    t = (stws_tls *)stws__alloc(&a, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->alloc = a;
+    t->log = stws__logger_def(&desc->logger);
+    t->inner = desc->inner;
+    t->insecure = desc->insecure;
+    if (desc->server_name) {
+        snprintf(t->server_name, sizeof t->server_name, "%s", desc->server_name);
+        t->fixed_name = 1;
+    }
+    mbedtls_ssl_init(&t->ssl);
+    mbedtls_ssl_config_init(&t->conf);
+    mbedtls_x509_crt_init(&t->ca);
+    if (desc->random.fill) {
+        t->random = desc->random;
+    } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {
+        stws__log(&t->log, STWS_LOG_ERROR, "TLS: cannot seed the random generator");
+        goto fail;
+    }
+    if (!t->insecure) {
+        if (desc->ca_pem) {
+            r = mbedtls_x509_crt_parse(&t->ca, (const unsigned char *)desc->ca_pem,
+                                       strlen(desc->ca_pem) + 1);
+        } else {
+            r = mbedtls_x509_crt_parse_file(&t->ca, desc->ca_file ? desc->ca_file : STWS_SYSTEM_CA_FILE);
+        }
+        /* a bundle may hold certificates mbedTLS cannot parse (r > 0): the
+           others still count; none at all is an error */
+        if (r < 0 || !t->ca.raw.p) {
+            stws__log(&t->log, STWS_LOG_ERROR, "TLS: cannot load CA certificates from %s (-0x%04X)",
+                      desc->ca_pem ? "ca_pem" : desc->ca_file ? desc->ca_file : STWS_SYSTEM_CA_FILE,
+                      (unsigned)(r < 0 ? -r : 0));
+            goto fail;
+        }
+    }
+    if (mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                    MBEDTLS_SSL_PRESET_DEFAULT) != 0)
+        goto fail;
+    mbedtls_ssl_conf_rng(&t->conf, stws__tls_rng, &t->random);
+    if (t->insecure) {
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
+    } else {
+        mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+        mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
+        mbedtls_ssl_conf_verify(&t->conf, stws__tls_verify, t);
+    }
+    if (mbedtls_ssl_setup(&t->ssl, &t->conf) != 0) goto fail;
+    return t;
+fail:
+    stws_tls_destroy(t);
+    return NULL;
+}
+
+void stws_tls_destroy(stws_tls *t) {
+    stws_allocator a;
+    if (!t) return;
+    a = t->alloc;
+    mbedtls_ssl_free(&t->ssl);
+    mbedtls_ssl_config_free(&t->conf);
+    mbedtls_x509_crt_free(&t->ca);
+    if (t->drbg) {
+        stws__drbg_free(t->drbg);
+        stws__free(&a, t->drbg);
+    }
+    stws__free(&a, t);
+}
+
+stws_transport stws_tls_transport(stws_tls *t) {
+    stws_transport tr;
+    memset(&tr, 0, sizeof tr);
+    tr.open = stws__tls_open;
+    tr.send = stws__tls_send;
+    tr.recv = stws__tls_recv;
+    tr.close = stws__tls_close;
+    tr.handle = stws__tls_handle;
+    tr.pending = stws__tls_pending;
+    tr.ctx = t;
+    return tr;
+}
+
+const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""; }
+#endif /* STWS_NO_TLS */
+
+/* ==== connection ========================================================== */
+
+#define STWS__DEFAULT_RECV_BUFFER (16 * 1024)
+#define STWS__MAX_LIFECYCLE 4
+
+struct stws_conn {
+    stws_allocator alloc;
+    stws_logger log;
+    stws_clock clock;
+    stws_random random;
+    stws__drbg *drbg;
+    stws_conn_event_fn on_event;
+    void *user_data;
+
+    char *url_copy;
+    stws_url url;
+    char host[256];             /* NUL-terminated for the transports */
+    stws_handshake_desc hs;
+
+    stws_transport tr;          /* top of the stack */
+#ifndef STWS_NO_SOCKETS
+    stws_tcp *tcp;
+#endif
+#ifndef STWS_NO_TLS
+    stws_tls *tls;
+#endif
+    stws_proxy *proxy;
+    stws_codec *codec;
+
+    stws_conn_state state;
+    int want;                   /* stws_poll_flags of the last would-block */
+    int transport_open;
+    uint64_t deadline;          /* connect or close timer; 0 = none */
+    int connect_timeout, close_timeout;
+
+    char key[STWS_HANDSHAKE_KEY_SIZE];
+    char *req;
+    size_t req_cap, req_len, req_off;
+
+    uint8_t *rx;
+    size_t rx_cap, rx_pos, rx_len;
+
+    /* lifecycle events waiting for stws_conn_next_event() */
+    stws_conn_event pending[STWS__MAX_LIFECYCLE];
+    int npending;
+    int close_code;             /* for the final CLOSE event */
+    int failed;                 /* we failed the connection (§7.1.7) */
+    char close_reason[124];
+    size_t close_reason_len;
+    stws_result last_error;
+    int http_status;
+    char detail[256];
+};
+
+static uint64_t stws__now(const stws_conn *c) { return c->clock.now_ms(c->clock.user_data); }
+
+static void stws__push(stws_conn *c, stws_conn_event_type type, stws_result err, int code, int clean) {
+    stws_conn_event *e;
+    if (c->npending == STWS__MAX_LIFECYCLE) return;
+    e = &c->pending[c->npending++];
+    memset(e, 0, sizeof *e);
+    e->type = type;
+    e->error = err;
+    e->close_code = code;
+    e->clean = clean;
+}
+
+static void stws__conn_teardown(stws_conn *c, int clean) {
+    if (c->transport_open) c->tr.close(c->tr.ctx);
+    c->transport_open = 0;
+    c->state = STWS_CONN_CLOSED;
+    c->deadline = 0;
+    c->want = 0;
+    stws__push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
+}
+
+/* A failure that ends the connection without a closing handshake. */
+static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
+    const char *extra = "";
+#ifndef STWS_NO_TLS
+    if (c->tls && stws_tls_error_detail(c->tls)[0]) extra = stws_tls_error_detail(c->tls);
+#endif
+    c->last_error = err;
+    if (!c->detail[0])
+        snprintf(c->detail, sizeof c->detail, "%s: %s%s%.200s", what, stws_result_string(err),
+                 extra[0] ? ": " : "", extra);
+    stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+    stws__push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
+    c->close_code = STWS_CLOSE_ABNORMAL;
+    stws__conn_teardown(c, 0);
+    return err;
+}
+
+stws_conn *stws_conn_create(const stws_conn_desc *desc) {
+    stws_allocator a;
+    stws_logger lg;
+    stws_conn *c;
+    stws_codec_desc cd;
+    size_t need = 0, n;
+    stws_result r;
+    if (!desc || !desc->url) return NULL;
+    a = stws__allocator_def(&desc->allocator);
+    lg = stws__logger_def(&desc->logger);
+    c = (stws_conn *)stws__alloc(&a, sizeof *c);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->alloc = a;
+    c->log = lg;
+    c->on_event = desc->on_event;
+    c->user_data = desc->user_data;
+    c->clock = desc->clock;
+#ifndef STWS_NO_SOCKETS
+    if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
+#endif
+    if (!c->clock.now_ms) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: a clock hook is required with STWS_NO_SOCKETS");
+        goto fail;
+    }
+    n = strlen(desc->url);
+    c->url_copy = (char *)stws__alloc(&a, n + 1);
+    if (!c->url_copy) goto fail;
+    memcpy(c->url_copy, desc->url, n + 1);
+    if ((r = stws_url_parse(c->url_copy, &c->url)) != STWS_OK) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL: %s", stws_result_string(r));
+        goto fail;
+    }
+    memcpy(c->host, c->url.host.ptr, c->url.host.len);
+    c->hs.origin = desc->origin;
+    c->hs.subprotocols = desc->subprotocols;
+    c->hs.num_subprotocols = desc->num_subprotocols;
+    c->hs.headers = desc->headers;
+    c->hs.num_headers = desc->num_headers;
+    c->rx_cap = desc->recv_buffer_size ? desc->recv_buffer_size : STWS__DEFAULT_RECV_BUFFER;
+    if (c->rx_cap < 1024) c->rx_cap = 1024;
+    c->hs.max_response_size = c->rx_cap;
+    c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
+    c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
+
+    /* The request is the same size on every connect (the key has a fixed
+       length), so its buffer is made once; this also validates the fields. */
+    memset(c->key, 'A', 24);
+    r = stws_handshake_request(&c->url, &c->hs, c->key, NULL, 0, &need);
+    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: bad request field: %s", stws_result_string(r));
+        goto fail;
+    }
+    c->req_cap = need + 1;
+    c->req = (char *)stws__alloc(&a, c->req_cap);
+    c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
+    if (!c->req || !c->rx) goto fail;
+
+    if (desc->random.fill) c->random = desc->random;
+    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+    memset(&cd, 0, sizeof cd);
+    cd.max_frame_size = desc->max_frame_size;
+    cd.max_message_size = desc->max_message_size;
+    cd.max_output_size = desc->max_output_size;
+    cd.allocator = a;
+    cd.random = c->random;
+    if (!(c->codec = stws_codec_create(&cd))) goto fail;
+
+    if (desc->transport.open) {
+        c->tr = desc->transport;
+    } else {
+#ifdef STWS_NO_SOCKETS
+        stws__log(&lg, STWS_LOG_ERROR, "conn: a transport is required with STWS_NO_SOCKETS");
+        goto fail;
+#else
+        stws_tcp_desc td;
+        const char *proxy = desc->proxy;
+        memset(&td, 0, sizeof td);
+        td.resolver = desc->resolver;
+        td.allocator = a;
+        if (!(c->tcp = stws_tcp_create(&td))) goto fail;
+        c->tr = stws_tcp_transport(c->tcp);
+        if (!proxy && desc->proxy_from_env) proxy = stws_proxy_from_env(c->url_copy);
+        if (proxy) {
+            stws_proxy_desc pd;
+            memset(&pd, 0, sizeof pd);
+            pd.inner = c->tr;
+            pd.url = proxy;
+            pd.allocator = a;
+            if (!(c->proxy = stws_proxy_create(&pd))) {
+                stws__log(&lg, STWS_LOG_ERROR, "conn: bad proxy URL");
+                goto fail;
+            }
+            c->tr = stws_proxy_transport(c->proxy);
+        }
+#endif
+    }
+    if (c->url.secure && !desc->transport.open) {
+#ifdef STWS_NO_TLS
+        stws__log(&lg, STWS_LOG_ERROR, "conn: wss:// needs TLS (built with STWS_NO_TLS)");
+        goto fail;
+#else
+        stws_tls_desc tdsc;
+        memset(&tdsc, 0, sizeof tdsc);
+        tdsc.inner = c->tr;
+        tdsc.ca_file = desc->ca_file;
+        tdsc.ca_pem = desc->ca_pem;
+        tdsc.insecure = desc->insecure;
+        tdsc.random = c->random;
+        tdsc.allocator = a;
+        tdsc.logger = lg;
+        if (!(c->tls = stws_tls_create(&tdsc))) goto fail;
+        c->tr = stws_tls_transport(c->tls);
+#endif
+    }
+    c->state = STWS_CONN_IDLE;
+    return c;
+fail:
+    stws_conn_destroy(c);
+    return NULL;
+}
+
+void stws_conn_destroy(stws_conn *c) {
+    stws_allocator a;
+    if (!c) return;
+    a = c->alloc;
+    if (c->transport_open) c->tr.close(c->tr.ctx);
+#ifndef STWS_NO_TLS
+    stws_tls_destroy(c->tls);
+#endif
+    stws_proxy_destroy(c->proxy);
+#ifndef STWS_NO_SOCKETS
+    stws_tcp_destroy(c->tcp);
+#endif
+    stws_codec_destroy(c->codec);
+    if (c->drbg) {
+        stws__drbg_free(c->drbg);
+        stws__free(&a, c->drbg);
+    }
+    stws__free(&a, c->req);
+    stws__free(&a, c->rx);
+    stws__free(&a, c->url_copy);
+    stws__free(&a, c);
+}
+
+stws_result stws_conn_connect(stws_conn *c) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    stws_codec_reset(c->codec);
+    c->rx_pos = c->rx_len = 0;
+    c->req_off = 0;
+    c->failed = 0;
+    c->close_code = 0;
+    c->close_reason_len = 0;
+    c->last_error = STWS_OK;
+    c->http_status = 0;
+    c->detail[0] = 0;
+    c->npending = 0;
+    /* §4.1: a fresh random key for every opening handshake */
+    if ((r = stws_handshake_key(&c->random, c->key)) != STWS_OK) return r;
+    if ((r = stws_handshake_request(&c->url, &c->hs, c->key, c->req, c->req_cap, &c->req_len)) != STWS_OK)
+        return r;
+    c->state = STWS_CONN_CONNECTING;
+    c->deadline = stws__now(c) + (uint64_t)c->connect_timeout;
+    c->transport_open = 1;
+    c->want = STWS_POLL_WRITE;
+    return STWS_OK;
+}
+
+/* Write queued codec output until it is gone or the transport would block. */
+static stws_result stws__conn_flush(stws_conn *c) {
+    for (;;) {
+        size_t n;
+        const uint8_t *out = stws_codec_output(c->codec, &n);
+        int w;
+        if (!n) return STWS_OK;
+        w = c->tr.send(c->tr.ctx, out, n);
+        if (w > 0) {
+            stws_codec_output_consumed(c->codec, (size_t)w);
+            continue;
+        }
+        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
+            c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
+            return STWS_OK;
+        }
+        return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
+    }
+}
+
+static stws_result stws__conn_handshake(stws_conn *c) {
+    int w;
+    stws_handshake_response resp;
+    stws_result r;
+    while (c->req_off < c->req_len) {
+        w = c->tr.send(c->tr.ctx, (const unsigned char *)c->req + c->req_off, c->req_len - c->req_off);
+        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
+            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
+            return STWS_OK;
+        }
+        if (w <= 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w ? w : STWS_ERR_IO), "upgrade request");
+        c->req_off += (size_t)w;
+    }
+    for (;;) {
+        if (c->rx_len == c->rx_cap)
+            return stws__conn_abort(c, STWS_ERR_HANDSHAKE_TOO_BIG, "upgrade response");
+        w = c->tr.recv(c->tr.ctx, c->rx + c->rx_len, c->rx_cap - c->rx_len);
+        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
+            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
+            return STWS_OK;
+        }
+        if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
+        if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
+        c->rx_len += (size_t)w;
+        r = stws_handshake_response_parse((const char *)c->rx, c->rx_len, c->key, &c->hs, &resp);
+        if (r == STWS_INCOMPLETE) continue;
+        if (r != STWS_OK) {
+            c->http_status = resp.status;
+            if (r == STWS_ERR_HANDSHAKE_STATUS)
+                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%.*s", resp.status,
+                         resp.location.len ? ", Location: " : "",
+                         (int)STWS__MIN(resp.location.len, (size_t)160), resp.location.ptr ? resp.location.ptr : "");
+            return stws__conn_abort(c, r, "upgrade response");
+        }
+        /* bytes after the header block are the first frames (§4.1) */
+        c->http_status = resp.status;
+        c->rx_len -= resp.header_size;
+        memmove(c->rx, c->rx + resp.header_size, c->rx_len);
+        c->rx_pos = 0;
+        c->state = STWS_CONN_OPEN;
+        c->deadline = 0;
+        c->want = STWS_POLL_READ;
+        stws__push(c, STWS_CONN_EVENT_OPEN, STWS_OK, 0, 0);
+        return STWS_OK;
+    }
+}
+
+/* Read once into the receive buffer, if it has been fully parsed. */
+static stws_result stws__conn_read(stws_conn *c) {
+    int w;
+    if (c->rx_pos < c->rx_len) return STWS_OK;
+    c->rx_pos = c->rx_len = 0;
+    w = c->tr.recv(c->tr.ctx, c->rx, c->rx_cap);
+    if (w > 0) {
+        c->rx_len = (size_t)w;
+        return STWS_OK;
+    }
+    if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
+        c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
+        return STWS_OK;
+    }
+    if (w == 0) {
+        stws_codec_state cs = stws_codec_get_state(c->codec);
+        /* §7.1.1: after the closing handshake the server closes TCP first */
+        if (cs == STWS_CODEC_CLOSED) {
+            stws__conn_teardown(c, 1);
+            return STWS_OK;
+        }
+        if (c->failed) {
+            stws__conn_teardown(c, 0);
+            return STWS_OK;
+        }
+        return stws__conn_abort(c, STWS_ERR_EOF, "receive");
+    }
+    if (c->failed || stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED) {
+        stws__conn_teardown(c, stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed);
+        return STWS_OK;
+    }
+    return stws__conn_abort(c, (stws_result)stws__tr_err(w), "receive");
+}
+
+stws_result stws_conn_step(stws_conn *c) {
+    stws_result r = STWS_OK;
+    uint64_t now;
+    int w;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    now = stws__now(c);
+    switch (c->state) {
+    case STWS_CONN_IDLE:
+    case STWS_CONN_CLOSED:
+        break;
+    case STWS_CONN_CONNECTING:
+        w = c->tr.open(c->tr.ctx, c->host, c->url.port);
+        if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
+            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
+            break;
+        }
+        if (w != 0) {
+            r = stws__conn_abort(c, (stws_result)stws__tr_err(w), "connect");
+            break;
+        }
+        c->state = STWS_CONN_HANDSHAKE;
+        /* fall through */
+    case STWS_CONN_HANDSHAKE:
+        r = stws__conn_handshake(c);
+        break;
+    case STWS_CONN_OPEN:
+    case STWS_CONN_CLOSING:
+        c->want = STWS_POLL_READ;
+        if ((r = stws__conn_flush(c)) != STWS_OK) {
+            r = stws__conn_abort(c, r, "send");
+            break;
+        }
+        r = stws__conn_read(c);
+        break;
+    }
+    if (c->deadline && c->state != STWS_CONN_CLOSED && now >= c->deadline) {
+        if (c->state == STWS_CONN_CLOSING) {
+            /* the peer did not finish the closing handshake in time */
+            int clean = stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed;
+            if (!clean && !c->failed) c->close_code = STWS_CLOSE_ABNORMAL;
+            stws__conn_teardown(c, clean);
+        } else {
+            r = stws__conn_abort(c, STWS_ERR_TIMEOUT,
+                                 c->state == STWS_CONN_CONNECTING ? "connect" : "upgrade");
+        }
+    }
+    if (c->on_event) {
+        stws_conn_event ev;
+        while (stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
+    }
+    return r;
+}
+
+int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    if (!c) return 0;
+    /* OPEN comes before the frames that arrived with it */
+    if (c->npending && (c->pending[0].type == STWS_CONN_EVENT_OPEN || c->rx_pos >= c->rx_len ||
+                        c->state == STWS_CONN_CLOSED)) {
+        *ev = c->pending[0];
+        if (ev->type == STWS_CONN_EVENT_CLOSE) {
+            ev->data = (const uint8_t *)c->close_reason;
+            ev->len = c->close_reason_len;
+        }
+        memmove(c->pending, c->pending + 1, (size_t)(c->npending - 1) * sizeof *c->pending);
+        c->npending--;
+        return 1;
+    }
+    while ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && c->rx_pos < c->rx_len) {
+        stws_codec_event ce;
+        size_t used = 0;
+        stws_result r;
+        if (c->failed) { /* draining after a failure: input is ignored */
+            c->rx_pos = c->rx_len;
+            break;
+        }
+        r = stws_codec_parse(c->codec, c->rx + c->rx_pos, c->rx_len - c->rx_pos, &used, &ce);
+        c->rx_pos += used;
+        if (r != STWS_OK) {
+            /* §7.1.7: fail the connection; the close frame is queued, and we
+               keep reading until the server closes or the timer fires */
+            c->failed = 1;
+            c->last_error = r;
+            c->close_code = ce.close_code;
+            snprintf(c->detail, sizeof c->detail, "protocol error: %s (sent close %d)",
+                     stws_result_string(r), ce.close_code);
+            stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+            c->state = STWS_CONN_CLOSING;
+            c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
+            c->rx_pos = c->rx_len;
+            ev->type = STWS_CONN_EVENT_ERROR;
+            ev->error = r;
+            ev->close_code = ce.close_code;
+            return 1;
+        }
+        switch (ce.type) {
+        case STWS_EVENT_NONE: continue;
+        case STWS_EVENT_MESSAGE: ev->type = STWS_CONN_EVENT_MESSAGE; break;
+        case STWS_EVENT_PING: ev->type = STWS_CONN_EVENT_PING; break;
+        case STWS_EVENT_PONG: ev->type = STWS_CONN_EVENT_PONG; break;
+        case STWS_EVENT_CLOSE:
+            /* the reply is queued; the CLOSE event comes when TCP closes */
+            c->close_code = ce.close_code;
+            c->close_reason_len = STWS__MIN(ce.len, sizeof c->close_reason);
+            if (ce.len) memcpy(c->close_reason, ce.data, c->close_reason_len);
+            if (c->state == STWS_CONN_OPEN) c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
+            c->state = STWS_CONN_CLOSING;
+            continue;
+        case STWS_EVENT_ERROR: continue; /* not returned with STWS_OK */
+        }
+        ev->opcode = ce.opcode;
+        ev->data = ce.data;
+        ev->len = ce.len;
+        return 1;
+    }
+    if (c->npending) return stws_conn_next_event(c, ev);
+    return 0;
+}
+
+int stws_conn_timeout(const stws_conn *c) {
+    uint64_t now;
+    if (!c) return -1;
+    if (c->npending || c->rx_pos < c->rx_len) return 0;
+    if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
+    if (!c->deadline) return -1;
+    now = stws__now(c);
+    if (now >= c->deadline) return 0;
+    return (int)STWS__MIN(c->deadline - now, (uint64_t)0x7FFFFFFF);
+}
+
+intptr_t stws_conn_handle(const stws_conn *c) {
+    if (!c || !c->transport_open || !c->tr.handle) return -1;
+    return c->tr.handle(c->tr.ctx);
+}
+
+int stws_conn_wants(const stws_conn *c) {
+    size_t n = 0;
+    int w;
+    if (!c || !c->transport_open) return STWS_POLL_NONE;
+    w = c->want;
+    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
+        w |= STWS_POLL_READ;
+        (void)stws_codec_output(c->codec, &n);
+        if (n) w |= STWS_POLL_WRITE;
+    }
+    return w;
+}
+
+#ifndef STWS_NO_SOCKETS
+stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
+    int t;
+    intptr_t h;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    t = stws_conn_timeout(c);
+    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    h = stws_conn_handle(c);
+    if (t != 0 && h >= 0) {
+        struct pollfd pfd;
+        int wants = stws_conn_wants(c);
+        pfd.fd = (int)h;
+        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
+        pfd.revents = 0;
+        (void)poll(&pfd, 1, t);
+    }
+    return stws_conn_step(c);
+}
+#endif
+
+stws_result stws_conn_send(stws_conn *c, stws_opcode op, const void *data, size_t len) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state != STWS_CONN_OPEN) return STWS_ERR_STATE;
+    r = stws_codec_send(c->codec, op, data, len);
+    if (r == STWS_OK) c->want |= STWS_POLL_WRITE;
+    return r;
+}
+
+size_t stws_conn_buffered(const stws_conn *c) {
+    size_t n = 0;
+    if (c) (void)stws_codec_output(c->codec, &n);
+    return n;
+}
+
+stws_result stws_conn_close(stws_conn *c, int code, const char *reason) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    switch (c->state) {
+    case STWS_CONN_IDLE:
+    case STWS_CONN_CLOSED:
+        return STWS_ERR_STATE;
+    case STWS_CONN_CONNECTING:
+    case STWS_CONN_HANDSHAKE:
+        c->close_code = STWS_CLOSE_ABNORMAL;
+        stws__conn_teardown(c, 0);
+        return STWS_OK;
+    case STWS_CONN_CLOSING:
+        return STWS_OK;
+    case STWS_CONN_OPEN:
+        break;
+    }
+    r = stws_codec_close(c->codec, code, reason, reason ? strlen(reason) : 0);
+    if (r != STWS_OK) return r;
+    c->state = STWS_CONN_CLOSING;
+    c->close_code = code ? code : STWS_CLOSE_NO_STATUS;
+    c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
+    c->want |= STWS_POLL_WRITE;
+    return STWS_OK;
+}
+
+stws_conn_state stws_conn_get_state(const stws_conn *c) { return c ? c->state : STWS_CONN_CLOSED; }
+int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
+const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
 
 #endif /* STREAM_WS_IMPLEMENTATION_DONE */
 #endif /* STREAM_WS_IMPLEMENTATION */
