@@ -310,6 +310,7 @@ typedef enum stws_opcode {
 #define STWS_CLOSE_INVALID_DATA 1007
 #define STWS_CLOSE_POLICY 1008
 #define STWS_CLOSE_TOO_BIG 1009
+#define STWS_CLOSE_INTERNAL_ERROR 1011  /* sent when we run out of memory */
 
 #define STWS_DEFAULT_MAX_FRAME_SIZE ((size_t)16 << 20)
 #define STWS_DEFAULT_MAX_MESSAGE_SIZE ((size_t)16 << 20)
@@ -1460,7 +1461,7 @@ stws_result stws_codec_close(stws_codec *c, int code, const char *reason, size_t
 
 const uint8_t *stws_codec_output(const stws_codec *c, size_t *len) {
     *len = c->out_len - c->out_head;
-    return c->out + c->out_head;
+    return c->out ? c->out + c->out_head : c->out; /* NULL + 0 is undefined */
 }
 
 void stws_codec_output_consumed(stws_codec *c, size_t n) {
@@ -1525,7 +1526,7 @@ static stws_result stws__control_done(stws_codec *c, stws_codec_event *ev) {
             stws_result r = stws__queue_frame(c, STWS_OP_PONG, c->ctrl, c->ctrl_len,
                                               c->max_output + STWS__CONTROL_SLACK);
             if (r == STWS_ERR_OUTPUT_FULL) return stws__fail(c, r, STWS_CLOSE_POLICY, ev);
-            if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_ABNORMAL, ev);
+            if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
         }
         return STWS_OK;
     }
@@ -1552,7 +1553,7 @@ static stws_result stws__control_done(stws_codec *c, stws_codec_event *ev) {
         /* echo the status code (§5.5.1); an empty close is echoed empty */
         stws_result r = stws__queue_close(c, c->ctrl_len >= 2 ? ev->close_code : 0, NULL, 0,
                                           (size_t)-1);
-        if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_ABNORMAL, ev);
+        if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
     }
     c->state = STWS_CODEC_CLOSED;
     return STWS_OK;
@@ -1649,7 +1650,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     /* unfragmented and all here: a view into the input, no copy */
                     ev->data = src;
                 } else {
-                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; cc = STWS_CLOSE_ABNORMAL; break; }
+                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; cc = STWS_CLOSE_INTERNAL_ERROR; break; }
                     if (avail) memcpy(c->msg + c->msg_len, src, avail);
                     c->msg_len += avail;
                 }
