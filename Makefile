@@ -68,8 +68,12 @@ fuzz: deps $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build/fuzz/corpus-$$name fuzz/corpus/$$name \
-	    2>&1 | tail -n 12; \
+	  if $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build/fuzz/$$name- \
+	       build/fuzz/corpus-$$name fuzz/corpus/$$name > build/fuzz/$$name.log 2>&1; then \
+	    tail -n 12 build/fuzz/$$name.log; \
+	  else \
+	    tail -n 60 build/fuzz/$$name.log; echo "fuzz: $$name FAILED (input saved under build/fuzz/)"; exit 1; \
+	  fi; \
 	done
 
 demo:

@@ -114,59 +114,62 @@ typedef enum stws_result {
     STWS_OK = 0,
     STWS_INCOMPLETE = 1,            /* not an error: more input needed */
 
-    /* general: -1 .. -19 */
-    STWS_ERR_INVALID_ARG = -1,
-    STWS_ERR_NOMEM = -2,
-    STWS_ERR_STATE = -3,            /* call not allowed in this state */
-    STWS_ERR_OUTPUT_FULL = -4,      /* max_output_size reached */
-    STWS_ERR_BUFFER_TOO_SMALL = -5,
-    STWS_ERR_RANDOM = -6,           /* the random source failed */
-    STWS_ERR_CLOSED = -7,           /* the connection is closed */
+    /* Errors live in -0x100 .. -0x1FF, grouped by layer: mbedTLS never uses
+       -0x0080 .. -0x0FFF, so a transport may return mbedTLS codes (e.g. from
+       mbedtls_net_recv) without being mistaken for one of ours. */
+    /* general */
+    STWS_ERR_INVALID_ARG = -0x101,
+    STWS_ERR_NOMEM = -0x102,
+    STWS_ERR_STATE = -0x103,            /* call not allowed in this state */
+    STWS_ERR_OUTPUT_FULL = -0x104,      /* max_output_size reached */
+    STWS_ERR_BUFFER_TOO_SMALL = -0x105,
+    STWS_ERR_RANDOM = -0x106,           /* the random source failed */
+    STWS_ERR_CLOSED = -0x107,           /* the connection is closed */
 
-    /* URL: -20 .. -39 */
-    STWS_ERR_URL_SCHEME = -20,      /* not ws:// or wss:// */
-    STWS_ERR_URL_HOST = -21,        /* empty or malformed host */
-    STWS_ERR_URL_PORT = -22,        /* not a number, 0, or > 65535 */
-    STWS_ERR_URL_FRAGMENT = -23,    /* '#' is forbidden, RFC 6455 §3 */
-    STWS_ERR_URL_CHAR = -24,        /* control character, space or non-ASCII */
-    STWS_ERR_URL_TOO_LONG = -25,    /* longer than STWS_MAX_URL */
-    STWS_ERR_URL_USERINFO = -26,    /* user:pass@ is not supported */
+    /* URL */
+    STWS_ERR_URL_SCHEME = -0x120,      /* not ws:// or wss:// */
+    STWS_ERR_URL_HOST = -0x121,        /* empty or malformed host */
+    STWS_ERR_URL_PORT = -0x122,        /* not a number, 0, or > 65535 */
+    STWS_ERR_URL_FRAGMENT = -0x123,    /* '#' is forbidden, RFC 6455 §3 */
+    STWS_ERR_URL_CHAR = -0x124,        /* control character, space or non-ASCII */
+    STWS_ERR_URL_TOO_LONG = -0x125,    /* longer than STWS_MAX_URL */
+    STWS_ERR_URL_USERINFO = -0x126,    /* user:pass@ is not supported */
 
-    /* framing, RFC 6455 §5 (close code in brackets): -40 .. -59 */
-    STWS_ERR_RESERVED_BITS = -40,   /* RSV1-3 without extension [1002] */
-    STWS_ERR_RESERVED_OPCODE = -41, /* [1002] */
-    STWS_ERR_MASKED_FRAME = -42,    /* server frames must not be masked [1002] */
-    STWS_ERR_BAD_LENGTH = -43,      /* 64-bit length with MSB set [1002] */
-    STWS_ERR_CONTROL_TOO_LONG = -44,/* control payload > 125 [1002] */
-    STWS_ERR_CONTROL_FRAGMENTED = -45, /* [1002] */
-    STWS_ERR_UNEXPECTED_CONTINUATION = -46, /* no message to continue [1002] */
-    STWS_ERR_EXPECTED_CONTINUATION = -47,   /* new message inside one [1002] */
-    STWS_ERR_BAD_CLOSE_PAYLOAD = -48,   /* 1-byte close payload [1002] */
-    STWS_ERR_BAD_CLOSE_CODE = -49,  /* [1002] */
-    STWS_ERR_INVALID_UTF8 = -50,    /* text or close reason [1007] */
-    STWS_ERR_FRAME_TOO_BIG = -51,   /* [1009] */
-    STWS_ERR_MESSAGE_TOO_BIG = -52, /* [1009] */
+    /* framing, RFC 6455 §5 (close code in brackets) */
+    STWS_ERR_RESERVED_BITS = -0x140,   /* RSV1-3 without extension [1002] */
+    STWS_ERR_RESERVED_OPCODE = -0x141, /* [1002] */
+    STWS_ERR_MASKED_FRAME = -0x142,    /* server frames must not be masked [1002] */
+    STWS_ERR_BAD_LENGTH = -0x143,      /* 64-bit length with MSB set [1002] */
+    STWS_ERR_CONTROL_TOO_LONG = -0x144,/* control payload > 125 [1002] */
+    STWS_ERR_CONTROL_FRAGMENTED = -0x145, /* [1002] */
+    STWS_ERR_UNEXPECTED_CONTINUATION = -0x146, /* no message to continue [1002] */
+    STWS_ERR_EXPECTED_CONTINUATION = -0x147,   /* new message inside one [1002] */
+    STWS_ERR_BAD_CLOSE_PAYLOAD = -0x148,   /* 1-byte close payload [1002] */
+    STWS_ERR_BAD_CLOSE_CODE = -0x149,  /* [1002] */
+    STWS_ERR_INVALID_UTF8 = -0x14A,    /* text or close reason [1007] */
+    STWS_ERR_FRAME_TOO_BIG = -0x14B,   /* [1009] */
+    STWS_ERR_MESSAGE_TOO_BIG = -0x14C, /* [1009] */
 
-    /* opening handshake, RFC 6455 §4: -60 .. -79 */
-    STWS_ERR_HANDSHAKE_TOO_BIG = -60,    /* response header > limit */
-    STWS_ERR_HANDSHAKE_MALFORMED = -61,  /* not HTTP/1.1 syntax */
-    STWS_ERR_HANDSHAKE_STATUS = -62,     /* status is not 101 */
-    STWS_ERR_HANDSHAKE_UPGRADE = -63,    /* Upgrade: websocket missing */
-    STWS_ERR_HANDSHAKE_CONNECTION = -64, /* Connection: upgrade missing */
-    STWS_ERR_HANDSHAKE_ACCEPT = -65,     /* Sec-WebSocket-Accept wrong */
-    STWS_ERR_HANDSHAKE_EXTENSION = -66,  /* extension not requested */
-    STWS_ERR_HANDSHAKE_SUBPROTOCOL = -67,/* subprotocol not requested */
-    STWS_ERR_HEADER_VALUE = -68,         /* CR, LF or NUL in a request field */
+    /* opening handshake, RFC 6455 §4 */
+    STWS_ERR_HANDSHAKE_TOO_BIG = -0x160,    /* response header > limit */
+    STWS_ERR_HANDSHAKE_MALFORMED = -0x161,  /* not HTTP/1.1 syntax */
+    STWS_ERR_HANDSHAKE_STATUS = -0x162,     /* status is not 101 */
+    STWS_ERR_HANDSHAKE_UPGRADE = -0x163,    /* Upgrade: websocket missing */
+    STWS_ERR_HANDSHAKE_CONNECTION = -0x164, /* Connection: upgrade missing */
+    STWS_ERR_HANDSHAKE_ACCEPT = -0x165,     /* Sec-WebSocket-Accept wrong */
+    STWS_ERR_HANDSHAKE_EXTENSION = -0x166,  /* extension not requested */
+    STWS_ERR_HANDSHAKE_SUBPROTOCOL = -0x167,/* subprotocol not requested */
+    STWS_ERR_HEADER_VALUE = -0x168,         /* CR, LF or NUL in a request field */
 
-    /* transport and connection: -80 .. -99 */
-    STWS_ERR_RESOLVE = -80,         /* name resolution failed */
-    STWS_ERR_CONNECT = -81,         /* TCP connect failed */
-    STWS_ERR_TIMEOUT = -82,         /* connect/handshake/close timer expired */
-    STWS_ERR_IO = -83,              /* send/recv failed */
-    STWS_ERR_EOF = -84,             /* peer closed the stream without a close frame */
-    STWS_ERR_TLS = -85,             /* TLS failure (details: stws_conn_error_detail) */
-    STWS_ERR_TLS_VERIFY = -86,      /* certificate verification failed */
-    STWS_ERR_PROXY = -87            /* HTTP proxy refused or broke the CONNECT */
+    /* transport and connection */
+    STWS_ERR_RESOLVE = -0x180,         /* name resolution failed */
+    STWS_ERR_CONNECT = -0x181,         /* TCP connect failed */
+    STWS_ERR_TIMEOUT = -0x182,         /* connect/handshake/close timer expired */
+    STWS_ERR_IO = -0x183,              /* send/recv failed */
+    STWS_ERR_EOF = -0x184,             /* peer closed the stream without a close frame */
+    STWS_ERR_TLS = -0x185,             /* TLS failure (details: stws_conn_error_detail) */
+    STWS_ERR_TLS_VERIFY = -0x186,      /* certificate verification failed */
+    STWS_ERR_PROXY = -0x187            /* HTTP proxy refused or broke the CONNECT */
 } stws_result;
 
 /* A short English description of a result ("invalid UTF-8", ...). Never NULL. */
@@ -582,8 +585,12 @@ typedef struct stws_conn_desc {
 } stws_conn_desc;
 
 /* Make a connection object (not yet connected).  NULL on bad desc (logged)
-   or no memory.  Allocations: the object, the receive buffer, the codec, the
-   random generator (unless given), and the built-in transports. */
+   or no memory.  Allocations, all made here: the object, the URL copy, the
+   request buffer, the receive buffer, the codec, the random generator (unless
+   given), and each built-in transport (TCP, proxy, TLS); with a user
+   transport and a random hook that is 5.  connect, reconnect and steady-state
+   messaging allocate nothing more (beyond buffers growing to the largest
+   message), except inside mbedTLS's own TLS handshake. */
 STWS_API stws_conn *stws_conn_create(const stws_conn_desc *desc);
 STWS_API void stws_conn_destroy(stws_conn *conn);
 /* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
@@ -1050,9 +1057,13 @@ stws_result stws_handshake_request(const stws_url *url, const stws_handshake_des
     if (desc) {
         if (desc->origin && !stws__field_ok(desc->origin)) return STWS_ERR_HEADER_VALUE;
         if (desc->num_subprotocols < 0 || desc->num_headers < 0) return STWS_ERR_INVALID_ARG;
-        for (i = 0; i < desc->num_subprotocols; i++)
+        for (i = 0; i < desc->num_subprotocols; i++) {
+            int k;
             if (!desc->subprotocols[i] || !stws__token_ok(desc->subprotocols[i]))
                 return STWS_ERR_HEADER_VALUE;
+            for (k = 0; k < i; k++) /* §4.1 item 10: unique strings */
+                if (strcmp(desc->subprotocols[k], desc->subprotocols[i]) == 0) return STWS_ERR_INVALID_ARG;
+        }
         for (i = 0; i < desc->num_headers; i++) {
             const stws_header *h = &desc->headers[i];
             if (!h->name || !h->value || !stws__token_ok(h->name) || !stws__field_ok(h->value))
@@ -1131,7 +1142,7 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
     size_t max = (desc && desc->max_response_size) ? desc->max_response_size
                                                    : STWS_HANDSHAKE_MAX_RESPONSE;
     size_t end = 0, i, line_end;
-    int have_upgrade = 0, have_conn = 0, accept_count = 0, accept_ok = 0;
+    int have_upgrade = 0, upgrade_count = 0, have_conn = 0, accept_count = 0, accept_ok = 0;
     int bad_ext = 0, proto_count = 0;
     char expect[STWS_HANDSHAKE_ACCEPT_SIZE];
     if ((!buf && len) || !key || !out) return STWS_ERR_INVALID_ARG;
@@ -1150,6 +1161,11 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
         (line_end > 12 && buf[12] != ' '))
         return STWS_ERR_HANDSHAKE_MALFORMED;
     out->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    /* reason-phrase = *( HTAB / SP / VCHAR / obs-text ) (RFC 7230 §3.1.2) */
+    for (i = 12; i < line_end; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return STWS_ERR_HANDSHAKE_MALFORMED;
+    }
 
     /* The end of the header block. */
     for (i = line_end; i + 3 < len; i++)
@@ -1191,6 +1207,9 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
         val = buf + vs;
         vlen = ve - vs;
         if (stws__ieq(name, nlen, "upgrade")) {
+            /* repeated fields join into one list (RFC 7230 §3.2.2), which
+               then is not exactly "websocket" */
+            upgrade_count++;
             have_upgrade = stws__ieq(val, vlen, "websocket");
         } else if (stws__ieq(name, nlen, "connection")) {
             if (stws__list_has(val, vlen, "upgrade")) have_conn = 1;
@@ -1205,14 +1224,13 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
             proto_count++;
             out->subprotocol.ptr = val;
             out->subprotocol.len = vlen;
-        } else if (stws__ieq(name, nlen, "location")) {
+        } else if (stws__ieq(name, nlen, "location") && out->status / 100 == 3) {
             out->location.ptr = val;
             out->location.len = vlen;
         }
     }
-    if (out->status / 100 != 3) out->location.ptr = NULL, out->location.len = 0;
     if (out->status != 101) return STWS_ERR_HANDSHAKE_STATUS;
-    if (!have_upgrade) return STWS_ERR_HANDSHAKE_UPGRADE;
+    if (!have_upgrade || upgrade_count != 1) return STWS_ERR_HANDSHAKE_UPGRADE;
     if (!have_conn) return STWS_ERR_HANDSHAKE_CONNECTION;
     if (accept_count != 1 || !accept_ok) return STWS_ERR_HANDSHAKE_ACCEPT;
     if (bad_ext) return STWS_ERR_HANDSHAKE_EXTENSION;
@@ -1899,8 +1917,8 @@ static uint64_t stws__default_now_ms(void *user_data) {
    results pass, anything else is an I/O error. */
 static int stws__tr_err(int r) {
     if (r == STWS_WANT_READ || r == STWS_WANT_WRITE) return r;
-    if (r <= STWS_ERR_INVALID_ARG && r >= STWS_ERR_PROXY) return r;
-    return STWS_ERR_IO;
+    if ((r <= STWS_ERR_RESOLVE && r >= STWS_ERR_PROXY) || r == STWS_ERR_NOMEM) return r;
+    return STWS_ERR_IO; /* e.g. an MBEDTLS_ERR_NET_* code from a user transport */
 }
 
 /* ==== transport: HTTP CONNECT proxy ======================================= */
@@ -2202,7 +2220,7 @@ static int stws__tls_fail(stws_tls *t, int mret) {
                  t->server_name, n ? info : "unknown reason");
         return STWS_ERR_TLS_VERIFY;
     }
-    if (mret <= STWS_ERR_INVALID_ARG && mret >= STWS_ERR_PROXY) return mret; /* inner error */
+    if (mret <= STWS_ERR_RESOLVE && mret >= STWS_ERR_PROXY) return mret; /* inner error */
 #ifdef MBEDTLS_ERROR_C
     {
         char e[128];
@@ -2435,6 +2453,7 @@ struct stws_conn {
     int npending;
     int close_code;             /* for the final CLOSE event */
     int failed;                 /* we failed the connection (§7.1.7) */
+    int peer_closed;            /* the peer's close frame arrived */
     char close_reason[124];
     size_t close_reason_len;
     stws_result last_error;
@@ -2456,6 +2475,10 @@ static void stws__push(stws_conn *c, stws_conn_event_type type, stws_result err,
 }
 
 static void stws__conn_teardown(stws_conn *c, int clean) {
+    size_t unsent = 0;
+    (void)stws_codec_output(c->codec, &unsent);
+    if (unsent) clean = 0; /* our close frame never left */
+    if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
     if (c->transport_open) c->tr.close(c->tr.ctx);
     c->transport_open = 0;
     c->state = STWS_CONN_CLOSED;
@@ -2488,9 +2511,13 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     stws_codec_desc cd;
     size_t need = 0, n;
     stws_result r;
-    if (!desc || !desc->url) return NULL;
-    a = stws__allocator_def(&desc->allocator);
+    if (!desc) return NULL;
     lg = stws__logger_def(&desc->logger);
+    if (!desc->url) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: desc.url is required");
+        return NULL;
+    }
+    a = stws__allocator_def(&desc->allocator);
     c = (stws_conn *)stws__alloc(&a, sizeof *c);
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
@@ -2634,6 +2661,7 @@ stws_result stws_conn_connect(stws_conn *c) {
     c->rx_pos = c->rx_len = 0;
     c->req_off = 0;
     c->failed = 0;
+    c->peer_closed = 0;
     c->close_code = 0;
     c->close_reason_len = 0;
     c->last_error = STWS_OK;
@@ -2855,6 +2883,7 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
         case STWS_EVENT_CLOSE:
             /* the reply is queued; the CLOSE event comes when TCP closes */
             c->close_code = ce.close_code;
+            c->peer_closed = 1;
             c->close_reason_len = STWS__MIN(ce.len, sizeof c->close_reason);
             if (ce.len) memcpy(c->close_reason, ce.data, c->close_reason_len);
             if (c->state == STWS_CONN_OPEN) c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
@@ -2874,7 +2903,10 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
 int stws_conn_timeout(const stws_conn *c) {
     uint64_t now;
     if (!c) return -1;
-    if (c->npending || c->rx_pos < c->rx_len) return 0;
+    if (c->npending) return 0;
+    if ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && !c->failed &&
+        c->rx_pos < c->rx_len)
+        return 0;
     if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
     if (!c->deadline) return -1;
     now = stws__now(c);
