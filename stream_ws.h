@@ -169,7 +169,23 @@ typedef enum stws_result {
     STWS_ERR_EOF = -0x184,             /* peer closed the stream without a close frame */
     STWS_ERR_TLS = -0x185,             /* TLS failure (details: stws_conn_error_detail) */
     STWS_ERR_TLS_VERIFY = -0x186,      /* certificate verification failed */
-    STWS_ERR_PROXY = -0x187            /* HTTP proxy refused or broke the CONNECT */
+    STWS_ERR_PROXY = -0x187,           /* HTTP proxy refused or broke the CONNECT */
+
+    /* JSON and JWT */
+    STWS_ERR_JSON = -0x1A0,         /* malformed JSON, or writer misuse */
+    STWS_ERR_JSON_PATH = -0x1A1,    /* path absent or of another type */
+    STWS_ERR_JSON_TOO_BIG = -0x1A2, /* more tokens than max_json_tokens */
+    STWS_ERR_EVENT_SHAPE = -0x1A3,  /* not an object with a string "type" */
+
+    /* Stream client */
+    STWS_ERR_AUTH = -0x1C0,         /* connection.error: fatal code (see error_code) */
+    STWS_ERR_AUTH_TRANSIENT = -0x1C1, /* connection.error: retried */
+    STWS_ERR_TOKEN = -0x1C2,        /* no token could be obtained */
+    STWS_ERR_QUEUE_FULL = -0x1C3,   /* send_queue_limit reached */
+    STWS_ERR_ATTEMPTS = -0x1C4,     /* max_attempts consecutive failures */
+    STWS_ERR_ABORTED = -0x1C5,      /* on_reconnecting said stop */
+    STWS_ERR_DEAD = -0x1C6,         /* nothing received for dead_timeout_ms */
+    STWS_ERR_WATCHDOG = -0x1C7      /* no connection.ok within watchdog_ms */
 } stws_result;
 
 /* A short English description of a result ("invalid UTF-8", ...). Never NULL. */
@@ -512,9 +528,12 @@ STWS_API const char *stws_proxy_from_env(const char *url);
 
 /* ==== the connection ====================================================== */
 
-/* Monotonic milliseconds.  Default: CLOCK_MONOTONIC. */
+/* Time.  now_ms: monotonic milliseconds (default CLOCK_MONOTONIC), for
+   every timer.  unix_s: wall-clock seconds since 1970 (default time()), only
+   for JWT iat/exp.  Tests drive both with a fake clock. */
 typedef struct stws_clock {
     uint64_t (*now_ms)(void *user_data);
+    int64_t (*unix_s)(void *user_data);
     void *user_data;
 } stws_clock;
 
@@ -623,6 +642,223 @@ STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
 STWS_API int stws_conn_http_status(const stws_conn *conn);
 /* A human-readable line for the last error ("" if none); no secrets. */
 STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
+
+/* ==== JSON: a safe writer for outbound events ============================= */
+
+#define STWS_JSON_MAX_DEPTH 32
+
+/* Writes JSON into a caller buffer.  Strings are escaped (RFC 8259 §7:
+   quotes, backslashes, control characters); invalid UTF-8 is refused.
+   Errors are sticky and reported by stws_json_finish(). */
+typedef struct stws_json_writer {
+    char *buf;
+    size_t cap, len;
+    int depth;
+    uint8_t first[STWS_JSON_MAX_DEPTH];  /* no element yet at this depth */
+    uint8_t in_object[STWS_JSON_MAX_DEPTH];
+    int after_key;
+    stws_result error;
+} stws_json_writer;
+
+STWS_API void stws_json_init(stws_json_writer *w, char *buf, size_t cap);
+STWS_API void stws_json_object_begin(stws_json_writer *w);
+STWS_API void stws_json_object_end(stws_json_writer *w);
+STWS_API void stws_json_array_begin(stws_json_writer *w);
+STWS_API void stws_json_array_end(stws_json_writer *w);
+/* An object key (escaped); must be followed by exactly one value. */
+STWS_API void stws_json_key(stws_json_writer *w, const char *key);
+STWS_API void stws_json_string(stws_json_writer *w, const char *s);
+STWS_API void stws_json_string_n(stws_json_writer *w, const char *s, size_t n);
+STWS_API void stws_json_int(stws_json_writer *w, int64_t v);
+STWS_API void stws_json_bool(stws_json_writer *w, int v);
+STWS_API void stws_json_null(stws_json_writer *w);
+/* A value that is already JSON (e.g. a user's "custom" object); it is
+   validated (strict syntax, valid UTF-8) before it is copied. */
+STWS_API void stws_json_raw(stws_json_writer *w, const char *json, size_t n);
+/* NUL-terminate; returns STWS_OK and the length, or the first error:
+   STWS_ERR_BUFFER_TOO_SMALL, STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (misuse:
+   unbalanced, value without key, bad raw JSON). */
+STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
+
+/* ==== JSON: reading inbound events (jsmn, strict) ========================= */
+
+/* A parsed JSON document: a view of text plus tokens.  Path look-ups take
+   dotted paths with array indices: "me.id", "error.code",
+   "message.user.name", "members.0.user.id" or "members[0].user.id". */
+typedef struct stws_json_doc {
+    const char *text;
+    size_t len;
+    const void *tokens;     /* jsmntok_t[], owned by whoever parsed */
+    int ntokens;
+} stws_json_doc;
+
+typedef enum stws_json_type {
+    STWS_JSON_NONE = 0,     /* not found */
+    STWS_JSON_OBJECT,
+    STWS_JSON_ARRAY,
+    STWS_JSON_STRING,
+    STWS_JSON_NUMBER,
+    STWS_JSON_BOOL,
+    STWS_JSON_NULL
+} stws_json_type;
+
+/* Find path; *out receives the raw text of the value (for strings: between
+   the quotes, still escaped).  Returns the value's type, STWS_JSON_NONE if
+   the path does not exist. */
+STWS_API stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out);
+/* The string at path, unescaped (\uXXXX and surrogate pairs to UTF-8) into
+   buf (NUL-terminated).  STWS_ERR_JSON_PATH if absent or not a string,
+   STWS_ERR_BUFFER_TOO_SMALL with *len set to the size needed. */
+STWS_API stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf,
+                                         size_t cap, size_t *len);
+/* An integer (no fraction or exponent, within int64). */
+STWS_API stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out);
+STWS_API stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out);
+
+/* ==== JWT (HS256) ========================================================= */
+
+/* Claims of a user token (PROTOCOL.md §7); 0 means "omit". */
+typedef struct stws_jwt_claims {
+    const char *user_id;
+    int64_t exp;
+    int64_t iat;
+} stws_jwt_claims;
+
+/* Mint header.payload.signature, HMAC-SHA256 keyed with secret, base64url
+   without padding, claims with sorted keys and no spaces.  The secret is
+   never copied except into mbedTLS's HMAC context, which is wiped. */
+STWS_API stws_result stws_jwt_user_token(const char *secret, size_t secret_len,
+                                         const stws_jwt_claims *claims, char *out, size_t cap,
+                                         size_t *len);
+/* {"server":true}: for REST calls, never for the socket. */
+STWS_API stws_result stws_jwt_server_token(const char *secret, size_t secret_len, char *out,
+                                           size_t cap, size_t *len);
+
+/* ==== the Stream client (PROTOCOL.md) ===================================== */
+
+typedef enum stws_client_event_type {
+    STWS_CLIENT_EVENT_NONE = 0,
+    STWS_CLIENT_EVENT_CONNECTED,     /* first connection.ok: connection_id */
+    STWS_CLIENT_EVENT_SERVER,        /* a server event: event_type, json, look-ups */
+    STWS_CLIENT_EVENT_DISCONNECTED,  /* a socket ended: result, close_code */
+    STWS_CLIENT_EVENT_RECONNECTING,  /* attempt, delay_ms */
+    STWS_CLIENT_EVENT_RECONNECTED,   /* connection.ok after a drop: new connection_id;
+                                        subscriptions are gone, re-watch now */
+    STWS_CLIENT_EVENT_FATAL,         /* the client stopped: result, error_code, message */
+    STWS_CLIENT_EVENT_MALFORMED,     /* an inbound message that is not an event:
+                                        result, json; the client goes on */
+    STWS_CLIENT_EVENT_CLOSED         /* stopped after stws_client_close() or a server 1000 */
+} stws_client_event_type;
+
+/* Views stay valid until the next call on the client. */
+typedef struct stws_client_event {
+    stws_client_event_type type;
+    stws_str event_type;       /* SERVER: "message.new", "health.check", ... */
+    stws_str json;             /* SERVER, MALFORMED: the text exactly as received */
+    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups */
+    stws_str connection_id;    /* CONNECTED, RECONNECTED */
+    int attempt;               /* RECONNECTING: 1, 2, ... */
+    int delay_ms;              /* RECONNECTING */
+    stws_result result;        /* DISCONNECTED, FATAL, MALFORMED */
+    int close_code;            /* DISCONNECTED, CLOSED */
+    int error_code;            /* FATAL: Stream's connection.error code (40, 43, ...) */
+    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason */
+} stws_client_event;
+
+typedef struct stws_client stws_client;
+
+/* Token provider: write a fresh user token into buf (cap bytes) and return
+   its length, or a negative value on failure.  Called from inside the pump
+   at the first connect and after an expired token (code 40). */
+typedef struct stws_token_provider {
+    int (*fetch)(char *buf, size_t cap, void *user_data);
+    void *user_data;
+} stws_token_provider;
+
+/* What on_reconnecting may change for the next attempt. */
+typedef struct stws_reconnect_ctl {
+    const char *token;        /* set to use this token (copied) */
+    const char *url;          /* set to use this URL (copied; e.g. new query) */
+} stws_reconnect_ctl;
+
+/* Return 0 to go on with the attempt, non-zero to stop the client (FATAL
+   with STWS_ERR_ABORTED). */
+typedef int (*stws_reconnecting_fn)(stws_client *client, int attempt, int delay_ms,
+                                    stws_reconnect_ctl *ctl, void *user_data);
+typedef void (*stws_client_event_fn)(stws_client *client, const stws_client_event *ev,
+                                     void *user_data);
+
+#define STWS_DEFAULT_URL "wss://chat.stream-io-api.com/api/v2/connect"
+
+typedef struct stws_client_desc {
+    const char *url;               /* default STWS_DEFAULT_URL */
+    const char *api_key;           /* required */
+    const char *user_id;           /* required */
+    const char *user_name;         /* optional user_details */
+    const char *user_image;
+    const char *user_custom_json;  /* optional JSON object text */
+    /* exactly one of: */
+    const char *token;             /* static user JWT */
+    const char *api_secret;        /* mint user tokens (HS256, iat = now - 5 s) */
+    stws_token_provider token_provider;
+    const char *products;          /* "chat,video,feeds" subset; NULL = no filter */
+    const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.1.0|os=..." */
+    int health_interval_ms;        /* 0 = 25000 */
+    int dead_timeout_ms;           /* 0 = 35000: silence -> reconnect */
+    int watchdog_ms;               /* 0 = 15000: connect until connection.ok */
+    int backoff_cap_ms;            /* 0 = 25000 */
+    int max_attempts;              /* 0 = unlimited consecutive failures */
+    size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
+    size_t max_message_size;       /* 0 = 16 MiB */
+    int max_json_tokens;           /* 0 = 65536 per event */
+    stws_reconnecting_fn on_reconnecting;
+    stws_client_event_fn on_event; /* optional push delivery (inside the pump) */
+    void *user_data;
+    /* connection options, see stws_conn_desc */
+    stws_transport transport;
+    const char *ca_file;
+    const char *ca_pem;
+    int insecure;
+    const char *proxy;
+    int proxy_from_env;
+    stws_resolver resolver;
+    stws_allocator allocator;
+    stws_logger logger;
+    stws_clock clock;
+    stws_random random;
+} stws_client_desc;
+
+/* Make a client (nothing connects yet).  NULL on a bad desc (logged). */
+STWS_API stws_client *stws_client_create(const stws_client_desc *desc);
+STWS_API void stws_client_destroy(stws_client *client);
+/* Start connecting.  From here on the client reconnects by itself. */
+STWS_API stws_result stws_client_connect(stws_client *client);
+/* Advance without blocking (connect, auth, timers, I/O), then read events. */
+STWS_API stws_result stws_client_step(stws_client *client);
+/* Wait at most timeout_ms for the socket or the next timer, then step. */
+STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
+/* Next event or 0.  Protocol messages (connection.ok, health.check) are
+   acted on here as well as delivered. */
+STWS_API int stws_client_next_event(stws_client *client, stws_client_event *ev);
+/* Push handlers by event type ("message.new"), "*" for every server event;
+   called only from inside stws_client_step()/poll(). */
+STWS_API stws_result stws_client_on(stws_client *client, const char *event_type,
+                                    stws_client_event_fn fn, void *user_data);
+/* 0 = step now, -1 = no timer, else ms to the next timer. */
+STWS_API int stws_client_timeout(const stws_client *client);
+STWS_API intptr_t stws_client_handle(const stws_client *client);
+STWS_API int stws_client_wants(const stws_client *client);
+/* Queue one text message (JSON).  Kept across reconnects, in order, and
+   written after the next connection.ok; removed only once fully written.
+   STWS_ERR_QUEUE_FULL when it would pass send_queue_limit (nothing queued
+   is dropped). */
+STWS_API stws_result stws_client_send(stws_client *client, const char *text, size_t len);
+/* Bytes of messages waiting in the send queue. */
+STWS_API size_t stws_client_queued(const stws_client *client);
+/* Stop: close 1000 if connected, no more reconnects (also during backoff). */
+STWS_API stws_result stws_client_close(stws_client *client);
+/* The current connection_id ("" when not connected). */
+STWS_API const char *stws_client_connection_id(const stws_client *client);
 
 #ifdef __cplusplus
 } /* extern "C" */
@@ -793,6 +1029,18 @@ const char *stws_result_string(stws_result r) {
     case STWS_ERR_TLS: return "TLS error";
     case STWS_ERR_TLS_VERIFY: return "TLS certificate verification failed";
     case STWS_ERR_PROXY: return "HTTP proxy CONNECT failed";
+    case STWS_ERR_JSON: return "malformed JSON";
+    case STWS_ERR_JSON_PATH: return "JSON path not found or of another type";
+    case STWS_ERR_JSON_TOO_BIG: return "JSON has more tokens than max_json_tokens";
+    case STWS_ERR_EVENT_SHAPE: return "event is not a JSON object with a string type";
+    case STWS_ERR_AUTH: return "authentication failed (fatal connection.error)";
+    case STWS_ERR_AUTH_TRANSIENT: return "connection.error (transient, retrying)";
+    case STWS_ERR_TOKEN: return "no token could be obtained";
+    case STWS_ERR_QUEUE_FULL: return "send queue full";
+    case STWS_ERR_ATTEMPTS: return "reconnect attempts exhausted";
+    case STWS_ERR_ABORTED: return "stopped by on_reconnecting";
+    case STWS_ERR_DEAD: return "connection silent for too long";
+    case STWS_ERR_WATCHDOG: return "no connection.ok in time";
     }
     return "unknown result";
 }
@@ -2405,6 +2653,10 @@ stws_transport stws_tls_transport(stws_tls *t) {
 
 const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""; }
 #endif /* STWS_NO_TLS */
+
+/* ==== json + jwt ========================================================== */
+/* (JSON writer, jsmn-based reader, HS256 JWT minter) */
+/* ==== end json + jwt ====================================================== */
 
 /* ==== connection ========================================================== */
 
