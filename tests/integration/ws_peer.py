@@ -75,7 +75,7 @@ import urllib.parse
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PREVIEW = 4096
 
 # --------------------------------------------------------------------------
