@@ -10,6 +10,8 @@ ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(SAN) -I.
 LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto
 FUZZ_SECONDS ?= 30
 
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,$(BUILD)/%,$(TEST_SRCS))
 TEST_HDRS := $(wildcard tests/*.h)
@@ -18,7 +20,7 @@ FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all test check deps compile-check fuzz demo clean
 
-all: $(BUILD)/stws $(TESTS) compile-check
+all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
 $(BUILD)/impl.o: tests/impl.c stream_ws.h
 	@mkdir -p $(BUILD)
@@ -76,11 +78,18 @@ fuzz: deps $(FUZZERS)
 	  fi; \
 	done
 
-demo:
-	@echo "make demo: the Stream client is coming soon (issue 4); for now: make test"
+# The README's main command: a mock Stream coordinator on a free port and
+# `stws listen` against it for about 15 s (events, a forced drop, the
+# reconnect, a token refresh), then everything it started is stopped.
+demo: deps $(BUILD)/stws
+	@PYTHON=$(PYTHON) sh tools/demo.sh $(BUILD)/stws
 
 clean:
 	rm -rf build
+
+$(BUILD)/examples/%: examples/%.c stream_ws.h
+	@mkdir -p $(BUILD)/examples
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
 
 $(BUILD)/stws: tools/stws.c stream_ws.h
 	@mkdir -p $(BUILD)

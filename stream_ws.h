@@ -1532,6 +1532,8 @@ struct stws_codec {
     /* send */
     uint8_t *out;
     size_t out_head, out_len, out_cap;
+    uint64_t out_total;          /* bytes ever written, across resets: lets the
+                                    Stream client know when a message left */
     uint8_t keys[64];            /* masking keys are drawn in batches */
     size_t key_pos;
 };
@@ -1733,6 +1735,7 @@ const uint8_t *stws_codec_output(const stws_codec *c, size_t *len) {
 void stws_codec_output_consumed(stws_codec *c, size_t n) {
     STWS_ASSERT(n <= c->out_len - c->out_head);
     c->out_head += n;
+    c->out_total += n;
     if (c->out_head == c->out_len) c->out_head = c->out_len = 0;
 }
 
@@ -2655,7 +2658,970 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
 #endif /* STWS_NO_TLS */
 
 /* ==== json + jwt ========================================================== */
-/* (JSON writer, jsmn-based reader, HS256 JWT minter) */
+/* (JSON writer, jsmn-based reader, HS256 JWT minter)
+
+   Reader.  jsmn (Debian libjsmn-dev, strict mode, parent links) tokenizes;
+   jsmn alone is not a validator (even strict it takes `[1 2]`, `{"a" "b"}`,
+   `[1,]`, `tru`, `01`, raw control characters in strings, and stops at a
+   NUL), so stws__json_check() then walks the text with the RFC 8259 grammar
+   and proves, token by token, that type, start, end and parent are what the
+   grammar says and that the count is exact.  Only then is a document handed
+   out.  Look-ups use start/end/parent of tokens only (never jsmn's `size`),
+   check every index and offset they use, and so stay in bounds even on a
+   stws_json_doc that did not come from stws__json_parse().
+
+   Paths: keys separated by '.', array elements as ".N" or "[N]" ("members.0.id",
+   "members[0].id", "[2]" on a top-level array); "" is the whole document.
+   A key segment is compared byte for byte with the key's raw text as it
+   appears in the JSON, escapes included (a key written "a\u0062" is found
+   as "a\u0062", not "ab"); keys holding '.' or '[' cannot be addressed.  A
+   digit segment after '.' indexes an array, or names a key of an object.
+   With duplicate keys the first one wins.
+
+   Internal API for the Stream client (static):
+     stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
+     stws__json_event_type(&doc, &type)                                       */
+
+#ifndef JSMN_STATIC
+#define JSMN_STATIC
+#endif
+#ifndef JSMN_STRICT
+#define JSMN_STRICT
+#endif
+#ifndef JSMN_PARENT_LINKS
+#define JSMN_PARENT_LINKS
+#endif
+#include <jsmn.h>
+#include <mbedtls/md.h>
+#include <limits.h>
+
+/* jsmn.h included earlier without JSMN_PARENT_LINKS would give tokens of
+   another layout: refuse to build rather than misread them. */
+typedef char stws__jsmn_has_parent_links[sizeof(jsmntok_t) == 5 * sizeof(int) ? 1 : -1];
+
+#if defined(__GNUC__) || defined(__clang__)
+#define STWS__MAYBE_UNUSED __attribute__((unused))
+#else
+#define STWS__MAYBE_UNUSED
+#endif
+
+/* jsmn walks up the parent chain at every closing bracket, which is
+   quadratic in the nesting depth; real events nest a dozen levels. */
+#define STWS__JSON_MAX_NESTING 512
+#define STWS__JSON_FIRST_TOKENS 64
+#define STWS__JSON_BAD ((size_t)-1)
+
+/* ---- RFC 8259 grammar ------------------------------------------------------ */
+
+static size_t stws__json_ws(const char *s, size_t len, size_t p) {
+    while (p < len && (s[p] == ' ' || s[p] == '\t' || s[p] == '\n' || s[p] == '\r')) p++;
+    return p;
+}
+
+static int stws__hex(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Four hex digits at s (caller checked the length), or -1. */
+static long stws__hex4(const char *s) {
+    long v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        int h = stws__hex((unsigned char)s[i]);
+        if (h < 0) return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* §7: the body of a string from p (after the opening quote); returns the
+   offset of the closing quote.  Escapes are checked for form only here;
+   surrogate pairing is checked when a string is unescaped. */
+static size_t stws__json_scan_string(const char *s, size_t len, size_t p) {
+    while (p < len) {
+        unsigned char c = (unsigned char)s[p];
+        if (c == '"') return p;
+        if (c < 0x20) return STWS__JSON_BAD; /* must be escaped */
+        if (c != '\\') {
+            p++;
+            continue;
+        }
+        if (len - p < 2) return STWS__JSON_BAD;
+        switch (s[p + 1]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+            p += 2;
+            break;
+        case 'u':
+            if (len - p < 6 || stws__hex4(s + p + 2) < 0) return STWS__JSON_BAD;
+            p += 6;
+            break;
+        default:
+            return STWS__JSON_BAD;
+        }
+    }
+    return STWS__JSON_BAD;
+}
+
+static int stws__digit(const char *s, size_t len, size_t p) {
+    return p < len && s[p] >= '0' && s[p] <= '9';
+}
+
+/* §3 literals and §6 numbers: the end offset of the one starting at p. */
+static size_t stws__json_scan_primitive(const char *s, size_t len, size_t p) {
+    static const char *const lit[3] = {"true", "false", "null"};
+    int i;
+    for (i = 0; i < 3; i++) {
+        size_t n = strlen(lit[i]);
+        if (len - p >= n && memcmp(s + p, lit[i], n) == 0) return p + n;
+    }
+    if (p < len && s[p] == '-') p++;
+    if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
+    if (s[p] == '0') p++;
+    else
+        while (stws__digit(s, len, p)) p++;
+    if (p < len && s[p] == '.') {
+        p++;
+        if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
+        while (stws__digit(s, len, p)) p++;
+    }
+    if (p < len && (s[p] == 'e' || s[p] == 'E')) {
+        p++;
+        if (p < len && (s[p] == '+' || s[p] == '-')) p++;
+        if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
+        while (stws__digit(s, len, p)) p++;
+    }
+    return p;
+}
+
+/* Does token k say (type, start, end, parent)?  end < 0: not known yet. */
+static int stws__tok_is(const jsmntok_t *t, int n, int k, jsmntype_t type, size_t start, long end,
+                        int parent) {
+    if (k < 0 || k >= n) return 0;
+    return t[k].type == type && t[k].start >= 0 && (size_t)t[k].start == start &&
+           (end < 0 || t[k].end == end) && t[k].parent == parent;
+}
+
+/* Is s[0..len) exactly one JSON value (whitespace around it allowed)?
+   With tokens (t, n): also prove that jsmn's tokens describe exactly it; the
+   open containers are then found through the verified parent links.  Without
+   tokens: nesting deeper than max_depth (at most 64) fails.  Iterative, so
+   deep nesting costs no stack.  UTF-8 is checked by the callers. */
+static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n, int max_depth) {
+    enum { S_VALUE, S_KEY, S_AFTER } st = S_VALUE;
+    size_t p = stws__json_ws(s, len, 0), e;
+    int k = 0;         /* next token */
+    int parent = -1;   /* parent token of the next value: container or key */
+    int cont = -1;     /* innermost open container token */
+    int depth = 0;
+    uint64_t objects = 0; /* without tokens: bit d set when level d is an object */
+    if (!t && (max_depth < 0 || max_depth > 64)) return 0;
+    for (;;) {
+        int is_obj;
+        char c;
+        switch (st) {
+        case S_VALUE:
+            if (p >= len) return 0;
+            c = s[p];
+            if (c == '{' || c == '[') {
+                if (t) {
+                    if (!stws__tok_is(t, n, k, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, p, -1, parent))
+                        return 0;
+                    cont = parent = k++;
+                } else {
+                    if (depth >= max_depth) return 0;
+                    if (c == '{') objects |= (uint64_t)1 << depth;
+                    else objects &= ~((uint64_t)1 << depth);
+                }
+                depth++;
+                p = stws__json_ws(s, len, p + 1);
+                if (p < len && s[p] == (c == '{' ? '}' : ']')) goto close_container;
+                st = c == '{' ? S_KEY : S_VALUE;
+                continue;
+            }
+            if (c == '"') {
+                e = stws__json_scan_string(s, len, p + 1);
+                if (e == STWS__JSON_BAD) return 0;
+                if (t && !stws__tok_is(t, n, k++, JSMN_STRING, p + 1, (long)e, parent)) return 0;
+                p = e + 1;
+            } else {
+                e = stws__json_scan_primitive(s, len, p);
+                if (e == STWS__JSON_BAD) return 0;
+                if (t && !stws__tok_is(t, n, k++, JSMN_PRIMITIVE, p, (long)e, parent)) return 0;
+                p = e;
+            }
+            st = S_AFTER;
+            continue;
+        case S_KEY:
+            if (p >= len || s[p] != '"') return 0;
+            e = stws__json_scan_string(s, len, p + 1);
+            if (e == STWS__JSON_BAD) return 0;
+            if (t) {
+                if (!stws__tok_is(t, n, k, JSMN_STRING, p + 1, (long)e, cont)) return 0;
+                parent = k++;
+            }
+            p = stws__json_ws(s, len, e + 1);
+            if (p >= len || s[p] != ':') return 0;
+            p = stws__json_ws(s, len, p + 1);
+            st = S_VALUE;
+            continue;
+        case S_AFTER:
+            p = stws__json_ws(s, len, p);
+            if (depth == 0) return p == len && (!t || k == n);
+            is_obj = t ? t[cont].type == JSMN_OBJECT : (int)((objects >> (depth - 1)) & 1);
+            if (p < len && s[p] == ',') {
+                p = stws__json_ws(s, len, p + 1);
+                parent = cont;
+                st = is_obj ? S_KEY : S_VALUE;
+                continue;
+            }
+            if (p < len && s[p] == (is_obj ? '}' : ']')) goto close_container;
+            return 0;
+        }
+        return 0;
+    close_container:
+        /* s[p] closes the innermost container */
+        if (t) {
+            int q;
+            if (t[cont].end < 0 || (size_t)t[cont].end != p + 1) return 0;
+            q = t[cont].parent; /* verified when cont was opened */
+            cont = q >= 0 && t[q].type == JSMN_STRING ? t[q].parent : q;
+        }
+        depth--;
+        p++;
+        st = S_AFTER;
+    }
+}
+
+/* Nesting depth of the brackets outside strings (exact for valid JSON). */
+static int stws__json_nesting_ok(const char *s, size_t len) {
+    size_t i;
+    int depth = 0, in_str = 0;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > STWS__JSON_MAX_NESTING) return 0;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return 1;
+}
+
+static int stws__utf8_ok(const char *s, size_t n) {
+    uint32_t st = 0;
+    return stws_utf8_validate(&st, s, n) == n && st == 0;
+}
+
+/* ---- parsing (internal API of the Stream client) --------------------------- */
+
+/* Tokenize text[0..len) into *tokens (capacity *cap, owned by the caller:
+   free it with the same allocator).  The array doubles (from 64) while jsmn
+   runs out, never past max_tokens (>= 1); once big enough it is reused, so
+   parsing events of a size seen before allocates nothing.  Results:
+   STWS_OK (doc filled), STWS_ERR_JSON (not exactly one valid JSON value:
+   malformed, truncated, trailing bytes), STWS_ERR_INVALID_UTF8,
+   STWS_ERR_JSON_TOO_BIG (more than max_tokens tokens, nesting deeper than
+   512, or len > INT_MAX), STWS_ERR_NOMEM (the old array is kept),
+   STWS_ERR_INVALID_ARG.  On failure doc has no tokens (look-ups find
+   nothing).  doc points into text and *tokens: both must outlive it. */
+static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t len,
+                                                       jsmntok_t **tokens, int *cap, int max_tokens,
+                                                       const stws_allocator *a,
+                                                       stws_json_doc *doc) {
+    stws_allocator al;
+    size_t p;
+    int n;
+    if (!doc) return STWS_ERR_INVALID_ARG;
+    doc->text = text;
+    doc->len = len;
+    doc->tokens = NULL;
+    doc->ntokens = 0;
+    if ((!text && len) || !tokens || !cap || *cap < 0 || (!*tokens && *cap) || max_tokens < 1)
+        return STWS_ERR_INVALID_ARG;
+    if (len > (size_t)INT_MAX) return STWS_ERR_JSON_TOO_BIG; /* jsmn offsets are int */
+    if (!stws__utf8_ok(text, len)) return STWS_ERR_INVALID_UTF8;
+    if (!stws__json_nesting_ok(text, len)) return STWS_ERR_JSON_TOO_BIG;
+    al = stws__allocator_def(a);
+    p = stws__json_ws(text, len, 0);
+    if (p == len) return STWS_ERR_JSON;
+    for (;;) {
+        int want = STWS__JSON_FIRST_TOKENS;
+        int use = STWS__MIN(*cap, max_tokens);
+        if (use >= 1) {
+            if (text[p] == '{' || text[p] == '[' || text[p] == '"') {
+                jsmn_parser jp;
+                jsmn_init(&jp);
+                n = jsmn_parse(&jp, text, len, *tokens, (unsigned)use);
+                if (n != JSMN_ERROR_NOMEM) break;
+            } else {
+                /* A bare number or literal: jsmn's strict mode wants a
+                   delimiter after it, which the end of the text is not. */
+                jsmntok_t *t = *tokens;
+                size_t e = stws__json_scan_primitive(text, len, p);
+                if (e == STWS__JSON_BAD) return STWS_ERR_JSON;
+                t[0].type = JSMN_PRIMITIVE;
+                t[0].start = (int)p;
+                t[0].end = (int)e;
+                t[0].size = 0;
+                t[0].parent = -1;
+                n = 1;
+                break;
+            }
+            if (use >= max_tokens) return STWS_ERR_JSON_TOO_BIG;
+            want = use > INT_MAX / 2 ? INT_MAX : use * 2;
+        }
+        want = STWS__MIN(want, max_tokens);
+        if ((size_t)want > (size_t)-1 / sizeof(jsmntok_t)) return STWS_ERR_NOMEM;
+        {
+            jsmntok_t *nt = (jsmntok_t *)stws__alloc(&al, (size_t)want * sizeof(jsmntok_t));
+            if (!nt) return STWS_ERR_NOMEM;
+            stws__free(&al, *tokens);
+            *tokens = nt;
+            *cap = want;
+        }
+    }
+    if (n < 1 || n > STWS__MIN(*cap, max_tokens)) return STWS_ERR_JSON; /* INVAL, PART */
+    if (!stws__json_check(text, len, *tokens, n, 0)) return STWS_ERR_JSON;
+    doc->tokens = *tokens;
+    doc->ntokens = n;
+    return STWS_OK;
+}
+
+/* ---- look-ups ---------------------------------------------------------------- */
+
+/* Token k of doc if its offsets lie inside the text, else NULL. */
+static const jsmntok_t *stws__json_tok(const stws_json_doc *doc, int k) {
+    const jsmntok_t *t;
+    if (!doc || !doc->tokens || !doc->text || k < 0 || k >= doc->ntokens) return NULL;
+    t = (const jsmntok_t *)doc->tokens + k;
+    if (t->start < 0 || t->end < t->start || (size_t)t->end > doc->len) return NULL;
+    if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY && t->type != JSMN_STRING &&
+        t->type != JSMN_PRIMITIVE)
+        return NULL;
+    return t;
+}
+
+/* The index-th direct child of container c (for objects: the index-th key),
+   or -1.  Children follow their container in document order. */
+static int stws__json_child_at(const stws_json_doc *doc, int c, long index) {
+    const jsmntok_t *ct = stws__json_tok(doc, c), *t;
+    int j;
+    for (j = c + 1; ct && (t = stws__json_tok(doc, j)) != NULL && t->start < ct->end; j++)
+        if (t->parent == c && index-- == 0) return j;
+    return -1;
+}
+
+/* The value of key (raw text key[0..klen)) in object c, or -1. */
+static int stws__json_member(const stws_json_doc *doc, int c, const char *key, size_t klen) {
+    const jsmntok_t *ct = stws__json_tok(doc, c), *t, *v;
+    int j;
+    if (!ct || ct->type != JSMN_OBJECT) return -1;
+    for (j = c + 1; (t = stws__json_tok(doc, j)) != NULL && t->start < ct->end; j++) {
+        if (t->parent != c || t->type != JSMN_STRING) continue;
+        if ((size_t)(t->end - t->start) == klen && memcmp(doc->text + t->start, key, klen) == 0) {
+            v = stws__json_tok(doc, j + 1);
+            return v && v->parent == j ? j + 1 : -1;
+        }
+    }
+    return -1;
+}
+
+/* Token index of path, or -1 (syntax in the section comment). */
+static int stws__json_path(const stws_json_doc *doc, const char *path) {
+    int cur = 0;
+    size_t i = 0;
+    if (!path || !stws__json_tok(doc, 0)) return -1;
+    while (path[i]) {
+        const jsmntok_t *ct = stws__json_tok(doc, cur);
+        size_t s;
+        if (!ct) return -1;
+        if (path[i] == '[') {
+            long idx = 0;
+            for (s = ++i; path[i] >= '0' && path[i] <= '9'; i++) {
+                if (idx > (long)INT_MAX / 10) return -1;
+                idx = idx * 10 + (path[i] - '0');
+            }
+            if (i == s || path[i] != ']' || ct->type != JSMN_ARRAY) return -1;
+            i++;
+            cur = stws__json_child_at(doc, cur, idx);
+        } else {
+            int digits = 1;
+            if (i > 0) {
+                if (path[i] != '.') return -1; /* "a[0]b" */
+                i++;
+            }
+            for (s = i; path[i] && path[i] != '.' && path[i] != '['; i++)
+                if (path[i] < '0' || path[i] > '9') digits = 0;
+            if (i == s) return -1; /* empty segment: "a..b", ".a", "a." */
+            if (ct->type == JSMN_ARRAY && digits) {
+                long idx = 0;
+                size_t d;
+                if (i - s > 9) return -1;
+                for (d = s; d < i; d++) idx = idx * 10 + (path[d] - '0');
+                cur = stws__json_child_at(doc, cur, idx);
+            } else {
+                cur = stws__json_member(doc, cur, path + s, i - s);
+            }
+        }
+        if (cur < 0) return -1;
+    }
+    return cur;
+}
+
+stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
+    const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
+    stws_json_type type = STWS_JSON_NONE;
+    if (out) {
+        out->ptr = NULL;
+        out->len = 0;
+    }
+    if (!t) return STWS_JSON_NONE;
+    switch (t->type) {
+    case JSMN_OBJECT: type = STWS_JSON_OBJECT; break;
+    case JSMN_ARRAY: type = STWS_JSON_ARRAY; break;
+    case JSMN_STRING: type = STWS_JSON_STRING; break;
+    case JSMN_PRIMITIVE:
+        if (t->end == t->start) return STWS_JSON_NONE;
+        switch (doc->text[t->start]) {
+        case 't': case 'f': type = STWS_JSON_BOOL; break;
+        case 'n': type = STWS_JSON_NULL; break;
+        default: type = STWS_JSON_NUMBER; break;
+        }
+        break;
+    default: return STWS_JSON_NONE;
+    }
+    if (out) {
+        out->ptr = doc->text + t->start;
+        out->len = (size_t)(t->end - t->start);
+    }
+    return type;
+}
+
+/* Append code point cp as UTF-8 (RFC 3629 §3). */
+static size_t stws__utf8_put(uint32_t cp, char out[4]) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* RFC 8259 §7: unescape s[0..n) into buf.  \uD800-\uDBFF must be followed by
+   \uDC00-\uDFFF (one code point, §7 / RFC 3629 §3); a lone half is an error.
+   Bytes past cap are counted, not written. */
+static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_t cap,
+                                       size_t *len) {
+    size_t i = 0, o = 0;
+    while (i < n) {
+        char u[4];
+        size_t un = 1, k;
+        u[0] = s[i];
+        if (s[i] != '\\') {
+            i++;
+        } else {
+            if (n - i < 2) return STWS_ERR_JSON;
+            switch (s[i + 1]) {
+            case '"': case '\\': case '/': u[0] = s[i + 1]; break;
+            case 'b': u[0] = '\b'; break;
+            case 'f': u[0] = '\f'; break;
+            case 'n': u[0] = '\n'; break;
+            case 'r': u[0] = '\r'; break;
+            case 't': u[0] = '\t'; break;
+            case 'u': {
+                long cp, lo;
+                if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
+                    lo = stws__hex4(s + i + 8);
+                    if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    i += 6;
+                }
+                un = stws__utf8_put((uint32_t)cp, u);
+                i += 4; /* plus the 2 below */
+                break;
+            }
+            default: return STWS_ERR_JSON;
+            }
+            i += 2;
+        }
+        for (k = 0; k < un; k++, o++)
+            if (o < cap) buf[o] = u[k];
+    }
+    *len = o;
+    if (o >= cap) {
+        if (cap) buf[0] = 0;
+        return STWS_ERR_BUFFER_TOO_SMALL;
+    }
+    buf[o] = 0;
+    return STWS_OK;
+}
+
+/* *len: the unescaped length without the NUL; buf needs *len + 1 bytes.
+   "\u0000" yields a NUL byte inside the string: trust *len, not strlen. */
+stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf, size_t cap,
+                                size_t *len) {
+    stws_str v;
+    if (!len || (!buf && cap)) return STWS_ERR_INVALID_ARG;
+    *len = 0;
+    if (stws_json_find(doc, path, &v) != STWS_JSON_STRING) {
+        if (cap) buf[0] = 0;
+        return STWS_ERR_JSON_PATH;
+    }
+    return stws__json_unescape(v.ptr, v.len, buf, cap, len);
+}
+
+/* Only -?digits: a fraction, an exponent or a value outside int64 is
+   STWS_ERR_JSON_PATH (not an int64), like any other type.  *out is left
+   alone on failure. */
+stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out) {
+    stws_str v;
+    size_t i = 0;
+    uint64_t mag = 0, limit;
+    int neg;
+    if (!out) return STWS_ERR_INVALID_ARG;
+    if (stws_json_find(doc, path, &v) != STWS_JSON_NUMBER) return STWS_ERR_JSON_PATH;
+    neg = v.len > 0 && v.ptr[0] == '-';
+    i = (size_t)neg;
+    if (i == v.len) return STWS_ERR_JSON_PATH;
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < v.len; i++) {
+        unsigned d;
+        if (v.ptr[i] < '0' || v.ptr[i] > '9') return STWS_ERR_JSON_PATH;
+        d = (unsigned)(v.ptr[i] - '0');
+        if (mag > (limit - d) / 10) return STWS_ERR_JSON_PATH;
+        mag = mag * 10 + d;
+    }
+    if (!neg) *out = (int64_t)mag;
+    else if (mag == (uint64_t)INT64_MAX + 1) *out = INT64_MIN;
+    else *out = -(int64_t)mag;
+    return STWS_OK;
+}
+
+stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out) {
+    stws_str v;
+    if (!out) return STWS_ERR_INVALID_ARG;
+    if (stws_json_find(doc, path, &v) != STWS_JSON_BOOL) return STWS_ERR_JSON_PATH;
+    if (v.len == 4 && memcmp(v.ptr, "true", 4) == 0) *out = 1;
+    else if (v.len == 5 && memcmp(v.ptr, "false", 5) == 0) *out = 0;
+    else return STWS_ERR_JSON_PATH;
+    return STWS_OK;
+}
+
+/* PROTOCOL.md §8: every server message is an object with a string "type".
+   *type is the raw view between the quotes (escapes left as they are). */
+static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc,
+                                                            stws_str *type) {
+    const jsmntok_t *root = stws__json_tok(doc, 0), *v;
+    if (type) {
+        type->ptr = NULL;
+        type->len = 0;
+    }
+    if (!root || root->type != JSMN_OBJECT) return STWS_ERR_EVENT_SHAPE;
+    v = stws__json_tok(doc, stws__json_member(doc, 0, "type", 4));
+    if (!v || v->type != JSMN_STRING) return STWS_ERR_EVENT_SHAPE;
+    if (type) {
+        type->ptr = doc->text + v->start;
+        type->len = (size_t)(v->end - v->start);
+    }
+    return STWS_OK;
+}
+
+/* ---- writer ------------------------------------------------------------------ */
+
+/* RFC 8259 §7: the escape for byte c (into out), or 0 if it goes as is.
+   DEL is escaped too, so logs of what we send stay printable. */
+static size_t stws__json_escape(unsigned char c, char out[6]) {
+    static const char hex[] = "0123456789abcdef";
+    switch (c) {
+    case '"': out[1] = '"'; break;
+    case '\\': out[1] = '\\'; break;
+    case '\b': out[1] = 'b'; break;
+    case '\f': out[1] = 'f'; break;
+    case '\n': out[1] = 'n'; break;
+    case '\r': out[1] = 'r'; break;
+    case '\t': out[1] = 't'; break;
+    default:
+        if (c >= 0x20 && c != 0x7F) return 0;
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        return 6;
+    }
+    out[0] = '\\';
+    return 2;
+}
+
+/* Decimal digits of v into out (no NUL); returns the length. */
+static size_t stws__i64_dec(int64_t v, char out[20]) {
+    char tmp[20];
+    uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + (int)(m % 10));
+        m /= 10;
+    } while (m);
+    i = 0;
+    if (v < 0) out[i++] = '-';
+    while (n) out[i++] = tmp[--n];
+    return i;
+}
+
+/* Running out of room is not fatal to the count: the writer goes on
+   measuring, so stws_json_finish() can say how much is needed.  Any other
+   error stops it. */
+static int stws__jw_live(const stws_json_writer *w) {
+    return w && (w->error == STWS_OK || w->error == STWS_ERR_BUFFER_TOO_SMALL);
+}
+
+static void stws__jw_fail(stws_json_writer *w, stws_result e) {
+    if (stws__jw_live(w)) w->error = e;
+}
+
+static void stws__jw_put(stws_json_writer *w, const char *s, size_t n) {
+    if (n > (size_t)-1 - 1 - w->len) {
+        stws__jw_fail(w, STWS_ERR_BUFFER_TOO_SMALL);
+        return;
+    }
+    if (n && w->len < w->cap) memcpy(w->buf + w->len, s, STWS__MIN(n, w->cap - w->len));
+    w->len += n;
+    if (w->len >= w->cap && w->error == STWS_OK) w->error = STWS_ERR_BUFFER_TOO_SMALL; /* + NUL */
+}
+
+/* Room for one value here?  Places the comma. */
+static int stws__jw_value(stws_json_writer *w) {
+    int d;
+    if (!stws__jw_live(w)) return 0;
+    if (w->depth == 0) {
+        if (w->len == 0) return 1;
+        stws__jw_fail(w, STWS_ERR_JSON); /* a second top-level value */
+        return 0;
+    }
+    d = w->depth - 1;
+    if (w->in_object[d]) {
+        if (!w->after_key) {
+            stws__jw_fail(w, STWS_ERR_JSON); /* value without key */
+            return 0;
+        }
+        w->after_key = 0;
+        return 1;
+    }
+    if (!w->first[d]) stws__jw_put(w, ",", 1);
+    w->first[d] = 0;
+    return 1;
+}
+
+/* A quoted, escaped string; invalid UTF-8 (RFC 8259 §8.1) is refused. */
+static void stws__jw_quoted(stws_json_writer *w, const char *s, size_t n) {
+    size_t i, run = 0;
+    stws__jw_put(w, "\"", 1);
+    for (i = 0; i < n; i++) {
+        char esc[6];
+        size_t k = stws__json_escape((unsigned char)s[i], esc);
+        if (!k) continue;
+        stws__jw_put(w, s + run, i - run);
+        stws__jw_put(w, esc, k);
+        run = i + 1;
+    }
+    stws__jw_put(w, s + run, n - run);
+    stws__jw_put(w, "\"", 1);
+}
+
+static int stws__jw_text_ok(stws_json_writer *w, const char *s, size_t n) {
+    if (!s && n) {
+        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        return 0;
+    }
+    if (n && !stws__utf8_ok(s, n)) {
+        stws__jw_fail(w, STWS_ERR_INVALID_UTF8);
+        return 0;
+    }
+    return 1;
+}
+
+void stws_json_init(stws_json_writer *w, char *buf, size_t cap) {
+    if (!w) return;
+    memset(w, 0, sizeof *w);
+    w->buf = buf;
+    w->cap = buf ? cap : 0;
+}
+
+static void stws__jw_begin(stws_json_writer *w, int object) {
+    if (!stws__jw_live(w)) return;
+    if (w->depth >= STWS_JSON_MAX_DEPTH) {
+        stws__jw_fail(w, STWS_ERR_JSON);
+        return;
+    }
+    if (!stws__jw_value(w)) return;
+    stws__jw_put(w, object ? "{" : "[", 1);
+    w->first[w->depth] = 1;
+    w->in_object[w->depth] = (uint8_t)object;
+    w->depth++;
+}
+
+static void stws__jw_end(stws_json_writer *w, int object) {
+    if (!stws__jw_live(w)) return;
+    if (w->depth == 0 || w->in_object[w->depth - 1] != object || w->after_key) {
+        stws__jw_fail(w, STWS_ERR_JSON); /* unbalanced, or a key left without value */
+        return;
+    }
+    stws__jw_put(w, object ? "}" : "]", 1);
+    w->depth--;
+}
+
+void stws_json_object_begin(stws_json_writer *w) { stws__jw_begin(w, 1); }
+void stws_json_object_end(stws_json_writer *w) { stws__jw_end(w, 1); }
+void stws_json_array_begin(stws_json_writer *w) { stws__jw_begin(w, 0); }
+void stws_json_array_end(stws_json_writer *w) { stws__jw_end(w, 0); }
+
+void stws_json_key(stws_json_writer *w, const char *key) {
+    int d;
+    size_t n;
+    if (!stws__jw_live(w)) return;
+    if (!key) {
+        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        return;
+    }
+    n = strlen(key);
+    d = w->depth - 1;
+    if (d < 0 || !w->in_object[d] || w->after_key) {
+        stws__jw_fail(w, STWS_ERR_JSON); /* key outside an object, or twice */
+        return;
+    }
+    if (!stws__jw_text_ok(w, key, n)) return;
+    if (!w->first[d]) stws__jw_put(w, ",", 1);
+    w->first[d] = 0;
+    stws__jw_quoted(w, key, n);
+    stws__jw_put(w, ":", 1);
+    w->after_key = 1;
+}
+
+void stws_json_string_n(stws_json_writer *w, const char *s, size_t n) {
+    if (!stws__jw_live(w) || !stws__jw_text_ok(w, s, n) || !stws__jw_value(w)) return;
+    if (!n) s = ""; /* NULL with 0 */
+    stws__jw_quoted(w, s, n);
+}
+
+void stws_json_string(stws_json_writer *w, const char *s) {
+    if (!s) {
+        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        return;
+    }
+    stws_json_string_n(w, s, strlen(s));
+}
+
+void stws_json_int(stws_json_writer *w, int64_t v) {
+    char d[20];
+    size_t n = stws__i64_dec(v, d);
+    if (stws__jw_value(w)) stws__jw_put(w, d, n);
+}
+
+void stws_json_bool(stws_json_writer *w, int v) {
+    if (stws__jw_value(w)) stws__jw_put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void stws_json_null(stws_json_writer *w) {
+    if (stws__jw_value(w)) stws__jw_put(w, "null", 4);
+}
+
+/* Checked with the same RFC 8259 grammar that verifies jsmn's tokens (the
+   writer has no allocator for a token array); its nesting counts against
+   STWS_JSON_MAX_DEPTH.  Copied as given, surrounding whitespace included. */
+void stws_json_raw(stws_json_writer *w, const char *json, size_t n) {
+    if (!stws__jw_live(w) || !stws__jw_text_ok(w, json, n)) return;
+    if (!n || !stws__json_check(json, n, NULL, 0, STWS_JSON_MAX_DEPTH - w->depth)) {
+        stws__jw_fail(w, STWS_ERR_JSON);
+        return;
+    }
+    if (stws__jw_value(w)) stws__jw_put(w, json, n);
+}
+
+/* *len: the length without the NUL, also on STWS_ERR_BUFFER_TOO_SMALL
+   (the buffer then needs *len + 1 bytes).  On any error buf holds "". */
+stws_result stws_json_finish(stws_json_writer *w, size_t *len) {
+    if (!w) return STWS_ERR_INVALID_ARG;
+    if (stws__jw_live(w) && (w->depth != 0 || w->after_key || w->len == 0))
+        stws__jw_fail(w, STWS_ERR_JSON); /* open containers, or nothing written */
+    if (len) *len = w->len;
+    if (w->error == STWS_OK && w->len < w->cap) {
+        w->buf[w->len] = 0;
+        return STWS_OK;
+    }
+    if (w->error == STWS_OK) w->error = STWS_ERR_BUFFER_TOO_SMALL;
+    if (w->cap) w->buf[0] = 0;
+    return w->error;
+}
+
+/* ---- JWT (RFC 7519, HS256 per RFC 7518 §3.2) ---------------------------------- */
+
+/* Streaming base64url without padding (RFC 7515 §2, RFC 4648 §5): 48 bytes
+   (a multiple of 3, so no padding in between) at a time through
+   mbedtls_base64_encode, then '+' '/' become '-' '_' and '=' goes. */
+typedef struct stws__b64u {
+    stws__sb *sb;
+    unsigned char pend[48];
+    size_t n;
+} stws__b64u;
+
+static void stws__b64u_flush(stws__b64u *e) {
+    unsigned char tmp[65];
+    size_t olen = 0, i;
+    if (!e->n) return;
+    if (mbedtls_base64_encode(tmp, sizeof tmp, &olen, e->pend, e->n) != 0) olen = 0; /* cannot fail */
+    for (i = 0; i < olen; i++) {
+        if (tmp[i] == '+') tmp[i] = '-';
+        else if (tmp[i] == '/') tmp[i] = '_';
+        else if (tmp[i] == '=') break;
+    }
+    stws__sb_put(e->sb, (const char *)tmp, i);
+    mbedtls_platform_zeroize(tmp, sizeof tmp);
+    mbedtls_platform_zeroize(e->pend, sizeof e->pend);
+    e->n = 0;
+}
+
+static void stws__b64u_put(stws__b64u *e, const void *data, size_t n) {
+    const unsigned char *p = (const unsigned char *)data;
+    while (n) {
+        size_t k = STWS__MIN(n, sizeof e->pend - e->n);
+        memcpy(e->pend + e->n, p, k);
+        e->n += k;
+        p += k;
+        n -= k;
+        if (e->n == sizeof e->pend) stws__b64u_flush(e);
+    }
+}
+
+static void stws__b64u_puts(stws__b64u *e, const char *s) { stws__b64u_put(e, s, strlen(s)); }
+
+static void stws__b64u_int(stws__b64u *e, int64_t v) {
+    char d[20];
+    stws__b64u_put(e, d, stws__i64_dec(v, d));
+}
+
+/* payload is NULL for a user token (claims), else the literal claims set. */
+static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_jwt_claims *claims,
+                             const char *payload, char *out, size_t cap, size_t *len) {
+    stws__sb sb;
+    stws__b64u e;
+    mbedtls_md_context_t md;
+    const mbedtls_md_info_t *info;
+    unsigned char mac[32];
+    size_t total;
+    int rc;
+    if (!len) return STWS_ERR_INVALID_ARG;
+    *len = 0;
+    if (out && cap) out[0] = 0;
+    if (!secret || !secret_len || (!out && cap) || (!payload && !claims)) return STWS_ERR_INVALID_ARG;
+    if (claims && claims->user_id && !stws__utf8_ok(claims->user_id, strlen(claims->user_id)))
+        return STWS_ERR_INVALID_UTF8;
+    sb.buf = out;
+    sb.cap = cap;
+    sb.len = 0;
+    e.sb = &sb;
+    e.n = 0;
+    stws__b64u_puts(&e, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
+    stws__b64u_flush(&e);
+    stws__sb_put(&sb, ".", 1);
+    if (payload) {
+        stws__b64u_puts(&e, payload);
+    } else {
+        /* keys sorted, no spaces (PROTOCOL.md §7); 0 / NULL omitted */
+        const char *sep = "";
+        stws__b64u_puts(&e, "{");
+        if (claims->exp) {
+            stws__b64u_puts(&e, "\"exp\":");
+            stws__b64u_int(&e, claims->exp);
+            sep = ",";
+        }
+        if (claims->iat) {
+            stws__b64u_puts(&e, sep);
+            stws__b64u_puts(&e, "\"iat\":");
+            stws__b64u_int(&e, claims->iat);
+            sep = ",";
+        }
+        if (claims->user_id) {
+            const char *u = claims->user_id;
+            stws__b64u_puts(&e, sep);
+            stws__b64u_puts(&e, "\"user_id\":\"");
+            for (; *u; u++) {
+                char esc[6];
+                size_t k = stws__json_escape((unsigned char)*u, esc);
+                if (k) stws__b64u_put(&e, esc, k);
+                else stws__b64u_put(&e, u, 1);
+            }
+            stws__b64u_puts(&e, "\"");
+        }
+        stws__b64u_puts(&e, "}");
+    }
+    stws__b64u_flush(&e);
+    total = sb.len + 1 + 43; /* "." + 32 bytes of MAC in unpadded base64url */
+    *len = total;
+    if (total >= cap) {
+        if (cap) out[0] = 0;
+        return STWS_ERR_BUFFER_TOO_SMALL;
+    }
+    /* RFC 7515 §5.1: the MAC covers the ASCII of header "." payload */
+    mbedtls_md_init(&md);
+    info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    rc = info ? mbedtls_md_setup(&md, info, 1) : -1;
+    if (rc == 0) rc = mbedtls_md_hmac_starts(&md, (const unsigned char *)secret, secret_len);
+    if (rc == 0) rc = mbedtls_md_hmac_update(&md, (const unsigned char *)out, sb.len);
+    if (rc == 0) rc = mbedtls_md_hmac_finish(&md, mac);
+    mbedtls_md_free(&md); /* zeroizes the inner/outer padded keys */
+    mbedtls_platform_zeroize(&md, sizeof md);
+    if (rc == 0) {
+        stws__sb_put(&sb, ".", 1);
+        stws__b64u_put(&e, mac, sizeof mac);
+        stws__b64u_flush(&e);
+    }
+    mbedtls_platform_zeroize(mac, sizeof mac);
+    if (rc != 0 || sb.len != total) {
+        out[0] = 0;
+        *len = 0;
+        return rc == MBEDTLS_ERR_MD_ALLOC_FAILED ? STWS_ERR_NOMEM : STWS_ERR_INVALID_ARG;
+    }
+    out[total] = 0;
+    return STWS_OK;
+}
+
+stws_result stws_jwt_user_token(const char *secret, size_t secret_len, const stws_jwt_claims *claims,
+                                char *out, size_t cap, size_t *len) {
+    if (!claims) {
+        if (len) *len = 0;
+        return STWS_ERR_INVALID_ARG;
+    }
+    return stws__jwt(secret, secret_len, claims, NULL, out, cap, len);
+}
+
+stws_result stws_jwt_server_token(const char *secret, size_t secret_len, char *out, size_t cap,
+                                  size_t *len) {
+    return stws__jwt(secret, secret_len, NULL, "{\"server\":true}", out, cap, len);
+}
+
 /* ==== end json + jwt ====================================================== */
 
 /* ==== connection ========================================================== */
@@ -3248,6 +4214,844 @@ stws_result stws_conn_close(stws_conn *c, int code, const char *reason) {
 stws_conn_state stws_conn_get_state(const stws_conn *c) { return c ? c->state : STWS_CONN_CLOSED; }
 int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
 const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
+
+/* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
+
+#define STWS__MAX_HANDLERS 32
+#define STWS__MAX_TOKEN 4096
+#define STWS__QHDR 12           /* queue entry: u32 length, u64 end offset */
+
+typedef enum stws__cstate {
+    STWS__C_IDLE = 0,
+    STWS__C_CONNECTING,         /* socket, TLS, upgrade */
+    STWS__C_AUTH,               /* auth message sent, waiting for connection.ok */
+    STWS__C_CONNECTED,
+    STWS__C_BACKOFF,            /* waiting before the next attempt */
+    STWS__C_STOPPED
+} stws__cstate;
+
+typedef struct stws__handler {
+    char type[64];
+    stws_client_event_fn fn;
+    void *user_data;
+} stws__handler;
+
+struct stws_client {
+    stws_allocator alloc;
+    stws_logger log;
+    stws_clock clock;
+    stws_random random;
+    stws__drbg *drbg;
+    stws_conn *conn;
+
+    /* configuration (strings copied into one block) */
+    char *strings;
+    const char *api_key, *user_id, *user_name, *user_image, *user_custom, *static_token, *secret,
+        *products, *client_id, *base_url;
+    stws_token_provider provider;
+    int health_ms, dead_ms, watchdog_ms, cap_ms, max_attempts, max_tokens;
+    size_t queue_limit;
+    stws_reconnecting_fn on_reconnecting;
+    stws_client_event_fn on_event;
+    void *user_data;
+    stws__handler handlers[STWS__MAX_HANDLERS];
+    int nhandlers;
+
+    stws__cstate state;
+    int failures;               /* consecutive failed attempts (PROTOCOL.md §5) */
+    int ever_connected;
+    int refresh_token;          /* fetch or mint a new token before the next attempt */
+    int retry_after_error;      /* connection.error handled: its close 1000 is not a stop */
+    int fatal;
+    int user_closed;
+    stws_result last_error;
+    uint64_t watchdog_at, health_at, dead_at, backoff_until;
+    char connection_id[128];
+    char token[STWS__MAX_TOKEN];
+    char message[256];          /* reason text for FATAL / DISCONNECTED */
+    char *scratch;              /* auth message */
+    size_t scratch_cap;
+
+    /* the send queue: entries [u32 len][u64 end][bytes], oldest first */
+    uint8_t *q;
+    size_t q_cap, q_len, q_moved; /* q_moved: bytes of entries handed to the codec */
+    size_t q_payload;           /* sum of entry lengths (the limit counts these) */
+
+    /* lifecycle events waiting for delivery */
+    stws_client_event pending[8];
+    int npending;
+
+    void *tokens;               /* jsmntok_t[] reused for every event */
+    int tok_cap;
+};
+
+static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
+
+static void stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
+    stws_client_event *e;
+    if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return;
+    e = &c->pending[c->npending++];
+    memset(e, 0, sizeof *e);
+    e->type = type;
+    e->result = r;
+    e->close_code = code;
+    e->error_code = code;
+}
+
+/* application/x-www-form-urlencoded (space as '+', '|' as %7C), PROTOCOL.md §1 */
+static void stws__sb_form(stws__sb *b, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char e[3];
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '*') {
+            stws__sb_put(b, (const char *)&ch, 1);
+        } else if (ch == ' ') {
+            stws__sb_put(b, "+", 1);
+        } else {
+            e[0] = '%';
+            e[1] = hex[ch >> 4];
+            e[2] = hex[ch & 15];
+            stws__sb_put(b, e, 3);
+        }
+    }
+}
+
+/* Point the connection at another URL (a reconnect hook may change the
+   query).  Rare: allocation is fine here. */
+static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
+    stws_url u;
+    size_t n = strlen(url), need = 0;
+    char *copy;
+    stws_result r;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
+    copy = (char *)stws__alloc(&c->alloc, n + 1);
+    if (!copy) return STWS_ERR_NOMEM;
+    memcpy(copy, url, n + 1);
+    if ((r = stws_url_parse(copy, &u)) != STWS_OK || u.secure != c->url.secure) {
+        stws__free(&c->alloc, copy);
+        return r != STWS_OK ? r : STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
+    }
+    r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need);
+    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
+        stws__free(&c->alloc, copy);
+        return r;
+    }
+    if (need + 1 > c->req_cap) {
+        char *req = (char *)stws__alloc(&c->alloc, need + 1);
+        if (!req) {
+            stws__free(&c->alloc, copy);
+            return STWS_ERR_NOMEM;
+        }
+        stws__free(&c->alloc, c->req);
+        c->req = req;
+        c->req_cap = need + 1;
+    }
+    stws__free(&c->alloc, c->url_copy);
+    c->url_copy = copy;
+    c->url = u;
+    memset(c->host, 0, sizeof c->host);
+    memcpy(c->host, u.host.ptr, STWS__MIN(u.host.len, sizeof c->host - 1));
+    return STWS_OK;
+}
+
+#ifndef STWS_NO_SOCKETS
+static int64_t stws__default_unix_s(void *user_data) {
+    (void)user_data;
+    return (int64_t)time(NULL);
+}
+#endif
+
+/* Get the token for the next attempt: static, provider, or minted. */
+static stws_result stws__client_token(stws_client *c) {
+    if (c->provider.fetch) {
+        int n = c->provider.fetch(c->token, sizeof c->token, c->provider.user_data);
+        if (n <= 0 || (size_t)n >= sizeof c->token) return STWS_ERR_TOKEN;
+        c->token[n] = 0;
+    } else if (c->secret) {
+        stws_jwt_claims cl;
+        size_t len = 0;
+        int64_t now = c->clock.unix_s ? c->clock.unix_s(c->clock.user_data) : 0;
+        memset(&cl, 0, sizeof cl);
+        cl.user_id = c->user_id;
+        cl.iat = now - 5; /* PROTOCOL.md §6 code 42: allow for clock skew */
+        if (stws_jwt_user_token(c->secret, strlen(c->secret), &cl, c->token, sizeof c->token, &len) != STWS_OK)
+            return STWS_ERR_TOKEN;
+    }
+    c->refresh_token = 0;
+    return STWS_OK;
+}
+
+/* PROTOCOL.md §2: {"token":..,"user_details":{..},"products":[..]} */
+static stws_result stws__client_auth(stws_client *c) {
+    stws_json_writer w;
+    size_t len = 0;
+    stws_result r;
+    stws_json_init(&w, c->scratch, c->scratch_cap);
+    stws_json_object_begin(&w);
+    stws_json_key(&w, "token");
+    stws_json_string(&w, c->token);
+    stws_json_key(&w, "user_details");
+    stws_json_object_begin(&w);
+    stws_json_key(&w, "id");
+    stws_json_string(&w, c->user_id);
+    if (c->user_name) {
+        stws_json_key(&w, "name");
+        stws_json_string(&w, c->user_name);
+    }
+    if (c->user_image) {
+        stws_json_key(&w, "image");
+        stws_json_string(&w, c->user_image);
+    }
+    if (c->user_custom) {
+        stws_json_key(&w, "custom");
+        stws_json_raw(&w, c->user_custom, strlen(c->user_custom));
+    }
+    stws_json_object_end(&w);
+    if (c->products) {
+        const char *p = c->products;
+        stws_json_key(&w, "products");
+        stws_json_array_begin(&w);
+        while (*p) {
+            size_t n = strcspn(p, ",");
+            if (n) stws_json_string_n(&w, p, n);
+            p += n;
+            if (*p == ',') p++;
+        }
+        stws_json_array_end(&w);
+    }
+    stws_json_object_end(&w);
+    r = stws_json_finish(&w, &len);
+    if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
+    mbedtls_platform_zeroize(c->scratch, STWS__MIN(len + 1, c->scratch_cap)); /* held the token */
+    return r;
+}
+
+/* PROTOCOL.md §4: the array form of the client's health check. */
+static void stws__client_health(stws_client *c) {
+    char buf[256];
+    stws_json_writer w;
+    size_t len = 0;
+    stws_json_init(&w, buf, sizeof buf);
+    stws_json_array_begin(&w);
+    stws_json_object_begin(&w);
+    stws_json_key(&w, "type");
+    stws_json_string(&w, "health.check");
+    stws_json_key(&w, "client_id");
+    stws_json_string(&w, c->connection_id);
+    stws_json_object_end(&w);
+    stws_json_array_end(&w);
+    if (stws_json_finish(&w, &len) == STWS_OK) (void)stws_conn_send(c->conn, STWS_OP_TEXT, buf, len);
+    c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
+}
+
+static void stws__client_stop(stws_client *c) {
+    c->state = STWS__C_STOPPED;
+    c->watchdog_at = c->health_at = c->dead_at = c->backoff_until = 0;
+    c->connection_id[0] = 0;
+}
+
+static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg, size_t n) {
+    stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
+    snprintf(c->message, sizeof c->message, "%.*s", (int)STWS__MIN(n, (size_t)200), msg);
+    stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
+              c->message);
+    c->fatal = 1;
+}
+
+/* Start one connection attempt. */
+static void stws__client_attempt(stws_client *c) {
+    stws_result r = STWS_OK;
+    if (c->refresh_token || !c->token[0]) r = stws__client_token(c);
+    if (r == STWS_OK) r = stws_conn_connect(c->conn);
+    c->state = STWS__C_CONNECTING;
+    c->watchdog_at = stws__cnow(c) + (uint64_t)c->watchdog_ms;
+    if (r != STWS_OK) {
+        /* treated like a failed connect: backoff and try again */
+        c->last_error = r;
+        c->watchdog_at = stws__cnow(c); /* fires at once */
+    }
+}
+
+/* Uniform in [lo, hi) (PROTOCOL.md §5). */
+static int stws__client_delay(stws_client *c, int n) {
+    int64_t hi = 500 + 2000 * (int64_t)n, lo = 2000 * ((int64_t)n - 1);
+    uint32_t rnd = 0;
+    if (lo < 250) lo = 250;
+    if (hi > c->cap_ms) hi = c->cap_ms;
+    if (lo > c->cap_ms) lo = c->cap_ms;
+    if (hi <= lo) return (int)lo;
+    (void)c->random.fill(&rnd, sizeof rnd, c->random.user_data);
+    return (int)(lo + (int64_t)(rnd % (uint32_t)(hi - lo)));
+}
+
+/* Queue entries that were fully written leave the queue; the rest become
+   unsent again when the socket is gone. */
+static void stws__queue_settle(stws_client *c, int socket_gone) {
+    uint64_t written = c->conn->codec->out_total;
+    size_t off = 0;
+    while (off < c->q_moved) {
+        uint32_t n;
+        uint64_t end;
+        memcpy(&n, c->q + off, 4);
+        memcpy(&end, c->q + off + 4, 8);
+        if (end > written) break;
+        off += STWS__QHDR + n;
+        c->q_payload -= n;
+    }
+    if (off) {
+        memmove(c->q, c->q + off, c->q_len - off);
+        c->q_len -= off;
+        c->q_moved -= off;
+    }
+    if (socket_gone) c->q_moved = 0;
+}
+
+/* Hand queued entries to the connection, oldest first, while its output is
+   small; each remembers the output offset at which it is fully written. */
+static void stws__queue_pump(stws_client *c) {
+    stws__queue_settle(c, 0);
+    if (c->state != STWS__C_CONNECTED) return;
+    while (c->q_moved < c->q_len && stws_conn_buffered(c->conn) < 65536) {
+        uint32_t n;
+        uint64_t end;
+        size_t before = stws_conn_buffered(c->conn);
+        memcpy(&n, c->q + c->q_moved, 4);
+        if (stws_conn_send(c->conn, STWS_OP_TEXT, c->q + c->q_moved + STWS__QHDR, n) != STWS_OK) break;
+        end = c->conn->codec->out_total + stws_conn_buffered(c->conn);
+        (void)before;
+        memcpy(c->q + c->q_moved + 4, &end, 8);
+        c->q_moved += STWS__QHDR + n;
+    }
+}
+
+stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
+    uint32_t st = 0, n32;
+    uint64_t zero = 0;
+    if (!c || (!text && len) || len > 0xFFFFFFFFu) return STWS_ERR_INVALID_ARG;
+    if (c->state == STWS__C_STOPPED) return STWS_ERR_CLOSED;
+    if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
+    if (c->q_payload + len > c->queue_limit) return STWS_ERR_QUEUE_FULL;
+    if (c->q_cap - c->q_len < STWS__QHDR + len) {
+        size_t want = STWS__MAX(c->q_len + STWS__QHDR + len, c->q_cap * 2);
+        uint8_t *nq;
+        if (want < 4096) want = 4096;
+        nq = (uint8_t *)stws__alloc(&c->alloc, want);
+        if (!nq) return STWS_ERR_NOMEM;
+        if (c->q_len) memcpy(nq, c->q, c->q_len);
+        stws__free(&c->alloc, c->q);
+        c->q = nq;
+        c->q_cap = want;
+    }
+    n32 = (uint32_t)len;
+    memcpy(c->q + c->q_len, &n32, 4);
+    memcpy(c->q + c->q_len + 4, &zero, 8);
+    if (len) memcpy(c->q + c->q_len + STWS__QHDR, text, len);
+    c->q_len += STWS__QHDR + len;
+    c->q_payload += len;
+    stws__queue_pump(c);
+    return STWS_OK;
+}
+
+size_t stws_client_queued(const stws_client *c) { return c ? c->q_payload : 0; }
+
+/* A socket ended (CLOSE from the connection): stop or schedule a retry. */
+static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close) {
+    int delay, attempt;
+    stws__queue_settle(c, 1);
+    c->connection_id[0] = 0;
+    c->health_at = c->dead_at = c->watchdog_at = 0;
+    if (c->fatal) {
+        stws__client_stop(c);
+        return;
+    }
+    if (c->user_closed) {
+        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
+        stws__client_stop(c);
+        return;
+    }
+    stws__cpush(c, STWS_CLIENT_EVENT_DISCONNECTED, c->last_error, close_code);
+    /* PROTOCOL.md §5: a server close 1000 is permanent, unless it follows a
+       connection.error we decided to retry */
+    if (peer_close && close_code == STWS_CLOSE_NORMAL && !c->retry_after_error) {
+        snprintf(c->message, sizeof c->message, "server closed the connection (1000)");
+        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
+        stws__client_stop(c);
+        return;
+    }
+    c->retry_after_error = 0;
+    delay = stws__client_delay(c, c->failures);
+    attempt = ++c->failures;
+    if (c->max_attempts > 0 && attempt > c->max_attempts) {
+        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, "reconnect attempts exhausted", 28);
+        stws__client_stop(c);
+        return;
+    }
+    if (c->on_reconnecting) {
+        stws_reconnect_ctl ctl;
+        memset(&ctl, 0, sizeof ctl);
+        if (c->on_reconnecting(c, attempt, delay, &ctl, c->user_data) != 0) {
+            stws__client_fatal(c, STWS_ERR_ABORTED, 0, "stopped by on_reconnecting", 26);
+            stws__client_stop(c);
+            return;
+        }
+        if (ctl.token && strlen(ctl.token) < sizeof c->token) {
+            snprintf(c->token, sizeof c->token, "%s", ctl.token);
+            c->refresh_token = 0;
+        }
+        if (ctl.url && stws__conn_set_url(c->conn, ctl.url) != STWS_OK)
+            stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: URL refused, keeping the old one");
+    }
+    stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, close_code);
+    c->pending[c->npending - 1].attempt = attempt;
+    c->pending[c->npending - 1].delay_ms = delay;
+    stws__log(&c->log, STWS_LOG_INFO, "reconnecting: attempt %d in %d ms", attempt, delay);
+    c->state = STWS__C_BACKOFF;
+    c->backoff_until = stws__cnow(c) + (uint64_t)delay;
+}
+
+/* PROTOCOL.md §6 */
+static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
+    int64_t code = 0, status = 0;
+    stws_str msg = {"", 0};
+    (void)stws_json_int_at(doc, "error.code", &code);
+    (void)stws_json_int_at(doc, "error.StatusCode", &status);
+    (void)stws_json_find(doc, "error.message", &msg);
+    c->last_error = STWS_ERR_AUTH_TRANSIENT;
+    snprintf(c->message, sizeof c->message, "connection.error %d: %.*s", (int)code,
+             (int)STWS__MIN(msg.len, (size_t)200), msg.ptr);
+    if (code == 40 && (c->secret || c->provider.fetch)) {
+        c->refresh_token = 1; /* refresh only on an auth code, never on every reconnect */
+        c->retry_after_error = 1;
+    } else if (code == 40 || code == 41 || code == 42 || code == 43 || code == 2 || code == 4 ||
+               code == 6) {
+        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg.ptr, msg.len);
+        c->pending[c->npending - 1].error_code = (int)code;
+    } else {
+        c->retry_after_error = 1; /* other codes and 5xx: transient */
+    }
+    /* the server closes with 1000 next; close from our side too so that a
+       server that does not never holds the client (PROTOCOL.md §3) */
+    (void)status;
+    (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
+}
+
+static int stws__client_next(stws_client *c, stws_client_event *ev) {
+    stws_conn_event ce;
+    memset(ev, 0, sizeof *ev);
+    for (;;) {
+        if (c->npending) {
+            *ev = c->pending[0];
+            if (ev->type == STWS_CLIENT_EVENT_FATAL || ev->type == STWS_CLIENT_EVENT_DISCONNECTED ||
+                ev->type == STWS_CLIENT_EVENT_CLOSED) {
+                ev->message.ptr = c->message;
+                ev->message.len = strlen(c->message);
+            }
+            if (ev->type == STWS_CLIENT_EVENT_CONNECTED || ev->type == STWS_CLIENT_EVENT_RECONNECTED) {
+                ev->connection_id.ptr = c->connection_id;
+                ev->connection_id.len = strlen(c->connection_id);
+            }
+            memmove(c->pending, c->pending + 1, (size_t)(c->npending - 1) * sizeof c->pending[0]);
+            c->npending--;
+            return 1;
+        }
+        if (c->state == STWS__C_IDLE || c->state == STWS__C_BACKOFF || c->state == STWS__C_STOPPED ||
+            !stws_conn_next_event(c->conn, &ce))
+            return 0;
+        switch (ce.type) {
+        case STWS_CONN_EVENT_OPEN:
+            c->state = STWS__C_AUTH;
+            if (stws__client_auth(c) != STWS_OK) {
+                c->last_error = STWS_ERR_JSON;
+                stws__conn_abort(c->conn, STWS_ERR_JSON, "auth message");
+            }
+            continue;
+        case STWS_CONN_EVENT_MESSAGE: {
+            stws_result r;
+            c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms; /* any frame is life */
+            if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
+            ev->json.ptr = (const char *)ce.data;
+            ev->json.len = ce.len;
+            r = stws__json_parse((const char *)ce.data, ce.len, (jsmntok_t **)&c->tokens, &c->tok_cap,
+                                 c->max_tokens, &c->alloc, &ev->doc);
+            if (r == STWS_OK) r = stws__json_event_type(&ev->doc, &ev->event_type);
+            if (r != STWS_OK) {
+                ev->type = STWS_CLIENT_EVENT_MALFORMED;
+                ev->result = r;
+                stws__log(&c->log, STWS_LOG_WARN, "malformed event ignored: %s", stws_result_string(r));
+                return 1;
+            }
+            ev->type = STWS_CLIENT_EVENT_SERVER;
+            if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "connection.ok") && c->state == STWS__C_AUTH) {
+                size_t n = 0;
+                /* PROTOCOL.md §3: only connection.ok is success */
+                if (stws_json_string_at(&ev->doc, "connection_id", c->connection_id, sizeof c->connection_id,
+                                        &n) != STWS_OK)
+                    c->connection_id[0] = 0;
+                c->state = STWS__C_CONNECTED;
+                c->failures = 0;
+                c->watchdog_at = 0;
+                c->last_error = STWS_OK;
+                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
+                stws__cpush(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
+                            STWS_OK, 0);
+                c->ever_connected = 1;
+            } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "connection.error")) {
+                stws__client_conn_error(c, &ev->doc);
+            } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "health.check") &&
+                       c->state == STWS__C_CONNECTED) {
+                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms; /* §4 */
+            }
+            return 1;
+        }
+        case STWS_CONN_EVENT_PING:
+        case STWS_CONN_EVENT_PONG:
+            c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms;
+            continue;
+        case STWS_CONN_EVENT_ERROR:
+            if (c->last_error == STWS_OK || c->last_error == STWS_ERR_AUTH_TRANSIENT)
+                c->last_error = ce.error;
+            snprintf(c->message, sizeof c->message, "%s", stws_conn_error_detail(c->conn));
+            continue;
+        case STWS_CONN_EVENT_CLOSE: {
+            int peer = c->conn->peer_closed;
+            if (!c->message[0] || c->last_error == STWS_OK)
+                snprintf(c->message, sizeof c->message, "socket closed (code %d)", ce.close_code);
+            stws__client_socket_ended(c, ce.close_code, peer);
+            continue;
+        }
+        default: continue;
+        }
+    }
+}
+
+int stws_client_next_event(stws_client *c, stws_client_event *ev) {
+    if (!c || !ev) return 0;
+    return stws__client_next(c, ev);
+}
+
+static void stws__client_dispatch(stws_client *c) {
+    stws_client_event ev;
+    while (stws__client_next(c, &ev)) {
+        int i;
+        if (c->on_event) c->on_event(c, &ev, c->user_data);
+        if (ev.type != STWS_CLIENT_EVENT_SERVER) continue;
+        for (i = 0; i < c->nhandlers; i++)
+            if (strcmp(c->handlers[i].type, "*") == 0 ||
+                stws__ieq(ev.event_type.ptr, ev.event_type.len, c->handlers[i].type))
+                c->handlers[i].fn(c, &ev, c->handlers[i].user_data);
+    }
+}
+
+stws_result stws_client_step(stws_client *c) {
+    uint64_t now;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    now = stws__cnow(c);
+    switch (c->state) {
+    case STWS__C_BACKOFF:
+        if (now >= c->backoff_until) stws__client_attempt(c);
+        break;
+    case STWS__C_CONNECTING:
+    case STWS__C_AUTH:
+        if (c->watchdog_at && now >= c->watchdog_at &&
+            stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
+            /* PROTOCOL.md §3: no connection.ok in time is a transport failure */
+            c->last_error = STWS_ERR_WATCHDOG;
+            stws__conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
+        } else if (c->watchdog_at && now >= c->watchdog_at) {
+            /* the attempt could not even start (token, connect call) */
+            c->watchdog_at = 0;
+            stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
+        }
+        break;
+    case STWS__C_CONNECTED:
+        if (c->dead_at && now >= c->dead_at) {
+            c->last_error = STWS_ERR_DEAD; /* §4: 35 s of silence */
+            stws__conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
+        } else if (c->health_at && now >= c->health_at) {
+            stws__client_health(c);
+        }
+        break;
+    default: break;
+    }
+    if (c->state != STWS__C_BACKOFF && c->state != STWS__C_STOPPED && c->state != STWS__C_IDLE)
+        (void)stws_conn_step(c->conn);
+    stws__queue_pump(c);
+    if (c->on_event || c->nhandlers) stws__client_dispatch(c);
+    return c->fatal ? c->last_error : STWS_OK;
+}
+
+int stws_client_timeout(const stws_client *c) {
+    uint64_t now, next = 0;
+    int t;
+    if (!c) return -1;
+    if (c->npending) return 0;
+    if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
+    now = stws__cnow(c);
+    if (c->state == STWS__C_BACKOFF) next = c->backoff_until;
+    else {
+        uint64_t cand[3];
+        int i;
+        cand[0] = c->watchdog_at;
+        cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
+        cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
+        for (i = 0; i < 3; i++)
+            if (cand[i] && (!next || cand[i] < next)) next = cand[i];
+    }
+    t = next ? (next <= now ? 0 : (int)STWS__MIN(next - now, (uint64_t)0x7FFFFFFF)) : -1;
+    if (c->state != STWS__C_BACKOFF) {
+        int ct = stws_conn_timeout(c->conn);
+        if (ct >= 0 && (t < 0 || ct < t)) t = ct;
+    }
+    return t;
+}
+
+intptr_t stws_client_handle(const stws_client *c) {
+    if (!c || c->state == STWS__C_BACKOFF || c->state == STWS__C_STOPPED) return -1;
+    return stws_conn_handle(c->conn);
+}
+
+int stws_client_wants(const stws_client *c) {
+    if (!c || c->state == STWS__C_BACKOFF || c->state == STWS__C_STOPPED) return STWS_POLL_NONE;
+    return stws_conn_wants(c->conn);
+}
+
+#ifndef STWS_NO_SOCKETS
+stws_result stws_client_poll(stws_client *c, int timeout_ms) {
+    int t;
+    intptr_t h;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    t = stws_client_timeout(c);
+    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    h = stws_client_handle(c);
+    if (t != 0 && h >= 0) {
+        struct pollfd pfd;
+        int wants = stws_client_wants(c);
+        pfd.fd = (int)h;
+        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
+        pfd.revents = 0;
+        (void)poll(&pfd, 1, t);
+    } else if (t > 0) {
+        (void)poll(NULL, 0, t); /* backoff: nothing to watch but the timer */
+    }
+    return stws_client_step(c);
+}
+#endif
+
+stws_result stws_client_connect(stws_client *c) {
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state != STWS__C_IDLE && c->state != STWS__C_STOPPED) return STWS_ERR_STATE;
+    c->failures = 0;
+    c->fatal = 0;
+    c->user_closed = 0;
+    c->last_error = STWS_OK;
+    c->message[0] = 0;
+    stws__client_attempt(c);
+    return STWS_OK;
+}
+
+stws_result stws_client_close(stws_client *c) {
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state == STWS__C_STOPPED || c->user_closed) return STWS_OK;
+    c->user_closed = 1; /* wins over backoff and connect (issue: a user close always wins) */
+    switch (stws_conn_get_state(c->conn)) {
+    case STWS_CONN_OPEN:
+        (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
+        break;
+    case STWS_CONN_CONNECTING:
+    case STWS_CONN_HANDSHAKE:
+        (void)stws_conn_close(c->conn, 0, NULL);
+        break;
+    case STWS_CONN_CLOSING: break;
+    default:
+        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, 0);
+        stws__client_stop(c);
+    }
+    return STWS_OK;
+}
+
+const char *stws_client_connection_id(const stws_client *c) { return c ? c->connection_id : ""; }
+
+stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
+    if (!c || !type || !fn || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
+    if (c->nhandlers == STWS__MAX_HANDLERS) return STWS_ERR_NOMEM;
+    snprintf(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, "%s", type);
+    c->handlers[c->nhandlers].fn = fn;
+    c->handlers[c->nhandlers].user_data = ud;
+    c->nhandlers++;
+    return STWS_OK;
+}
+
+static const char *stws__os_name(void) {
+#if defined(__linux__)
+    return "linux";
+#elif defined(__APPLE__)
+    return "darwin";
+#elif defined(_WIN32)
+    return "windows";
+#else
+    return "embedded";
+#endif
+}
+
+stws_client *stws_client_create(const stws_client_desc *desc) {
+    stws_allocator a;
+    stws_logger lg;
+    stws_client *c;
+    stws_conn_desc cd;
+    stws__sb b;
+    size_t total = 0, k;
+    char defid[64], *p, *url = NULL;
+    const char *src[10];
+    const char **dst[10];
+    int nsrc = 0, sources;
+    if (!desc) return NULL;
+    lg = stws__logger_def(&desc->logger);
+    if (!desc->api_key || !desc->user_id || !*desc->api_key || !*desc->user_id) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: api_key and user_id are required");
+        return NULL;
+    }
+    sources = (desc->token != NULL) + (desc->api_secret != NULL) + (desc->token_provider.fetch != NULL);
+    if (sources != 1) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: give exactly one of token, api_secret, token_provider");
+        return NULL;
+    }
+    if (desc->token && strlen(desc->token) >= STWS__MAX_TOKEN) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: token too long");
+        return NULL;
+    }
+    a = stws__allocator_def(&desc->allocator);
+    c = (stws_client *)stws__alloc(&a, sizeof *c);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->alloc = a;
+    c->log = lg;
+    c->clock = desc->clock;
+#ifndef STWS_NO_SOCKETS
+    if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
+    if (!c->clock.unix_s) c->clock.unix_s = stws__default_unix_s;
+#endif
+    if (!c->clock.now_ms) goto fail;
+    snprintf(defid, sizeof defid, "stream-ws-c-v%s|os=%s", STWS_VERSION_STRING, stws__os_name());
+    /* one block for every string the client keeps */
+#define STWS__KEEP(field, value) do { src[nsrc] = (value); dst[nsrc] = &c->field; nsrc++; } while (0)
+    STWS__KEEP(api_key, desc->api_key);
+    STWS__KEEP(user_id, desc->user_id);
+    STWS__KEEP(user_name, desc->user_name);
+    STWS__KEEP(user_image, desc->user_image);
+    STWS__KEEP(user_custom, desc->user_custom_json);
+    STWS__KEEP(static_token, desc->token);
+    STWS__KEEP(secret, desc->api_secret);
+    STWS__KEEP(products, desc->products);
+    STWS__KEEP(client_id, desc->client_id ? desc->client_id : defid);
+    STWS__KEEP(base_url, desc->url ? desc->url : STWS_DEFAULT_URL);
+#undef STWS__KEEP
+    for (k = 0; k < (size_t)nsrc; k++) total += src[k] ? strlen(src[k]) + 1 : 0;
+    c->strings = (char *)stws__alloc(&a, total);
+    if (!c->strings) goto fail;
+    for (p = c->strings, k = 0; k < (size_t)nsrc; k++) {
+        if (!src[k]) continue;
+        memcpy(p, src[k], strlen(src[k]) + 1);
+        *dst[k] = p;
+        p += strlen(src[k]) + 1;
+    }
+    c->provider = desc->token_provider;
+    if (c->static_token) snprintf(c->token, sizeof c->token, "%s", c->static_token);
+    c->health_ms = desc->health_interval_ms > 0 ? desc->health_interval_ms : 25000;
+    c->dead_ms = desc->dead_timeout_ms > 0 ? desc->dead_timeout_ms : 35000;
+    c->watchdog_ms = desc->watchdog_ms > 0 ? desc->watchdog_ms : 15000;
+    c->cap_ms = desc->backoff_cap_ms > 0 ? desc->backoff_cap_ms : 25000;
+    c->max_attempts = desc->max_attempts > 0 ? desc->max_attempts : 0;
+    c->queue_limit = desc->send_queue_limit ? desc->send_queue_limit : ((size_t)1 << 20);
+    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens : 65536;
+    c->on_reconnecting = desc->on_reconnecting;
+    c->on_event = desc->on_event;
+    c->user_data = desc->user_data;
+    if (desc->random.fill) c->random = desc->random;
+    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+
+    /* PROTOCOL.md §1: ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
+    b.buf = NULL;
+    b.cap = 0;
+    for (k = 0; k < 2; k++) {
+        b.len = 0;
+        stws__sb_puts(&b, c->base_url);
+        stws__sb_puts(&b, strchr(c->base_url, '?') ? "&api_key=" : "?api_key=");
+        stws__sb_form(&b, c->api_key);
+        stws__sb_puts(&b, "&stream-auth-type=jwt&X-Stream-Client=");
+        stws__sb_form(&b, c->client_id);
+        if (k == 0) {
+            url = (char *)stws__alloc(&a, b.len + 1);
+            if (!url) goto fail;
+            b.buf = url;
+            b.cap = b.len + 1;
+        }
+    }
+    url[b.len] = 0;
+    /* the auth message: the token and the user's fields, escaped (up to 6x) */
+    c->scratch_cap = 512 + STWS__MAX_TOKEN + 6 * (strlen(c->user_id) + (c->user_name ? strlen(c->user_name) : 0) +
+                                                  (c->user_image ? strlen(c->user_image) : 0) +
+                                                  (c->products ? strlen(c->products) : 0)) +
+                     (c->user_custom ? strlen(c->user_custom) : 0);
+    c->scratch = (char *)stws__alloc(&a, c->scratch_cap);
+    if (!c->scratch) goto fail;
+
+    memset(&cd, 0, sizeof cd);
+    cd.url = url;
+    cd.transport = desc->transport;
+    cd.ca_file = desc->ca_file;
+    cd.ca_pem = desc->ca_pem;
+    cd.insecure = desc->insecure;
+    cd.proxy = desc->proxy;
+    cd.proxy_from_env = desc->proxy_from_env;
+    cd.resolver = desc->resolver;
+    cd.max_message_size = desc->max_message_size;
+    cd.connect_timeout_ms = c->watchdog_ms;
+    cd.allocator = a;
+    cd.logger = lg;
+    cd.clock = c->clock;
+    cd.random = c->random;
+    c->conn = stws_conn_create(&cd);
+    stws__free(&a, url);
+    url = NULL;
+    if (!c->conn) goto fail;
+    c->state = STWS__C_IDLE;
+    return c;
+fail:
+    stws__free(&a, url);
+    stws_client_destroy(c);
+    return NULL;
+}
+
+void stws_client_destroy(stws_client *c) {
+    stws_allocator a;
+    if (!c) return;
+    a = c->alloc;
+    stws_conn_destroy(c->conn);
+    if (c->drbg) {
+        stws__drbg_free(c->drbg);
+        stws__free(&a, c->drbg);
+    }
+    if (c->strings) {
+        /* the block holds the API secret and maybe a token */
+        size_t n = 0;
+        const char *s[10];
+        int i;
+        s[0] = c->api_key; s[1] = c->user_id; s[2] = c->user_name; s[3] = c->user_image;
+        s[4] = c->user_custom; s[5] = c->static_token; s[6] = c->secret; s[7] = c->products;
+        s[8] = c->client_id; s[9] = c->base_url;
+        for (i = 0; i < 10; i++) n += s[i] ? strlen(s[i]) + 1 : 0;
+        mbedtls_platform_zeroize(c->strings, n);
+    }
+    stws__free(&a, c->strings);
+    stws__free(&a, c->scratch);
+    stws__free(&a, c->q);
+    stws__free(&a, c->tokens);
+    mbedtls_platform_zeroize(c, sizeof *c);
+    stws__free(&a, c);
+}
 
 #endif /* STREAM_WS_IMPLEMENTATION_DONE */
 #endif /* STREAM_WS_IMPLEMENTATION */

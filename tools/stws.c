@@ -2,15 +2,20 @@
 
    stws echo URL [options]   echo every message back (conformance client)
    stws cat URL [options]    stdin lines -> messages, messages -> stdout lines
+   stws listen [options]     a Stream client: events -> stdout lines, stdin -> send queue
 
    options: --binary  --header 'K: V'  --subprotocol P  --origin O
             --ca FILE  --insecure  --proxy URL  --proxy-env  --timeout SECONDS
-   Exit status: 0 after a clean closing handshake, 1 on any other end
-   (with a one-line reason on stderr), 2 on a usage error. */
+   Exit status (echo, cat): 0 after a clean closing handshake, 1 on any other
+   end (with a one-line reason on stderr), 2 on a usage error.
+   Exit status (listen): 0 on a normal end (server close 1000, --max-events
+   reached), 3 on a fatal auth error, 4 when attempts are exhausted, 2 on a
+   usage error, 1 otherwise. */
 #define STREAM_WS_IMPLEMENTATION
 #include "../stream_ws.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +40,11 @@ static int usage(const char *why) {
     fprintf(stderr, "stws: %s\n"
             "usage: stws echo URL [--ca FILE] [--insecure] [--proxy URL] [--timeout S]\n"
             "       stws cat URL [--binary] [--header 'K: V'] [--subprotocol P] [--origin O]\n"
-            "                    [--ca FILE] [--insecure] [--proxy URL] [--proxy-env] [--timeout S]\n",
+            "                    [--ca FILE] [--insecure] [--proxy URL] [--proxy-env] [--timeout S]\n"
+            "       stws listen [--url URL] --api-key KEY --user-id ID (--secret S | --token JWT)\n"
+            "                   [--products LIST] [--max-events N] [--user-name NAME] [--max-attempts N]\n"
+            "                   [--ca FILE] [--insecure] [--health-interval MS] [--dead-timeout MS]\n"
+            "         env: STREAM_WS_URL STREAM_API_KEY STREAM_API_SECRET STREAM_USER_ID STREAM_TOKEN\n",
             why);
     return 2;
 }
@@ -140,6 +149,8 @@ static int read_stdin(stws_conn *c, const options *o, line_reader *lr) {
     return 0;
 }
 
+static int listen_main(int argc, char **argv);
+
 int main(int argc, char **argv) {
     options o;
     stws_conn_desc d;
@@ -150,6 +161,7 @@ int main(int argc, char **argv) {
     int echo, status = 1, done = 0, stdin_open;
     char reason[300] = "";
 
+    if (argc >= 2 && strcmp(argv[1], "listen") == 0) return listen_main(argc, argv);
     if ((status = parse_args(argc, argv, &o)) != 0) return status;
     if ((r = stws_url_parse(o.url, &u)) != STWS_OK) {
         fprintf(stderr, "stws: bad URL: %s\n", stws_result_string(r));
@@ -251,4 +263,209 @@ int main(int argc, char **argv) {
     if (lr) free(lr->buf);
     free(lr);
     return status;
+}
+
+/* ---- listen: the Stream client ------------------------------------------ */
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct listen_state {
+    long max_events, printed;
+    int exit_status, done;
+} listen_state;
+
+static void listen_log(stws_log_level level, const char *msg, void *ud) {
+    (void)ud;
+    /* errors arrive as DISCONNECTED/FATAL events and are printed there */
+    if (level == STWS_LOG_WARN) fprintf(stderr, "stws: warning: %s\n", msg);
+}
+
+static int listen_usage(const char *why) {
+    fprintf(stderr, "stws: %s\n"
+            "usage: stws listen [--url URL] --api-key KEY --user-id ID (--secret SECRET | --token JWT)\n"
+            "                   [--products LIST] [--max-events N] [--user-name NAME] [--max-attempts N]\n"
+            "                   [--ca FILE] [--insecure] [--health-interval MS] [--dead-timeout MS]\n"
+            "       fallbacks: STREAM_WS_URL STREAM_API_KEY STREAM_API_SECRET STREAM_USER_ID STREAM_TOKEN\n",
+            why);
+    return 2;
+}
+
+static const char *env_or(const char *v, const char *name) {
+    const char *e;
+    if (v) return v;
+    e = getenv(name);
+    return e && *e ? e : NULL;
+}
+
+static int listen_main(int argc, char **argv) {
+    stws_client_desc d;
+    stws_client *c;
+    listen_state st;
+    line_reader lr;
+    const char *url = NULL, *key = NULL, *uid = NULL, *secret = NULL, *token = NULL;
+    int i, stdin_open = 1;
+    memset(&d, 0, sizeof d);
+    memset(&st, 0, sizeof st);
+    memset(&lr, 0, sizeof lr);
+    st.max_events = -1;
+    for (i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--insecure") == 0) { d.insecure = 1; continue; }
+        if (a[0] != '-' || a[1] != '-') return listen_usage("unexpected argument");
+        if (!v) return listen_usage("option needs a value");
+        i++;
+        if (strcmp(a, "--url") == 0) url = v;
+        else if (strcmp(a, "--api-key") == 0) key = v;
+        else if (strcmp(a, "--user-id") == 0) uid = v;
+        else if (strcmp(a, "--secret") == 0) secret = v;
+        else if (strcmp(a, "--token") == 0) token = v;
+        else if (strcmp(a, "--products") == 0) d.products = v;
+        else if (strcmp(a, "--user-name") == 0) d.user_name = v;
+        else if (strcmp(a, "--ca") == 0) d.ca_file = v;
+        else if (strcmp(a, "--max-events") == 0) {
+            char *end;
+            st.max_events = strtol(v, &end, 10);
+            if (*end || st.max_events <= 0) return listen_usage("bad --max-events");
+        } else if (strcmp(a, "--max-attempts") == 0) d.max_attempts = atoi(v);
+        else if (strcmp(a, "--health-interval") == 0) d.health_interval_ms = atoi(v);
+        else if (strcmp(a, "--dead-timeout") == 0) d.dead_timeout_ms = atoi(v);
+        else return listen_usage("unknown option");
+    }
+    url = env_or(url, "STREAM_WS_URL");
+    key = env_or(key, "STREAM_API_KEY");
+    uid = env_or(uid, "STREAM_USER_ID");
+    if (!secret && !token) {
+        secret = env_or(NULL, "STREAM_API_SECRET");
+        token = secret ? NULL : env_or(NULL, "STREAM_TOKEN");
+    }
+    if (!key) return listen_usage("missing --api-key (or STREAM_API_KEY)");
+    if (!uid) return listen_usage("missing --user-id (or STREAM_USER_ID)");
+    if (!secret && !token) return listen_usage("missing --secret or --token (or STREAM_API_SECRET / STREAM_TOKEN)");
+    if (secret && token) return listen_usage("give --secret or --token, not both");
+    if (url) {
+        stws_url u;
+        if (stws_url_parse(url, &u) != STWS_OK) return listen_usage("bad --url");
+    }
+    d.url = url;
+    d.api_key = key;
+    d.user_id = uid;
+    d.api_secret = secret;
+    d.token = token;
+    d.logger.func = listen_log;
+    c = stws_client_create(&d);
+    if (!c) return listen_usage("invalid settings");
+    if (stws_client_connect(c) != STWS_OK) return 1;
+    {
+        /* Ctrl-C / SIGTERM: close 1000 and end normally */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
+    st.exit_status = 1;
+    while (!st.done) {
+        if (stop_requested == 1) {
+            stop_requested = 2;
+            st.exit_status = 0;
+            stws_client_close(c);
+        }
+        stws_client_event ev;
+        struct pollfd p[2];
+        int np = 0, t = stws_client_timeout(c), w = stws_client_wants(c);
+        intptr_t h = stws_client_handle(c);
+        if (h >= 0 && w) {
+            p[np].fd = (int)h;
+            p[np].events = (short)(((w & STWS_POLL_READ) ? POLLIN : 0) | ((w & STWS_POLL_WRITE) ? POLLOUT : 0));
+            p[np].revents = 0;
+            np++;
+        }
+        if (stdin_open && stws_client_queued(c) < (512u << 10)) {
+            p[np].fd = 0;
+            p[np].events = POLLIN;
+            p[np].revents = 0;
+            np++;
+        }
+        if (t < 0 || t > 1000) t = 1000;
+        (void)poll(np ? p : NULL, (nfds_t)np, t);
+        if (np && p[np - 1].fd == 0 && (p[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            /* each line goes through the send queue, so none is lost across drops */
+            ssize_t n;
+            size_t start = 0, k;
+            if (lr.cap - lr.len < 4096) {
+                size_t cap = lr.cap ? lr.cap * 2 : 65536;
+                char *nb = (char *)realloc(lr.buf, cap);
+                if (!nb) break;
+                lr.buf = nb;
+                lr.cap = cap;
+            }
+            n = read(0, lr.buf + lr.len, lr.cap - lr.len);
+            if (n <= 0) {
+                if (n == 0 || (errno != EINTR && errno != EAGAIN)) stdin_open = 0;
+                if (n == 0 && lr.len) (void)stws_client_send(c, lr.buf, lr.len);
+                lr.len = 0;
+            } else {
+                lr.len += (size_t)n;
+                for (k = 0; k < lr.len; k++) {
+                    size_t e = k;
+                    stws_result r;
+                    if (lr.buf[k] != '\n') continue;
+                    if (e > start && lr.buf[e - 1] == '\r') e--;
+                    r = stws_client_send(c, lr.buf + start, e - start);
+                    if (r != STWS_OK) fprintf(stderr, "stws: send: %s\n", stws_result_string(r));
+                    start = k + 1;
+                }
+                memmove(lr.buf, lr.buf + start, lr.len - start);
+                lr.len -= start;
+            }
+        }
+        stws_client_step(c);
+        while (!st.done && stws_client_next_event(c, &ev)) {
+            switch (ev.type) {
+            case STWS_CLIENT_EVENT_SERVER:
+                fwrite(ev.json.ptr, 1, ev.json.len, stdout);
+                fputc('\n', stdout);
+                fflush(stdout);
+                if (st.max_events > 0 && ++st.printed >= st.max_events) {
+                    st.exit_status = 0;
+                    stws_client_close(c);
+                }
+                break;
+            case STWS_CLIENT_EVENT_CONNECTED:
+                fprintf(stderr, "stws: connected connection_id=%.*s\n", (int)ev.connection_id.len, ev.connection_id.ptr);
+                break;
+            case STWS_CLIENT_EVENT_RECONNECTED:
+                fprintf(stderr, "stws: reconnected connection_id=%.*s\n", (int)ev.connection_id.len, ev.connection_id.ptr);
+                break;
+            case STWS_CLIENT_EVENT_DISCONNECTED:
+                fprintf(stderr, "stws: disconnected (code %d): %.*s\n", ev.close_code, (int)ev.message.len, ev.message.ptr);
+                break;
+            case STWS_CLIENT_EVENT_RECONNECTING:
+                fprintf(stderr, "stws: reconnecting: attempt %d in %d ms\n", ev.attempt, ev.delay_ms);
+                break;
+            case STWS_CLIENT_EVENT_MALFORMED:
+                fprintf(stderr, "stws: malformed event ignored: %s\n", stws_result_string(ev.result));
+                break;
+            case STWS_CLIENT_EVENT_FATAL:
+                fprintf(stderr, "stws: fatal: %s (code %d): %.*s\n", stws_result_string(ev.result), ev.error_code,
+                        (int)ev.message.len, ev.message.ptr);
+                st.exit_status = ev.result == STWS_ERR_AUTH ? 3 : ev.result == STWS_ERR_ATTEMPTS ? 4 : 1;
+                st.done = 1;
+                break;
+            case STWS_CLIENT_EVENT_CLOSED:
+                fprintf(stderr, "stws: closed\n");
+                if (st.max_events < 0 || st.printed < st.max_events) st.exit_status = 0; /* server 1000 */
+                st.done = 1;
+                break;
+            default: break;
+            }
+        }
+    }
+    stws_client_destroy(c);
+    free(lr.buf);
+    return st.exit_status;
 }

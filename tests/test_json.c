@@ -1,0 +1,1398 @@
+/* The JSON writer, the jsmn-based reader and the internal parse/shape
+   functions the Stream client uses (stws__json_parse, stws__json_event_type).
+
+   This file includes the implementation itself in STWS_STATIC mode, so the
+   static internals are reachable; its private copy does not clash with
+   build/impl.o, which it is linked with as every suite is. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* in static mode, API declared by other sections but not yet defined */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+#define STWS_STATIC
+#define STREAM_WS_IMPLEMENTATION
+#include "../stream_ws.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#define T_FN static
+#define LABELED(label, cond)                                                             \
+    do {                                                                                 \
+        if (!(cond)) fail_msg("%s: expected %s (line %d)", (label), #cond, __LINE__);    \
+    } while (0)
+#define RESULT_IS(label, actual, expected)                                               \
+    do {                                                                                 \
+        stws_result a_ = (actual), e_ = (expected);                                      \
+        if (a_ != e_)                                                                    \
+            fail_msg("%s: %s is %s (%d), expected %s (%d) (line %d)", (label), #actual,  \
+                     stws_result_string(a_), (int)a_, stws_result_string(e_), (int)e_,   \
+                     __LINE__);                                                          \
+    } while (0)
+
+/* ---- a counting allocator -------------------------------------------------- */
+
+typedef struct counter {
+    long allocs, frees, live;
+    long fail_after; /* allocations allowed before failing; < 0: never fail */
+    size_t last_size;
+} counter;
+
+T_FN void *c_alloc(size_t n, void *ud) {
+    counter *c = (counter *)ud;
+    if (c->fail_after >= 0 && c->allocs >= c->fail_after) return NULL;
+    c->allocs++;
+    c->live++;
+    c->last_size = n;
+    return malloc(n);
+}
+T_FN void c_free(void *p, void *ud) {
+    counter *c = (counter *)ud;
+    if (!p) return;
+    c->frees++;
+    c->live--;
+    free(p);
+}
+T_FN stws_allocator counting(counter *c) {
+    stws_allocator a;
+    memset(c, 0, sizeof *c);
+    c->fail_after = -1;
+    a.alloc = c_alloc;
+    a.free = c_free;
+    a.user_data = c;
+    return a;
+}
+
+/* ---- a parser with its own token array --------------------------------------- */
+
+typedef struct parsed {
+    jsmntok_t *tok;
+    int cap;
+    stws_json_doc doc;
+    stws_allocator a;
+    counter cnt;
+} parsed;
+
+T_FN void p_init(parsed *p) {
+    memset(p, 0, sizeof *p);
+    p->a = counting(&p->cnt);
+}
+T_FN stws_result p_parse_n(parsed *p, const char *text, size_t len, int max_tokens) {
+    return stws__json_parse(text, len, &p->tok, &p->cap, max_tokens, &p->a, &p->doc);
+}
+T_FN stws_result p_parse(parsed *p, const char *text) {
+    return p_parse_n(p, text, strlen(text), 65536);
+}
+T_FN void p_free(parsed *p) {
+    stws__free(&p->a, p->tok);
+    p->tok = NULL;
+    p->cap = 0;
+    assert_int_equal(p->cnt.live, 0);
+}
+
+T_FN void want_string(const stws_json_doc *doc, const char *path, const char *want) {
+    char buf[512];
+    size_t len = 99;
+    stws_result r = stws_json_string_at(doc, path, buf, sizeof buf, &len);
+    if (r != STWS_OK) fail_msg("string_at(%s): %s", path, stws_result_string(r));
+    if (len != strlen(want) || memcmp(buf, want, len) != 0 || buf[len] != 0)
+        fail_msg("string_at(%s) = \"%.*s\", expected \"%s\"", path, (int)len, buf, want);
+}
+T_FN void want_int(const stws_json_doc *doc, const char *path, int64_t want) {
+    int64_t v = 12345;
+    stws_result r = stws_json_int_at(doc, path, &v);
+    if (r != STWS_OK) fail_msg("int_at(%s): %s", path, stws_result_string(r));
+    if (v != want) fail_msg("int_at(%s) = %lld, expected %lld", path, (long long)v, (long long)want);
+}
+T_FN void want_bool(const stws_json_doc *doc, const char *path, int want) {
+    int v = 7;
+    stws_result r = stws_json_bool_at(doc, path, &v);
+    if (r != STWS_OK) fail_msg("bool_at(%s): %s", path, stws_result_string(r));
+    if (v != want) fail_msg("bool_at(%s) = %d, expected %d", path, v, want);
+}
+T_FN void want_type(const stws_json_doc *doc, const char *path, stws_json_type want,
+                      const char *raw) {
+    stws_str v;
+    stws_json_type t = stws_json_find(doc, path, &v);
+    if (t != want) fail_msg("find(%s) type %d, expected %d", path ? path : "(null)", (int)t, (int)want);
+    if (want == STWS_JSON_NONE) {
+        if (v.ptr != NULL || v.len != 0) fail_msg("find(%s): not found but a view", path);
+    } else if (raw && (v.len != strlen(raw) || memcmp(v.ptr, raw, v.len) != 0)) {
+        fail_msg("find(%s) raw \"%.*s\", expected \"%s\"", path, (int)v.len, v.ptr, raw);
+    }
+}
+T_FN void want_missing(const stws_json_doc *doc, const char *path) {
+    char buf[64];
+    size_t len;
+    int64_t i = 5;
+    int b = 5;
+    want_type(doc, path, STWS_JSON_NONE, NULL);
+    RESULT_IS(path, stws_json_string_at(doc, path, buf, sizeof buf, &len), STWS_ERR_JSON_PATH);
+    RESULT_IS(path, stws_json_int_at(doc, path, &i), STWS_ERR_JSON_PATH);
+    RESULT_IS(path, stws_json_bool_at(doc, path, &b), STWS_ERR_JSON_PATH);
+    LABELED(path, i == 5 && b == 5);
+}
+
+/* ---- writer ------------------------------------------------------------------- */
+
+/* Run a writer over buf[cap] and compare with want (NULL: expect err). */
+#define WRITE_CHECK(label, cap_, body, want_result, want)                              \
+    do {                                                                              \
+        char buf_[4096];                                                              \
+        size_t len_ = 0;                                                              \
+        stws_json_writer w_, *w = &w_;                                                \
+        stws_result r_;                                                               \
+        stws_json_init(w, buf_, (cap_));                                              \
+        body;                                                                         \
+        r_ = stws_json_finish(w, &len_);                                              \
+        RESULT_IS(label, r_, want_result);                                            \
+        if ((want) != NULL) {                                                         \
+            const char *want_ = (want);                                               \
+            if (len_ != strlen(want_) || memcmp(buf_, want_, len_) != 0 || buf_[len_]) \
+                fail_msg("%s: wrote \"%.*s\", expected \"%s\"", (label), (int)len_,    \
+                         buf_, want_);                                                \
+        }                                                                             \
+    } while (0)
+
+static void writer_basic(void **state) {
+    (void)state;
+    WRITE_CHECK("all kinds", 4096,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "a");
+                    stws_json_int(w, 1);
+                    stws_json_key(w, "b");
+                    stws_json_array_begin(w);
+                    stws_json_bool(w, 1);
+                    stws_json_bool(w, 0);
+                    stws_json_null(w);
+                    stws_json_string(w, "x");
+                    stws_json_object_begin(w);
+                    stws_json_object_end(w);
+                    stws_json_array_begin(w);
+                    stws_json_array_end(w);
+                    stws_json_array_end(w);
+                    stws_json_key(w, "c");
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "min");
+                    stws_json_int(w, INT64_MIN);
+                    stws_json_key(w, "max");
+                    stws_json_int(w, INT64_MAX);
+                    stws_json_key(w, "zero");
+                    stws_json_int(w, 0);
+                    stws_json_key(w, "neg");
+                    stws_json_int(w, -42);
+                    stws_json_object_end(w);
+                    stws_json_key(w, "");
+                    stws_json_string_n(w, NULL, 0);
+                    stws_json_key(w, "raw");
+                    stws_json_raw(w, "{\"k\": [1, 2]}", 13);
+                    stws_json_object_end(w);
+                },
+                STWS_OK,
+                "{\"a\":1,\"b\":[true,false,null,\"x\",{},[]],\"c\":{\"min\":-9223372036854775808,"
+                "\"max\":9223372036854775807,\"zero\":0,\"neg\":-42},\"\":\"\",\"raw\":{\"k\": [1, 2]}}");
+    WRITE_CHECK("top-level scalar", 64, stws_json_int(w, 7), STWS_OK, "7");
+    WRITE_CHECK("top-level string", 64, stws_json_string(w, "s"), STWS_OK, "\"s\"");
+    WRITE_CHECK("top-level array", 64,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_int(w, 1);
+                    stws_json_int(w, 2);
+                    stws_json_array_end(w);
+                },
+                STWS_OK, "[1,2]");
+    /* the auth message of PROTOCOL.md §2 */
+    WRITE_CHECK("auth message", 4096,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "token");
+                    stws_json_string(w, "abc.def.ghi");
+                    stws_json_key(w, "user_details");
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "id");
+                    stws_json_string(w, "alice");
+                    stws_json_key(w, "name");
+                    stws_json_string(w, "Alice \"The\" Admin\\");
+                    stws_json_key(w, "custom");
+                    stws_json_raw(w, "{}", 2);
+                    stws_json_object_end(w);
+                    stws_json_key(w, "products");
+                    stws_json_array_begin(w);
+                    stws_json_string(w, "chat");
+                    stws_json_array_end(w);
+                    stws_json_object_end(w);
+                },
+                STWS_OK,
+                "{\"token\":\"abc.def.ghi\",\"user_details\":{\"id\":\"alice\",\"name\":"
+                "\"Alice \\\"The\\\" Admin\\\\\",\"custom\":{}},\"products\":[\"chat\"]}");
+}
+
+static void writer_escape_table(void **state) {
+    static const char *const ctl[32] = {
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+        "\\b",     "\\t",     "\\n",     "\\u000b", "\\f",     "\\r",     "\\u000e", "\\u000f",
+        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f"};
+    static const struct {
+        const char *in, *out;
+    } table[] = {
+        {"\"", "\\\""},
+        {"\\", "\\\\"},
+        {"/", "/"},
+        {"\x7f", "\\u007f"},
+        {" ~", " ~"},
+        {"caf\xc3\xa9", "caf\xc3\xa9"},                       /* U+00E9 */
+        {"\xe2\x82\xac", "\xe2\x82\xac"},                     /* U+20AC */
+        {"\xf0\x9d\x84\x9e", "\xf0\x9d\x84\x9e"},             /* U+1D11E */
+        {"\xe2\x80\xa8", "\xe2\x80\xa8"},                     /* U+2028 */
+        {"\xef\xbf\xbf", "\xef\xbf\xbf"},                     /* U+FFFF */
+        {"\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf"},             /* U+10FFFF */
+        {"a\"b\\c\nd", "a\\\"b\\\\c\\nd"},
+        {"</script>", "</script>"},
+    };
+    char in[2], want[64], label[32];
+    unsigned i;
+    (void)state;
+    for (i = 0; i < 32; i++) {
+        in[0] = (char)i;
+        snprintf(want, sizeof want, "\"%s\"", ctl[i]);
+        snprintf(label, sizeof label, "control 0x%02x", i);
+        WRITE_CHECK(label, 64, stws_json_string_n(w, in, 1), STWS_OK, want);
+        /* the same escape inside a key (a C string: 0x00 cannot be one) */
+        snprintf(want, sizeof want, "{\"%s\":1}", ctl[i ? i : 1]);
+        WRITE_CHECK(label, 64,
+                    {
+                        char key[2];
+                        key[0] = (char)(i ? i : 1);
+                        key[1] = 0;
+                        stws_json_object_begin(w);
+                        stws_json_key(w, key);
+                        stws_json_int(w, 1);
+                        stws_json_object_end(w);
+                    },
+                    STWS_OK, want);
+    }
+    for (i = 0; i < sizeof table / sizeof table[0]; i++) {
+        snprintf(want, sizeof want, "\"%s\"", table[i].out);
+        WRITE_CHECK(table[i].in, 64, stws_json_string(w, table[i].in), STWS_OK, want);
+        snprintf(want, sizeof want, "{\"%s\":0}", table[i].out);
+        WRITE_CHECK(table[i].in, 64,
+                    {
+                        stws_json_object_begin(w);
+                        stws_json_key(w, table[i].in);
+                        stws_json_int(w, 0);
+                        stws_json_object_end(w);
+                    },
+                    STWS_OK, want);
+    }
+    /* every byte 0x00-0x7F round-trips through the reader */
+    {
+        char all[128], out[1024], back[256];
+        size_t len, blen;
+        stws_json_writer w;
+        parsed p;
+        for (i = 0; i < 128; i++) all[i] = (char)i;
+        stws_json_init(&w, out, sizeof out);
+        stws_json_string_n(&w, all, 128);
+        assert_int_equal(stws_json_finish(&w, &len), STWS_OK);
+        p_init(&p);
+        assert_int_equal(p_parse_n(&p, out, len, 16), STWS_OK);
+        assert_int_equal(stws_json_string_at(&p.doc, "", back, sizeof back, &blen), STWS_OK);
+        assert_int_equal(blen, 128);
+        assert_memory_equal(back, all, 128);
+        p_free(&p);
+    }
+}
+
+static void writer_invalid_utf8(void **state) {
+    static const char *const bad[] = {
+        "\x80",                 /* lone continuation */
+        "a\xbf",                /* continuation after ASCII */
+        "\xc0\xaf",             /* overlong '/' */
+        "\xc1\xbf",             /* overlong */
+        "\xe0\x80\xaf",         /* overlong, 3 bytes */
+        "\xf0\x80\x80\xaf",     /* overlong, 4 bytes */
+        "\xed\xa0\x80",         /* U+D800, a surrogate */
+        "\xed\xbf\xbf",         /* U+DFFF */
+        "\xf4\x90\x80\x80",     /* U+110000 */
+        "\xf5\x80\x80\x80",     /* beyond */
+        "\xff",                 /* never valid */
+        "\xfe",
+        "\xe2\x82",             /* truncated euro */
+        "\xf0\x9d\x84",         /* truncated U+1D11E */
+        "ok\xc3",               /* truncated at the end */
+        "\xc3\x28",             /* bad continuation */
+    };
+    unsigned i;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char raw[32];
+        WRITE_CHECK("string", 64, stws_json_string(w, bad[i]), STWS_ERR_INVALID_UTF8, NULL);
+        WRITE_CHECK("string in array", 64,
+                    {
+                        stws_json_array_begin(w);
+                        stws_json_string(w, "fine");
+                        stws_json_string(w, bad[i]);
+                        stws_json_array_end(w);
+                    },
+                    STWS_ERR_INVALID_UTF8, NULL);
+        WRITE_CHECK("key", 64,
+                    {
+                        stws_json_object_begin(w);
+                        stws_json_key(w, bad[i]);
+                        stws_json_int(w, 1);
+                        stws_json_object_end(w);
+                    },
+                    STWS_ERR_INVALID_UTF8, NULL);
+        snprintf(raw, sizeof raw, "[\"%s\"]", bad[i]);
+        WRITE_CHECK("raw", 64, stws_json_raw(w, raw, strlen(raw)), STWS_ERR_INVALID_UTF8, NULL);
+    }
+}
+
+static void writer_misuse(void **state) {
+    int i;
+    (void)state;
+    WRITE_CHECK("value without key", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_int(w, 1);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("string without key", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_string(w, "v");
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("container without key", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_array_begin(w);
+                    stws_json_array_end(w);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("key in array", 64,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_key(w, "k");
+                    stws_json_int(w, 1);
+                    stws_json_array_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("key at top level", 64, stws_json_key(w, "k"), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("two keys", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "a");
+                    stws_json_key(w, "b");
+                    stws_json_int(w, 1);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("key without value", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "a");
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("key without value at finish", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "a");
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("object closed as array", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_array_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("array closed as object", 64,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("end at depth 0", 64, stws_json_object_end(w), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("end at depth 0 after a value", 64,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_array_end(w);
+                    stws_json_array_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("open at finish", 64,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "a");
+                    stws_json_int(w, 1);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("two top-level values", 64,
+                {
+                    stws_json_int(w, 1);
+                    stws_json_int(w, 2);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("two top-level objects", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_object_end(w);
+                    stws_json_object_begin(w);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("nothing written", 64, (void)w, STWS_ERR_JSON, NULL);
+    WRITE_CHECK("NULL string", 64, stws_json_string(w, NULL), STWS_ERR_INVALID_ARG, NULL);
+    WRITE_CHECK("NULL key", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, NULL);
+                },
+                STWS_ERR_INVALID_ARG, NULL);
+    WRITE_CHECK("NULL string_n with length", 64, stws_json_string_n(w, NULL, 3),
+                STWS_ERR_INVALID_ARG, NULL);
+    /* STWS_JSON_MAX_DEPTH containers nest; one more does not */
+    WRITE_CHECK("max depth", 4096,
+                {
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_array_begin(w);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_array_end(w);
+                },
+                STWS_OK, NULL);
+    WRITE_CHECK("too deep", 4096,
+                {
+                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_array_begin(w);
+                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_array_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("too deep with objects", 4096,
+                {
+                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) {
+                        if (i) stws_json_key(w, "k");
+                        stws_json_object_begin(w);
+                    }
+                },
+                STWS_ERR_JSON, NULL);
+    /* errors are sticky: the first one is reported and nothing more is written */
+    {
+        char buf[64];
+        size_t len, before;
+        stws_json_writer w;
+        stws_json_init(&w, buf, sizeof buf);
+        stws_json_array_begin(&w);
+        stws_json_string(&w, "\xff");
+        before = w.len;
+        stws_json_int(&w, 1);
+        stws_json_key(&w, "k");
+        stws_json_array_end(&w);
+        stws_json_raw(&w, "1", 1);
+        assert_int_equal(w.len, before);
+        assert_int_equal(stws_json_finish(&w, &len), STWS_ERR_INVALID_UTF8);
+        assert_int_equal(stws_json_finish(&w, &len), STWS_ERR_INVALID_UTF8);
+        assert_int_equal(buf[0], 0);
+        /* NULL writer: no crash */
+        stws_json_init(NULL, buf, sizeof buf);
+        stws_json_int(NULL, 1);
+        stws_json_object_begin(NULL);
+        stws_json_key(NULL, "k");
+        assert_int_equal(stws_json_finish(NULL, &len), STWS_ERR_INVALID_ARG);
+    }
+    /* a misuse after running out of room is still reported as misuse */
+    WRITE_CHECK("misuse after overflow", 4,
+                {
+                    stws_json_array_begin(w);
+                    stws_json_string(w, "long enough to overflow");
+                    stws_json_key(w, "k");
+                },
+                STWS_ERR_JSON, NULL);
+}
+
+/* A document touching every writer path, written into buf[cap]. */
+T_FN stws_result write_sample(char *buf, size_t cap, size_t *len) {
+    stws_json_writer w;
+    stws_json_init(&w, buf, cap);
+    stws_json_object_begin(&w);
+    stws_json_key(&w, "type");
+    stws_json_string(&w, "message.new");
+    stws_json_key(&w, "text");
+    stws_json_string(&w, "say \"hi\"\n\t\x01 caf\xc3\xa9 \xf0\x9f\x98\x80");
+    stws_json_key(&w, "n");
+    stws_json_array_begin(&w);
+    stws_json_int(&w, -1);
+    stws_json_int(&w, 1234567890123LL);
+    stws_json_bool(&w, 1);
+    stws_json_null(&w);
+    stws_json_array_end(&w);
+    stws_json_key(&w, "custom");
+    stws_json_raw(&w, "{\"x\":[1,{\"y\":\"z\"}]}", 19);
+    stws_json_key(&w, "k\"ey");
+    stws_json_object_begin(&w);
+    stws_json_object_end(&w);
+    stws_json_object_end(&w);
+    return stws_json_finish(&w, len);
+}
+
+static void writer_overflow_every_cap(void **state) {
+    char full[512];
+    size_t need, cap;
+    (void)state;
+    assert_int_equal(write_sample(full, sizeof full, &need), STWS_OK);
+    assert_int_equal(strlen(full), need);
+    /* sizing with no buffer at all */
+    {
+        size_t len = 0;
+        assert_int_equal(write_sample(NULL, 0, &len), STWS_ERR_BUFFER_TOO_SMALL);
+        assert_int_equal(len, need);
+        assert_int_equal(write_sample(NULL, 100, &len), STWS_ERR_BUFFER_TOO_SMALL);
+        assert_int_equal(len, need);
+    }
+    for (cap = 0; cap <= need + 1; cap++) {
+        char *buf = (char *)malloc(cap + 1);
+        size_t len = 0, i;
+        stws_result r;
+        assert_non_null(buf);
+        memset(buf, 0x5A, cap);
+        buf[cap] = (char)0xA5; /* guard */
+        r = write_sample(buf, cap, &len);
+        if ((unsigned char)buf[cap] != 0xA5) fail_msg("cap %zu: wrote past the end", cap);
+        if (cap <= need) {
+            if (r != STWS_ERR_BUFFER_TOO_SMALL) fail_msg("cap %zu: %s", cap, stws_result_string(r));
+            if (len != need) fail_msg("cap %zu: needs %zu, said %zu", cap, need, len);
+            if (cap && buf[0] != 0) fail_msg("cap %zu: not emptied", cap);
+            /* what was written is a prefix of the real thing */
+            for (i = 1; i < cap; i++)
+                if (buf[i] != full[i] && buf[i] != 0x5A) fail_msg("cap %zu: byte %zu", cap, i);
+        } else {
+            assert_int_equal(r, STWS_OK);
+            assert_int_equal(len, need);
+            assert_memory_equal(buf, full, need + 1);
+        }
+        free(buf);
+    }
+}
+
+static void writer_raw(void **state) {
+    static const char *const good[] = {
+        "{\"a\":[1,2.5e-3,true,null,\"x\\u00e9\"]}",
+        " 42 ",
+        "-0",
+        "0.5E+10",
+        "\"s\"",
+        "[]",
+        "{}",
+        "true",
+        "null",
+        "\t[ {\"a\" : { } } ]\r\n",
+        "\"\\ud83d\\ude00\"",
+        "{\"\":\"\"}",
+        "[[[[[[[[[[1]]]]]]]]]]",
+    };
+    static const char *const bad[] = {
+        "",       " ",          "{",           "}",         "{\"a\":1}x", "{\"a\":1} {}",
+        "[1 2]",  "{\"a\" \"b\"}", "[1,]",      "[,1]",      "{,}",        "{\"a\":1,}",
+        "tru",    "truex",      "nul",         "01",        "1.",         ".5",
+        "-",      "1e",         "+1",          "0x10",      "'a'",        "{a:1}",
+        "NaN",    "Infinity",   "-Infinity",   "[1]]",      "[[1]",       "[}",
+        "{]",     "\"\\q\"",    "\"\\u12\"",   "\"\t\"",    "\"\n\"",     "{\"a\"}",
+        "{\"a\":}", "{\"a\"::1}", "[1:2]",     "{1:2}",     "/**/1",      "1//",
+        "\"abc",  "[\"a\",]",   "{\"a\":1 \"b\":2}", "[true false]", "{\"a\":[}", "1 2",
+    };
+    unsigned i;
+    (void)state;
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "[%s]", good[i]);
+        WRITE_CHECK(good[i], 256,
+                    {
+                        stws_json_array_begin(w);
+                        stws_json_raw(w, good[i], strlen(good[i]));
+                        stws_json_array_end(w);
+                    },
+                    STWS_OK, want);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        WRITE_CHECK(bad[i], 256, stws_json_raw(w, bad[i], strlen(bad[i])), STWS_ERR_JSON, NULL);
+    /* n bounds the value: a valid prefix of a longer buffer is accepted */
+    WRITE_CHECK("prefix", 64, stws_json_raw(w, "[1]garbage", 3), STWS_OK, "[1]");
+    /* a NUL inside n is not the end of the text */
+    WRITE_CHECK("embedded NUL", 64, stws_json_raw(w, "{}\0", 3), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("NULL raw", 64, stws_json_raw(w, NULL, 2), STWS_ERR_INVALID_ARG, NULL);
+    WRITE_CHECK("NULL raw, 0", 64, stws_json_raw(w, NULL, 0), STWS_ERR_JSON, NULL);
+    /* raw nesting counts against STWS_JSON_MAX_DEPTH */
+    WRITE_CHECK("raw at the depth limit", 4096,
+                {
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_begin(w);
+                    stws_json_raw(w, "[[1]]", 5);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_end(w);
+                },
+                STWS_OK, NULL);
+    WRITE_CHECK("raw past the depth limit", 4096,
+                {
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_begin(w);
+                    stws_json_raw(w, "[[[1]]]", 7);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+    WRITE_CHECK("raw as an object member", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_key(w, "custom");
+                    stws_json_raw(w, "{\"vip\":true}", 12);
+                    stws_json_key(w, "n");
+                    stws_json_raw(w, "1", 1);
+                    stws_json_object_end(w);
+                },
+                STWS_OK, "{\"custom\":{\"vip\":true},\"n\":1}");
+    WRITE_CHECK("raw without key", 64,
+                {
+                    stws_json_object_begin(w);
+                    stws_json_raw(w, "{}", 2);
+                    stws_json_object_end(w);
+                },
+                STWS_ERR_JSON, NULL);
+}
+
+/* ---- reader: realistic events ------------------------------------------------------ */
+
+static const char CONNECTION_OK[] =
+    "{\"type\":\"connection.ok\",\"connection_id\":\"6a5d1e36-0a0e-4f47-8d2a-7a3c0b1f2e3d\","
+    "\"created_at\":\"2024-05-02T10:11:12.123456789Z\",\"me\":{\"id\":\"alice\",\"name\":\"Alice "
+    "\\\"Al\\\" L\\u00f6we\",\"role\":\"user\",\"image\":\"https:\\/\\/example.com\\/a.png\","
+    "\"created_at\":\"2023-01-01T00:00:00Z\",\"online\":true,\"banned\":false,\"invisible\":false,"
+    "\"total_unread_count\":3,\"unread_channels\":2,\"last_active\":null,"
+    "\"teams\":[],\"mutes\":[],\"channel_mutes\":[],"
+    "\"devices\":[{\"id\":\"dev-1\",\"push_provider\":\"firebase\",\"created_at\":\"2024-01-01T00:00:00Z\"},"
+    "{\"id\":\"dev-2\",\"push_provider\":\"apn\",\"disabled\":true}],"
+    "\"privacy_settings\":{\"typing_indicators\":{\"enabled\":true},\"read_receipts\":{\"enabled\":false}},"
+    "\"custom\":{\"vip\":true,\"score\":-17,\"ratio\":0.75,\"tags\":[\"a\",\"b\"]}}}";
+
+static void reader_connection_ok(void **state) {
+    parsed p;
+    stws_str t;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, CONNECTION_OK), STWS_OK);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_OK);
+    assert_int_equal(t.len, 13);
+    assert_memory_equal(t.ptr, "connection.ok", 13);
+    want_string(&p.doc, "type", "connection.ok");
+    want_string(&p.doc, "connection_id", "6a5d1e36-0a0e-4f47-8d2a-7a3c0b1f2e3d");
+    want_string(&p.doc, "created_at", "2024-05-02T10:11:12.123456789Z");
+    want_string(&p.doc, "me.id", "alice");
+    want_string(&p.doc, "me.name", "Alice \"Al\" L\xc3\xb6we");
+    want_type(&p.doc, "me.name", STWS_JSON_STRING, "Alice \\\"Al\\\" L\\u00f6we");
+    want_string(&p.doc, "me.image", "https://example.com/a.png");
+    want_bool(&p.doc, "me.online", 1);
+    want_bool(&p.doc, "me.banned", 0);
+    want_int(&p.doc, "me.total_unread_count", 3);
+    want_int(&p.doc, "me.custom.score", -17);
+    want_bool(&p.doc, "me.custom.vip", 1);
+    want_bool(&p.doc, "me.privacy_settings.read_receipts.enabled", 0);
+    want_bool(&p.doc, "me.privacy_settings.typing_indicators.enabled", 1);
+    want_string(&p.doc, "me.devices.0.id", "dev-1");
+    want_string(&p.doc, "me.devices[0].push_provider", "firebase");
+    want_string(&p.doc, "me.devices[1].id", "dev-2");
+    want_bool(&p.doc, "me.devices.1.disabled", 1);
+    want_string(&p.doc, "me.custom.tags[1]", "b");
+    want_string(&p.doc, "me.custom.tags.0", "a");
+    want_type(&p.doc, "me", STWS_JSON_OBJECT, NULL);
+    want_type(&p.doc, "me.teams", STWS_JSON_ARRAY, "[]");
+    want_type(&p.doc, "me.devices", STWS_JSON_ARRAY, NULL);
+    want_type(&p.doc, "me.last_active", STWS_JSON_NULL, "null");
+    want_type(&p.doc, "me.custom.ratio", STWS_JSON_NUMBER, "0.75");
+    want_type(&p.doc, "me.online", STWS_JSON_BOOL, "true");
+    want_type(&p.doc, "me.privacy_settings.read_receipts", STWS_JSON_OBJECT, "{\"enabled\":false}");
+    want_type(&p.doc, "", STWS_JSON_OBJECT, CONNECTION_OK);
+    /* nested keys are not found at the top level, nor top-level ones below */
+    want_missing(&p.doc, "id");
+    want_missing(&p.doc, "me.type");
+    want_missing(&p.doc, "me.devices.2");
+    want_missing(&p.doc, "me.devices[2].id");
+    want_missing(&p.doc, "me.teams.0");
+    want_missing(&p.doc, "me.custom.tags.0.x");
+    p_free(&p);
+}
+
+static const char CONNECTION_ERROR[] =
+    "{\"type\":\"connection.error\",\"connection_id\":\"\",\"created_at\":\"2024-05-02T10:11:12.1Z\","
+    "\"error\":{\"code\":40,\"message\":\"JWTAuth error: token is expired (exp: 1566941272)\","
+    "\"StatusCode\":401,\"duration\":\"\",\"more_info\":\"https://getstream.io/chat/docs/api_errors_response\","
+    "\"details\":[]}}";
+
+static void reader_connection_error(void **state) {
+    parsed p;
+    stws_str t;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, CONNECTION_ERROR), STWS_OK);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_OK);
+    assert_int_equal(t.len, 16);
+    assert_memory_equal(t.ptr, "connection.error", 16);
+    want_int(&p.doc, "error.code", 40);
+    want_int(&p.doc, "error.StatusCode", 401);
+    want_string(&p.doc, "error.message", "JWTAuth error: token is expired (exp: 1566941272)");
+    want_string(&p.doc, "connection_id", "");
+    want_type(&p.doc, "error.details", STWS_JSON_ARRAY, "[]");
+    want_missing(&p.doc, "error.statuscode"); /* keys are case-sensitive */
+    want_missing(&p.doc, "error.details.0");
+    want_missing(&p.doc, "code");
+    p_free(&p);
+}
+
+static const char MESSAGE_NEW[] =
+    "{\n  \"type\": \"message.new\",\n  \"cid\": \"messaging:general\",\n  \"channel_type\": \"messaging\",\n"
+    "  \"channel_id\": \"general\",\n  \"message\": {\n    \"id\": \"msg-1\",\n"
+    "    \"text\": \"Hello\\n\\tworld \\ud83d\\ude00 \\u20ac\",\n    \"type\": \"regular\",\n"
+    "    \"user\": {\"id\": \"bob\", \"name\": \"Bob \\\"B\\\" Builder\", \"role\": \"admin\", \"online\": true},\n"
+    "    \"attachments\": [\n      {\"type\": \"image\", \"image_url\": \"https://x/y.png\", \"original_width\": 640},\n"
+    "      {\"type\": \"file\", \"file_size\": 1048576, \"title\": \"report.pdf\"}\n    ],\n"
+    "    \"mentioned_users\": [{\"id\": \"carol\"}, {\"id\": \"dave\"}],\n"
+    "    \"latest_reactions\": [], \"reaction_counts\": {\"like\": 2}, \"reply_count\": 0,\n"
+    "    \"pinned\": false, \"pinned_at\": null, \"silent\": false, \"shadowed\": false\n  },\n"
+    "  \"user\": {\"id\": \"bob\"},\n  \"watcher_count\": 5,\n  \"total_unread_count\": 12,\n"
+    "  \"unread_channels\": 1,\n  \"created_at\": \"2024-05-02T10:11:12.000000001Z\"\n}\n";
+
+static void reader_message_new(void **state) {
+    parsed p;
+    stws_str t;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, MESSAGE_NEW), STWS_OK);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_OK);
+    assert_int_equal(t.len, 11);
+    assert_memory_equal(t.ptr, "message.new", 11);
+    want_string(&p.doc, "message.user.name", "Bob \"B\" Builder");
+    want_string(&p.doc, "message.user.id", "bob");
+    want_string(&p.doc, "message.text", "Hello\n\tworld \xf0\x9f\x98\x80 \xe2\x82\xac");
+    want_string(&p.doc, "message.type", "regular");
+    want_string(&p.doc, "message.attachments[1].type", "file");
+    want_int(&p.doc, "message.attachments[1].file_size", 1048576);
+    want_int(&p.doc, "message.attachments.0.original_width", 640);
+    want_string(&p.doc, "message.mentioned_users.1.id", "dave");
+    want_string(&p.doc, "message.mentioned_users[0].id", "carol");
+    want_int(&p.doc, "message.reaction_counts.like", 2);
+    want_int(&p.doc, "watcher_count", 5);
+    want_bool(&p.doc, "message.user.online", 1);
+    want_type(&p.doc, "message.pinned_at", STWS_JSON_NULL, "null");
+    want_type(&p.doc, "message.latest_reactions", STWS_JSON_ARRAY, "[]");
+    want_string(&p.doc, "user.id", "bob");
+    want_string(&p.doc, "cid", "messaging:general");
+    want_missing(&p.doc, "message.attachments[2]");
+    want_missing(&p.doc, "message.mentioned_users.2.id");
+    p_free(&p);
+}
+
+static void reader_lookup_errors(void **state) {
+    static const char doc[] =
+        "{\"s\":\"str\",\"n\":12,\"f\":1.5,\"e\":1e3,\"E\":-2E-2,\"t\":true,\"z\":null,\"o\":{\"0\":\"zero\","
+        "\"k\":[10,20,[30,[40]]]},\"a\":[\"x\",{\"y\":\"why\"}],\"big\":9223372036854775807,"
+        "\"small\":-9223372036854775808,\"over\":9223372036854775808,\"under\":-9223372036854775809,"
+        "\"huge\":123456789012345678901234567890,\"negzero\":-0,\"a.b\":1,\"c[0]\":2}";
+    static const char *const bad_paths[] = {
+        "a..b", ".s", "s.", "a[", "a[x]", "a[0", "a[0]x", "a[]", "[0]", "a.[0]", "a[-1]",
+        "a[99999999999999999999]", "a.99999999999999999999", "s.x", "s[0]", "o[0]", "o.1",
+        "t.x", "z.x", "n.0", "a.b", "c[0]", "missing", "o.k.3", "o.k[2][2]", "a[1].y.z",
+    };
+    parsed p;
+    char buf[32];
+    size_t len = 9;
+    int64_t iv = 5;
+    int bv = 5;
+    unsigned i;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, doc), STWS_OK);
+    for (i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) want_missing(&p.doc, bad_paths[i]);
+    want_type(&p.doc, NULL, STWS_JSON_NONE, NULL);
+    /* ".N" on an object names the key "N"; "[N]" requires an array */
+    want_string(&p.doc, "o.0", "zero");
+    want_int(&p.doc, "o.k.1", 20);
+    want_int(&p.doc, "o.k[2][0]", 30);
+    want_int(&p.doc, "o.k.2.1.0", 40);
+    want_int(&p.doc, "o.k[2].1[0]", 40);
+    want_string(&p.doc, "a[1].y", "why");
+    /* wrong types */
+    RESULT_IS("int of string", stws_json_int_at(&p.doc, "s", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of fraction", stws_json_int_at(&p.doc, "f", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "e", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "E", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of bool", stws_json_int_at(&p.doc, "t", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of null", stws_json_int_at(&p.doc, "z", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of object", stws_json_int_at(&p.doc, "o", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int overflow", stws_json_int_at(&p.doc, "over", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int underflow", stws_json_int_at(&p.doc, "under", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int huge", stws_json_int_at(&p.doc, "huge", &iv), STWS_ERR_JSON_PATH);
+    assert_int_equal(iv, 5);
+    RESULT_IS("bool of number", stws_json_bool_at(&p.doc, "n", &bv), STWS_ERR_JSON_PATH);
+    RESULT_IS("bool of null", stws_json_bool_at(&p.doc, "z", &bv), STWS_ERR_JSON_PATH);
+    RESULT_IS("bool of string", stws_json_bool_at(&p.doc, "s", &bv), STWS_ERR_JSON_PATH);
+    assert_int_equal(bv, 5);
+    RESULT_IS("string of number", stws_json_string_at(&p.doc, "n", buf, sizeof buf, &len),
+              STWS_ERR_JSON_PATH);
+    RESULT_IS("string of object", stws_json_string_at(&p.doc, "o", buf, sizeof buf, &len),
+              STWS_ERR_JSON_PATH);
+    RESULT_IS("string of array", stws_json_string_at(&p.doc, "a", buf, sizeof buf, &len),
+              STWS_ERR_JSON_PATH);
+    want_int(&p.doc, "big", INT64_MAX);
+    want_int(&p.doc, "small", INT64_MIN);
+    want_int(&p.doc, "negzero", 0);
+    want_int(&p.doc, "n", 12);
+    /* NULL outputs */
+    RESULT_IS("int NULL out", stws_json_int_at(&p.doc, "n", NULL), STWS_ERR_INVALID_ARG);
+    RESULT_IS("bool NULL out", stws_json_bool_at(&p.doc, "t", NULL), STWS_ERR_INVALID_ARG);
+    RESULT_IS("string NULL len", stws_json_string_at(&p.doc, "s", buf, sizeof buf, NULL),
+              STWS_ERR_INVALID_ARG);
+    RESULT_IS("string NULL buf", stws_json_string_at(&p.doc, "s", NULL, 4, &len),
+              STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_json_find(&p.doc, "s", NULL), STWS_JSON_STRING);
+    /* NULL and empty documents */
+    {
+        stws_json_doc empty;
+        memset(&empty, 0, sizeof empty);
+        want_missing(&empty, "");
+        want_missing(&empty, "s");
+        want_missing(NULL, "s");
+    }
+    p_free(&p);
+}
+
+static void reader_escapes(void **state) {
+    static const struct {
+        const char *json;   /* a top-level string */
+        const char *want;   /* NULL: STWS_ERR_JSON */
+        size_t want_len;
+    } table[] = {
+        {"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t", 8},
+        {"\"\\u0041\\u00e9\\u00E9\"", "A\xc3\xa9\xc3\xa9", 5},
+        {"\"\\u20ac\\u20AC\"", "\xe2\x82\xac\xe2\x82\xac", 6},
+        {"\"\\u07ff\\u0800\\uffff\"", "\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf", 8},
+        {"\"\\ud834\\udd1e\"", "\xf0\x9d\x84\x9e", 4},
+        {"\"\\uD83D\\uDE00!\"", "\xf0\x9f\x98\x80!", 5},
+        {"\"\\udbff\\udfff\"", "\xf4\x8f\xbf\xbf", 4},
+        {"\"\\ud800\\udc00\"", "\xf0\x90\x80\x80", 4},
+        {"\"a\\u0000b\"", "a\0b", 3},
+        {"\"raw \xc3\xa9 \xf0\x9f\x98\x80\"", "raw \xc3\xa9 \xf0\x9f\x98\x80", 11},
+        {"\"\\ud834\"", NULL, 0},               /* lone high half at the end */
+        {"\"\\ud834x\"", NULL, 0},              /* high half, then a character */
+        {"\"\\ud834\\n\"", NULL, 0},            /* high half, then another escape */
+        {"\"\\ud834\\ud834\"", NULL, 0},        /* two high halves */
+        {"\"\\ud834\\u0041\"", NULL, 0},        /* high half, then a BMP escape */
+        {"\"\\udd1e\"", NULL, 0},               /* lone low half */
+        {"\"\\udd1e\\ud834\"", NULL, 0},        /* halves reversed */
+        {"\"x\\udfff\"", NULL, 0},
+    };
+    unsigned i;
+    (void)state;
+    for (i = 0; i < sizeof table / sizeof table[0]; i++) {
+        parsed p;
+        char buf[64];
+        size_t len = 99;
+        stws_result r;
+        p_init(&p);
+        /* the tokenizer accepts every one of them: pairing is checked when
+           a string is unescaped */
+        RESULT_IS(table[i].json, p_parse(&p, table[i].json), STWS_OK);
+        r = stws_json_string_at(&p.doc, "", buf, sizeof buf, &len);
+        if (table[i].want) {
+            RESULT_IS(table[i].json, r, STWS_OK);
+            if (len != table[i].want_len || memcmp(buf, table[i].want, len) != 0 || buf[len])
+                fail_msg("%s: wrong unescaping", table[i].json);
+        } else {
+            RESULT_IS(table[i].json, r, STWS_ERR_JSON);
+        }
+        p_free(&p);
+    }
+}
+
+static void reader_string_buffer(void **state) {
+    parsed p;
+    const char *want = "L\xc3\xb6we \xf0\x9f\x98\x80 \"q\"";
+    size_t need = strlen(want), cap;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, "{\"n\":\"L\\u00f6we \\ud83d\\ude00 \\\"q\\\"\"}"), STWS_OK);
+    for (cap = 0; cap <= need + 1; cap++) {
+        char *buf = (char *)malloc(cap + 1);
+        size_t len = 0;
+        stws_result r;
+        assert_non_null(buf);
+        memset(buf, 'x', cap);
+        buf[cap] = (char)0xA5;
+        r = stws_json_string_at(&p.doc, "n", cap ? buf : NULL, cap, &len);
+        if ((unsigned char)buf[cap] != 0xA5) fail_msg("cap %zu: wrote past the end", cap);
+        assert_int_equal(len, need);
+        if (cap <= need) {
+            RESULT_IS("too small", r, STWS_ERR_BUFFER_TOO_SMALL);
+            if (cap) assert_int_equal(buf[0], 0);
+        } else {
+            RESULT_IS("fits", r, STWS_OK);
+            assert_memory_equal(buf, want, need + 1);
+        }
+        free(buf);
+    }
+    p_free(&p);
+}
+
+static void reader_escaped_keys(void **state) {
+    parsed p;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, "{\"a\\u0062\":1,\"ab\":2,\"q\\\"k\":3,\"sp ace\":4,\"\xc3\xa9\":5,\"\":6}"),
+                     STWS_OK);
+    /* keys match their raw text, escapes and all */
+    want_int(&p.doc, "a\\u0062", 1);
+    want_int(&p.doc, "ab", 2);
+    want_int(&p.doc, "q\\\"k", 3);
+    want_int(&p.doc, "sp ace", 4);
+    want_int(&p.doc, "\xc3\xa9", 5);
+    want_missing(&p.doc, "q\"k");
+    want_missing(&p.doc, "a\\u0063");
+    p_free(&p);
+    /* duplicate keys: the first wins */
+    p_init(&p);
+    assert_int_equal(p_parse(&p, "{\"k\":1,\"k\":2,\"o\":{\"k\":3}}"), STWS_OK);
+    want_int(&p.doc, "k", 1);
+    want_int(&p.doc, "o.k", 3);
+    p_free(&p);
+}
+
+/* ---- reader: parsing ---------------------------------------------------------------- */
+
+static void reader_malformed(void **state) {
+    static const char *const bad[] = {
+        "",
+        " \n\t ",
+        "{\"type\":\"x\"}x",
+        "{\"type\":\"x\"}{}",
+        "{\"type\":\"x\"},",
+        "{\"type\":\"x\"} 1",
+        "{\"type\":\"x\"}]",
+        "{'type':'x'}",
+        "{\"type\":'x'}",
+        "{type:\"x\"}",
+        "{\"type\":\"x\",next:1}",
+        "{\"n\":NaN}",
+        "{\"n\":Infinity}",
+        "{\"n\":-Infinity}",
+        "{\"n\":nan}",
+        "[1 2]",
+        "{\"a\" \"b\"}",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":1,}",
+        "[1,]",
+        "[,1]",
+        "{,}",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\"::1}",
+        "{\"a\":1:2}",
+        "[1:2]",
+        "{1:2}",
+        "{\"a\":tru}",
+        "{\"a\":truex}",
+        "{\"a\":nul}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.1}",
+        "{\"a\":+1}",
+        "{\"a\":0x10}",
+        "{\"a\":1e}",
+        "{\"a\":--1}",
+        "{\"a\":-}",
+        "{\"a\":\"tab\there\"}",
+        "{\"a\":\"new\nline\"}",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\u12g4\"}",
+        "{\"a\":\"\\\"}",
+        "}",
+        "]",
+        "[}",
+        "{]",
+        "[[]",
+        "[]]",
+        "{\"a\":{\"b\":1}",
+        "{\"a\":[1,2}",
+        "/* c */ {}",
+        "{} // c",
+        "\xef\xbb\xbf{}", /* a BOM is not JSON text (RFC 8259 §8.1 lets us refuse it) */
+        "1 2",
+        "\"a\" \"b\"",
+        "truefalse",
+        "tru",
+    };
+    unsigned i;
+    size_t n;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        parsed p;
+        p_init(&p);
+        RESULT_IS(bad[i], p_parse(&p, bad[i]), STWS_ERR_JSON);
+        assert_int_equal(p.doc.ntokens, 0);
+        want_missing(&p.doc, "");
+        p_free(&p);
+    }
+    /* a NUL inside the text */
+    {
+        static const char nul[] = "{\"type\":\"x\"}\0";
+        static const char nul2[] = "{\"type\":\"x\0\"}";
+        parsed p;
+        p_init(&p);
+        RESULT_IS("trailing NUL", p_parse_n(&p, nul, sizeof nul - 1, 64), STWS_ERR_JSON);
+        RESULT_IS("NUL in string", p_parse_n(&p, nul2, sizeof nul2 - 1, 64), STWS_ERR_JSON);
+        p_free(&p);
+    }
+    /* every proper prefix of real events is truncated JSON */
+    for (n = 0; n < sizeof CONNECTION_ERROR - 1; n++) {
+        parsed p;
+        p_init(&p);
+        if (p_parse_n(&p, CONNECTION_ERROR, n, 65536) != STWS_ERR_JSON)
+            fail_msg("prefix of %zu bytes accepted", n);
+        p_free(&p);
+    }
+    for (n = 0; n < sizeof MESSAGE_NEW - 1; n++) {
+        parsed p;
+        stws_result r;
+        p_init(&p);
+        r = p_parse_n(&p, MESSAGE_NEW, n, 65536);
+        /* MESSAGE_NEW ends in "}\n": without the newline it is complete */
+        if (r != (n == sizeof MESSAGE_NEW - 2 ? STWS_OK : STWS_ERR_JSON))
+            fail_msg("prefix of %zu bytes: %s", n, stws_result_string(r));
+        p_free(&p);
+    }
+    /* invalid UTF-8 is refused before tokenizing */
+    {
+        parsed p;
+        p_init(&p);
+        RESULT_IS("invalid UTF-8", p_parse(&p, "{\"type\":\"\xc3\x28\"}"), STWS_ERR_INVALID_UTF8);
+        RESULT_IS("surrogate in UTF-8", p_parse(&p, "{\"type\":\"\xed\xa0\x80\"}"), STWS_ERR_INVALID_UTF8);
+        p_free(&p);
+    }
+}
+
+static void reader_valid_oddities(void **state) {
+    static const struct {
+        const char *json;
+        stws_json_type type;
+        const char *raw;
+    } table[] = {
+        {"42", STWS_JSON_NUMBER, "42"},
+        {" -0.5e+10 ", STWS_JSON_NUMBER, "-0.5e+10"},
+        {"true", STWS_JSON_BOOL, "true"},
+        {"false\n", STWS_JSON_BOOL, "false"},
+        {"null", STWS_JSON_NULL, "null"},
+        {"\"str\"", STWS_JSON_STRING, "str"},
+        {" [ ] ", STWS_JSON_ARRAY, "[ ]"},
+        {"{}", STWS_JSON_OBJECT, "{}"},
+        {"{\"\":\"\"}", STWS_JSON_OBJECT, "{\"\":\"\"}"},
+        {"\r\n\t{ \"a\" : [ 1 , { } ] }\r\n\t", STWS_JSON_OBJECT, "{ \"a\" : [ 1 , { } ] }"},
+        {"0", STWS_JSON_NUMBER, "0"},
+        {"-0", STWS_JSON_NUMBER, "-0"},
+        {"1E400", STWS_JSON_NUMBER, "1E400"},
+    };
+    unsigned i;
+    (void)state;
+    for (i = 0; i < sizeof table / sizeof table[0]; i++) {
+        parsed p;
+        p_init(&p);
+        RESULT_IS(table[i].json, p_parse(&p, table[i].json), STWS_OK);
+        want_type(&p.doc, "", table[i].type, table[i].raw);
+        p_free(&p);
+    }
+    /* nesting: 512 levels parse, 513 are refused before jsmn sees them */
+    {
+        char deep[2 * 513 + 1];
+        parsed p;
+        int d;
+        for (d = 512; d <= 513; d++) {
+            memset(deep, '[', (size_t)d);
+            memset(deep + d, ']', (size_t)d);
+            p_init(&p);
+            RESULT_IS("deep", p_parse_n(&p, deep, 2 * (size_t)d, 65536),
+                      d == 512 ? STWS_OK : STWS_ERR_JSON_TOO_BIG);
+            if (d == 512) want_type(&p.doc, "[0][0][0]", STWS_JSON_ARRAY, NULL);
+            p_free(&p);
+        }
+    }
+}
+
+static void reader_shape(void **state) {
+    static const char *const not_events[] = {
+        "[{\"type\":\"x\"}]",
+        "{}",
+        "{\"type\":1}",
+        "{\"type\":null}",
+        "{\"type\":true}",
+        "{\"type\":{\"name\":\"x\"}}",
+        "{\"type\":[\"x\"]}",
+        "\"type\"",
+        "42",
+        "{\"a\":{\"type\":\"x\"}}",
+        "{\"kind\":\"type\",\"x\":\"type\"}",
+        "{\"Type\":\"x\"}",
+        "{\"typ\\u0065\":\"x\"}",
+        "[\"type\",\"x\"]",
+    };
+    unsigned i;
+    stws_str t;
+    parsed p;
+    (void)state;
+    for (i = 0; i < sizeof not_events / sizeof not_events[0]; i++) {
+        p_init(&p);
+        RESULT_IS(not_events[i], p_parse(&p, not_events[i]), STWS_OK);
+        t.ptr = "junk";
+        t.len = 4;
+        RESULT_IS(not_events[i], stws__json_event_type(&p.doc, &t), STWS_ERR_EVENT_SHAPE);
+        assert_null(t.ptr);
+        assert_int_equal(t.len, 0);
+        p_free(&p);
+    }
+    p_init(&p);
+    assert_int_equal(p_parse(&p, "{\"created_at\":\"t\",\"x\":{\"type\":\"inner\"},\"type\":\"health.check\"}"),
+                     STWS_OK);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_OK);
+    assert_int_equal(t.len, 12);
+    assert_memory_equal(t.ptr, "health.check", 12);
+    /* the view is raw: escapes stay */
+    assert_int_equal(p_parse(&p, "{\"type\":\"a\\\"b\"}"), STWS_OK);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_OK);
+    assert_int_equal(t.len, 4);
+    assert_memory_equal(t.ptr, "a\\\"b", 4);
+    /* a failed parse leaves no document */
+    assert_int_equal(p_parse(&p, "{\"type\":\"x\""), STWS_ERR_JSON);
+    assert_int_equal(stws__json_event_type(&p.doc, &t), STWS_ERR_EVENT_SHAPE);
+    assert_int_equal(stws__json_event_type(NULL, &t), STWS_ERR_EVENT_SHAPE);
+    p_free(&p);
+}
+
+/* A connection.ok of about `bytes` bytes: a `me` with many custom fields. */
+T_FN char *big_event(size_t bytes, int variant, int *fields) {
+    char *s = (char *)malloc(bytes + 4096);
+    size_t n = 0;
+    int i = 0;
+    assert_non_null(s);
+    n += (size_t)sprintf(s + n, "{\"type\":\"connection.ok\",\"connection_id\":\"c-%d\",\"me\":{\"id\":\"alice\","
+                                "\"custom\":{", variant);
+    while (n < bytes) {
+        n += (size_t)sprintf(s + n, "%s\"field_%05d\":{\"v\":\"value %d of variant %d \\u00e9\",\"n\":%d,\"l\":[%d,true,null]}",
+                             i ? "," : "", i, i, variant, i * 7 + variant, i);
+        i++;
+    }
+    n += (size_t)sprintf(s + n, "},\"online\":true,\"last\":\"end-%d\"}}", variant);
+    s[n] = 0;
+    *fields = i;
+    return s;
+}
+
+static void reader_huge_event(void **state) {
+    parsed p;
+    int fields, fields2, i, tokens;
+    char *a = big_event(100 * 1024, 1, &fields);
+    char *b = big_event(100 * 1024, 2, &fields2);
+    char path[64];
+    (void)state;
+    assert_int_equal(fields, fields2);
+    p_init(&p);
+    /* first parse: the token array grows by doubling from 64 */
+    assert_int_equal(p_parse(&p, a), STWS_OK);
+    tokens = p.doc.ntokens;
+    assert_true(tokens > 10000);
+    assert_true(p.cap >= tokens);
+    assert_true(p.cap % 64 == 0 && ((p.cap / 64) & (p.cap / 64 - 1)) == 0); /* 64 * 2^k */
+    assert_true(p.cnt.allocs >= 8);
+    assert_int_equal(p.cnt.live, 1);
+    want_string(&p.doc, "me.id", "alice");
+    want_string(&p.doc, "me.last", "end-1");
+    want_bool(&p.doc, "me.online", 1);
+    snprintf(path, sizeof path, "me.custom.field_%05d.n", fields - 1);
+    want_int(&p.doc, path, (fields - 1) * 7 + 1);
+    snprintf(path, sizeof path, "me.custom.field_%05d.l[0]", fields / 2);
+    want_int(&p.doc, path, fields / 2);
+    snprintf(path, sizeof path, "me.custom.field_%05d.v", 123);
+    want_string(&p.doc, path, "value 123 of variant 1 \xc3\xa9");
+    /* the same size again, and another event of that size: no allocation */
+    p.cnt.allocs = 0;
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(p_parse(&p, i == 1 ? b : a), STWS_OK);
+        assert_int_equal(p.doc.ntokens, tokens);
+    }
+    want_string(&p.doc, "me.last", "end-1");
+    assert_int_equal(p_parse(&p, CONNECTION_OK), STWS_OK);
+    assert_int_equal(p_parse(&p, b), STWS_OK);
+    want_string(&p.doc, "me.last", "end-2");
+    assert_int_equal(p.cnt.allocs, 0);
+    p_free(&p);
+
+    /* max_tokens: exactly enough works, one fewer is too big */
+    p_init(&p);
+    assert_int_equal(p_parse_n(&p, a, strlen(a), tokens), STWS_OK);
+    assert_int_equal(p.cap, tokens);
+    assert_true(p.cnt.last_size == (size_t)tokens * sizeof(jsmntok_t));
+    p_free(&p);
+    p_init(&p);
+    assert_int_equal(p_parse_n(&p, a, strlen(a), tokens - 1), STWS_ERR_JSON_TOO_BIG);
+    assert_true(p.cap <= tokens - 1);
+    assert_int_equal(p.doc.ntokens, 0);
+    want_missing(&p.doc, "type");
+    /* a small limit with a big array left from before: the limit wins */
+    assert_int_equal(p_parse_n(&p, a, strlen(a), 100), STWS_ERR_JSON_TOO_BIG);
+    assert_int_equal(p_parse_n(&p, CONNECTION_OK, strlen(CONNECTION_OK), 1000), STWS_OK);
+    assert_int_equal(p_parse_n(&p, CONNECTION_OK, strlen(CONNECTION_OK), 10), STWS_ERR_JSON_TOO_BIG);
+    p_free(&p);
+    free(a);
+    free(b);
+}
+
+static void reader_zero_alloc_steady(void **state) {
+    parsed p;
+    int i;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(p_parse(&p, MESSAGE_NEW), STWS_OK);
+    assert_int_equal(p_parse(&p, CONNECTION_OK), STWS_OK);
+    assert_int_equal(p_parse(&p, CONNECTION_ERROR), STWS_OK);
+    assert_true(p.cnt.allocs >= 1 && p.cnt.allocs <= 2); /* 64, maybe 128 tokens */
+    p.cnt.allocs = 0;
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(p_parse(&p, i % 3 == 0 ? MESSAGE_NEW : i % 3 == 1 ? CONNECTION_OK : CONNECTION_ERROR),
+                         STWS_OK);
+        assert_int_equal(p_parse(&p, "{\"type\":\"health.check\",\"connection_id\":\"c\",\"custom\":{}}"),
+                         STWS_OK);
+        assert_int_equal(p_parse(&p, "{\"broken\""), STWS_ERR_JSON);
+    }
+    assert_int_equal(p.cnt.allocs, 0);
+    p_free(&p);
+}
+
+static void reader_parse_args(void **state) {
+    parsed p;
+    stws_json_doc doc;
+    jsmntok_t *tok = NULL;
+    int cap = 0;
+    (void)state;
+    p_init(&p);
+    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 64, NULL, NULL), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_parse(NULL, 2, &tok, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_parse("{}", 2, NULL, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_parse("{}", 2, &tok, NULL, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 0, NULL, &doc), STWS_ERR_INVALID_ARG);
+    cap = 5; /* a capacity without an array */
+    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
+    cap = 0;
+    assert_int_equal(stws__json_parse(NULL, 0, &tok, &cap, 64, NULL, &doc), STWS_ERR_JSON);
+    /* default allocator */
+    assert_int_equal(stws__json_parse("{\"a\":[1]}", 9, &tok, &cap, 64, NULL, &doc), STWS_OK);
+    assert_int_equal(doc.ntokens, 4);
+    assert_int_equal(cap, 64);
+    free(tok);
+    /* max_tokens smaller than the first block */
+    tok = NULL;
+    cap = 0;
+    assert_int_equal(stws__json_parse("[1,2]", 5, &tok, &cap, 3, NULL, &doc), STWS_OK);
+    assert_int_equal(cap, 3);
+    assert_int_equal(stws__json_parse("[1,2,3]", 7, &tok, &cap, 3, NULL, &doc), STWS_ERR_JSON_TOO_BIG);
+    assert_int_equal(stws__json_parse("1", 1, &tok, &cap, 1, NULL, &doc), STWS_OK);
+    free(tok);
+    /* out of memory: the error, and the old array is kept */
+    p.cnt.fail_after = 0;
+    RESULT_IS("no memory", p_parse(&p, "{}"), STWS_ERR_NOMEM);
+    assert_null(p.tok);
+    p.cnt.fail_after = 1;
+    assert_int_equal(p_parse(&p, "{}"), STWS_OK);
+    assert_int_equal(p.cap, 64);
+    {
+        int fields;
+        char *big = big_event(8 * 1024, 0, &fields);
+        RESULT_IS("no memory to grow", p_parse(&p, big), STWS_ERR_NOMEM);
+        assert_int_equal(p.cap, 64);
+        assert_non_null(p.tok);
+        assert_int_equal(p_parse(&p, CONNECTION_ERROR), STWS_OK);
+        want_int(&p.doc, "error.code", 40);
+        free(big);
+    }
+    p_free(&p);
+}
+
+/* Lookups on documents that did not come from the parser stay in bounds. */
+static void reader_hostile_doc(void **state) {
+    static const char text[] = "{\"a\":{\"b\":[1,\"s\\u12\",true]}}";
+    jsmntok_t t[8];
+    stws_json_doc doc;
+    char buf[16];
+    size_t len;
+    int64_t iv;
+    int bv, i, k;
+    (void)state;
+    for (k = 0; k < 2000; k++) {
+        /* deterministic garbage tokens */
+        unsigned x = 2463534242u + (unsigned)k * 2654435761u;
+        for (i = 0; i < 8; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            t[i].type = (jsmntype_t)(x % 6);
+            t[i].start = (int)(x >> 8) % 40 - 5;
+            t[i].end = (int)(x >> 16) % 40 - 5;
+            t[i].size = (int)(x % 3);
+            t[i].parent = (int)((x >> 4) % 10) - 2;
+        }
+        doc.text = text;
+        doc.len = sizeof text - 1;
+        doc.tokens = t;
+        doc.ntokens = 8;
+        (void)stws_json_find(&doc, "a.b[1]", NULL);
+        (void)stws_json_find(&doc, "a.b.2", NULL);
+        (void)stws_json_string_at(&doc, "a", buf, sizeof buf, &len);
+        (void)stws_json_string_at(&doc, "", buf, sizeof buf, &len);
+        (void)stws_json_int_at(&doc, "", &iv);
+        (void)stws_json_int_at(&doc, "a.b.0", &iv);
+        (void)stws_json_bool_at(&doc, "a.b[2]", &bv);
+        (void)stws__json_event_type(&doc, NULL);
+    }
+    /* a truncated escape in a string the parser never saw */
+    t[0].type = JSMN_STRING;
+    t[0].start = 14;
+    t[0].end = 19; /* s\u12 */
+    t[0].parent = -1;
+    doc.ntokens = 1;
+    assert_int_equal(stws_json_string_at(&doc, "", buf, sizeof buf, &len), STWS_ERR_JSON);
+    t[0].end = 16; /* s\ */
+    assert_int_equal(stws_json_string_at(&doc, "", buf, sizeof buf, &len), STWS_ERR_JSON);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(writer_basic),
+        cmocka_unit_test(writer_escape_table),
+        cmocka_unit_test(writer_invalid_utf8),
+        cmocka_unit_test(writer_misuse),
+        cmocka_unit_test(writer_overflow_every_cap),
+        cmocka_unit_test(writer_raw),
+        cmocka_unit_test(reader_connection_ok),
+        cmocka_unit_test(reader_connection_error),
+        cmocka_unit_test(reader_message_new),
+        cmocka_unit_test(reader_lookup_errors),
+        cmocka_unit_test(reader_escapes),
+        cmocka_unit_test(reader_string_buffer),
+        cmocka_unit_test(reader_escaped_keys),
+        cmocka_unit_test(reader_malformed),
+        cmocka_unit_test(reader_valid_oddities),
+        cmocka_unit_test(reader_shape),
+        cmocka_unit_test(reader_huge_event),
+        cmocka_unit_test(reader_zero_alloc_steady),
+        cmocka_unit_test(reader_parse_args),
+        cmocka_unit_test(reader_hostile_doc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
