@@ -4268,7 +4268,8 @@ struct stws_client {
     uint64_t watchdog_at, health_at, dead_at, backoff_until;
     char connection_id[128];
     char token[STWS__MAX_TOKEN];
-    char message[256];          /* reason text for FATAL / DISCONNECTED */
+    char message[256];          /* the latest reason, copied into each event */
+    char event_msg[256];        /* the delivered event's reason */
     char *scratch;              /* auth message */
     size_t scratch_cap;
 
@@ -4277,8 +4278,9 @@ struct stws_client {
     size_t q_cap, q_len, q_moved; /* q_moved: bytes of entries handed to the codec */
     size_t q_payload;           /* sum of entry lengths (the limit counts these) */
 
-    /* lifecycle events waiting for delivery */
+    /* lifecycle events waiting for delivery, each with its own reason text */
     stws_client_event pending[8];
+    char pending_msg[8][256];
     int npending;
 
     void *tokens;               /* jsmntok_t[] reused for every event */
@@ -4290,6 +4292,7 @@ static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clo
 static void stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
     stws_client_event *e;
     if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return;
+    memcpy(c->pending_msg[c->npending], c->message, sizeof c->pending_msg[0]);
     e = &c->pending[c->npending++];
     memset(e, 0, sizeof *e);
     e->type = type;
@@ -4454,8 +4457,8 @@ static void stws__client_stop(stws_client *c) {
 }
 
 static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg, size_t n) {
-    stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
     snprintf(c->message, sizeof c->message, "%.*s", (int)STWS__MIN(n, (size_t)200), msg);
+    stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
     c->fatal = 1;
@@ -4644,16 +4647,16 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
     for (;;) {
         if (c->npending) {
             *ev = c->pending[0];
-            if (ev->type == STWS_CLIENT_EVENT_FATAL || ev->type == STWS_CLIENT_EVENT_DISCONNECTED ||
-                ev->type == STWS_CLIENT_EVENT_CLOSED) {
-                ev->message.ptr = c->message;
-                ev->message.len = strlen(c->message);
-            }
+            /* the view must outlive the queue shift below */
+            memcpy(c->event_msg, c->pending_msg[0], sizeof c->event_msg);
+            ev->message.ptr = c->event_msg;
+            ev->message.len = strlen(c->event_msg);
             if (ev->type == STWS_CLIENT_EVENT_CONNECTED || ev->type == STWS_CLIENT_EVENT_RECONNECTED) {
                 ev->connection_id.ptr = c->connection_id;
                 ev->connection_id.len = strlen(c->connection_id);
             }
             memmove(c->pending, c->pending + 1, (size_t)(c->npending - 1) * sizeof c->pending[0]);
+            memmove(c->pending_msg, c->pending_msg + 1, (size_t)(c->npending - 1) * sizeof c->pending_msg[0]);
             c->npending--;
             return 1;
         }
