@@ -1,72 +1,103 @@
 /* stream_ws.h - v0.1.0 - RFC 6455 WebSocket client for Stream's real-time events - MIT license (end of file)
 
-   A single-header C library: a sans-I/O RFC 6455 codec and HTTP/1.1 upgrade
-   handshake, with the rest of a Stream real-time client built on top of it.
+   A single-header C library, in layers you can use alone:
+     codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
+     handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
+     transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
+     conn       a pumped WebSocket connection (stws_conn_*)
+     json/jwt   escaping writer, jsmn-based reader, HS256 minter
+     client     Stream's protocol: auth, health checks, reconnect, token
+                refresh, a lossless send queue (stws_client_*)
 
    HOW TO INCLUDE
-       In exactly one C or C++ file:
+       In exactly one C or C++ file, before any other #include:
            #define STREAM_WS_IMPLEMENTATION
            #include "stream_ws.h"
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
-       (Debian: libmbedtls-dev; 2.28 and 3.x both work.)
+       (Debian: libmbedtls-dev, libjsmn-dev; mbedTLS 2.28 and 3.x both work.)
 
    CONFIGURATION MACROS (define before including the implementation)
-       STWS_STATIC        make every function static (private copy per TU)
-       STWS_API           linkage of public functions (default: extern, or
-                          static with STWS_STATIC)
-       STWS_ASSERT(c)     assertion used for internal invariants
-                          (default: assert() from <assert.h>)
-       STWS_NO_STDIO      no default logger to stderr; without a logger hook
-                          errors are still returned as stws_result values
-       STWS_MAX_URL       longest accepted URL in bytes (default 2048)
+       STWS_STATIC          every function static (a private copy per file)
+       STWS_API             linkage of public functions (default extern)
+       STWS_ASSERT(c)       internal invariants (default assert())
+       STWS_NO_STDIO        no default logger to stderr
+       STWS_NO_SOCKETS      no built-in TCP, poll() or default clock: give a
+                            transport and a clock (firmware)
+       STWS_NO_TLS          no TLS layer (wss:// then needs your transport)
+       STWS_MAX_URL         longest accepted URL in bytes (default 2048)
+       STWS_SYSTEM_CA_FILE  default CA bundle (/etc/ssl/certs/ca-certificates.crt)
 
-   TL;DR: THE SANS-I/O CODEC (you own the socket)
+   TL;DR: STREAM EVENTS FROM YOUR OWN LOOP
 
-       stws_codec *c = stws_codec_create(NULL);          // defaults
-       stws_codec_send(c, STWS_OP_TEXT, "hi", 2);        // queue a masked frame
-       size_t n; const uint8_t *out = stws_codec_output(c, &n);
-       n = my_write(fd, out, n); stws_codec_output_consumed(c, n);
-       // when bytes arrive:
-       size_t off = 0;
-       while (off < got) {
-           size_t used; stws_codec_event ev;
-           stws_result r = stws_codec_parse(c, buf + off, got - off, &used, &ev);
-           off += used;
-           if (r < 0) { fail(stws_result_string(r), ev.close_code); break; }
-           if (ev.type == STWS_EVENT_MESSAGE) handle(ev.data, ev.len);
+       stws_client_desc d = {0};              // zero means default everywhere
+       d.api_key = "key";
+       d.user_id = "alice";
+       d.token = jwt;                         // or .api_secret / .token_provider
+       stws_client *c = stws_client_create(&d);
+       stws_client_connect(c);
+       while (game_running) {
+           stws_client_step(c);               // never blocks; or stws_client_poll(c, ms)
+           stws_client_event ev;
+           while (stws_client_next_event(c, &ev)) {
+               if (ev.type == STWS_CLIENT_EVENT_SERVER) {
+                   char name[64]; size_t n;
+                   if (stws_json_string_at(&ev.doc, "message.user.name", name, sizeof name, &n) == STWS_OK)
+                       show(name);
+               } else if (ev.type == STWS_CLIENT_EVENT_RECONNECTED) {
+                   rewatch_channels();        // subscriptions died with the old socket
+               }
+           }
+           stws_client_send(c, json, len);    // queued while offline, never lost
        }
-       // after every parse call: flush stws_codec_output() (pongs and close
-       // replies are generated inside the codec, RFC 6455 §5.5.2/§5.5.1).
-       stws_codec_destroy(c);
+       stws_client_close(c);                  // then step until STWS_CLIENT_EVENT_CLOSED
+       stws_client_destroy(c);
+   External loops: stws_client_handle() (socket), stws_client_wants()
+   (STWS_POLL_READ/WRITE), stws_client_timeout() (0 = step now, -1 = no timer).
 
    ALLOCATION
-       All memory comes from the desc's allocator (default malloc/free).
-       stws_codec_create() makes 2 allocations (the codec, the random
-       generator unless a random hook is given).  The reassembly buffer and
-       the output buffer grow to the largest message seen (never past the
-       limits) and are then reused: no allocation per message in steady
-       state.  stws_codec_reset() keeps them for the next connection.
-       The URL parser and the handshake functions never allocate.
+       All memory comes from the desc's allocator (default malloc/free), at
+       create time: codec 2 allocations (1 with a random hook); conn 5 with a
+       user transport and a random hook, plus one per built-in transport and
+       one for the default random generator; client: 3 plus its conn's (the
+       conn then shares the client's random generator).  Buffers
+       (reassembly, output, send queue, JSON tokens) grow to the largest
+       message seen, within the limits, and are reused: no allocation per
+       message, per health check or per reconnect in steady state.  mbedTLS
+       allocates inside its TLS handshake and HMAC setup with its own calloc;
+       the SSL context itself is made once and reset for each reconnect.
+       The default random generator embeds mbedTLS's entropy context (about
+       38 KB with Debian's 2.28): pass a random hook to save it.
 
    THREADING
        No globals, no thread-locals.  One object must not be used from two
-       threads at once; distinct objects are independent.
+       threads at once; distinct objects are independent.  Callbacks run
+       only inside the step/poll call of the object that owns them.
 
    ERRORS
-       Every fallible function returns a stws_result: 0 is success, positive
-       values are informational (STWS_INCOMPLETE: feed more bytes), negative
-       values are errors grouped by layer.  stws_result_string() names them.
-       A codec failure is sticky and carries the close code it sent.
+       Every fallible function returns a stws_result: 0 success, positive =
+       informational (STWS_INCOMPLETE), negative = error, in -0x100..-0x1FF
+       grouped by layer (a band mbedTLS never uses, so transports may return
+       mbedTLS codes).  stws_result_string() names them; stws_conn_error_detail()
+       and the client's event message say why (HTTP status, certificate
+       verification flags, close code).  Nothing depends on a logger.
 
-   LIMITS (runtime, in the desc; 0 means the default below)
-       max_frame_size     16 MiB   frame payload; more -> 1009
-       max_message_size   16 MiB   reassembled message; more -> 1009
-       max_output_size    64 MiB   queued, unsent output bytes
-       handshake response 16 KiB   (STWS_HANDSHAKE_MAX_RESPONSE)
+   TLS
+       Certificate chain and host name (DNS or IP SAN) are verified by default
+       against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
+       turns verification off and logs a warning on every connect.
+
+   LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
+       max_frame_size / max_message_size   16 MiB each (more -> close 1009)
+       max_output_size                     64 MiB of queued, unsent bytes
+       handshake response / recv buffer    16 KiB
+       connect_timeout_ms / close_timeout_ms   10 s / 1 s
+       client: health 25 s, dead 35 s, watchdog 15 s, backoff cap 25 s,
+               send queue 1 MiB, 65536 JSON tokens per event
 
    VERSION HISTORY
-       0.1.0  (2026-11)  codec, URL parser, upgrade handshake
+       0.1.0  (2026-11)  codec, handshake, transports, connection, JSON, JWT,
+                         Stream client
 */
 /* The built-in sockets need POSIX.1-2008 (poll, getaddrinfo, clock_gettime),
    which strict -std=c99 hides: ask for it before any system header.  In the
