@@ -812,8 +812,10 @@ typedef struct stws_reconnect_ctl {
     const char *url;          /* set to use this URL (copied; e.g. new query) */
 } stws_reconnect_ctl;
 
-/* Return 0 to go on with the attempt, non-zero to stop the client (FATAL
-   with STWS_ERR_ABORTED). */
+/* Called from the step after a disconnect, before the RECONNECTING event,
+   with the attempt number and its backoff delay.  Return 0 to go on with the
+   attempt, non-zero to stop the client (FATAL with STWS_ERR_ABORTED);
+   stws_client_close() from inside it stops the client too (CLOSED). */
 typedef int (*stws_reconnecting_fn)(stws_client *client, int attempt, int delay_ms,
                                     stws_reconnect_ctl *ctl, void *user_data);
 typedef void (*stws_client_event_fn)(stws_client *client, const stws_client_event *ev,
@@ -859,10 +861,14 @@ typedef struct stws_client_desc {
     stws_random random;
 } stws_client_desc;
 
-/* Make a client (nothing connects yet).  NULL on a bad desc (logged). */
+/* Make a client (nothing connects yet).  NULL on a bad desc (logged): a
+   missing or doubled token source, a token that is not a JWT, user fields
+   that are not UTF-8, user_custom_json that is not a JSON object. */
 STWS_API stws_client *stws_client_create(const stws_client_desc *desc);
 STWS_API void stws_client_destroy(stws_client *client);
-/* Start connecting.  From here on the client reconnects by itself. */
+/* Start connecting: the first attempt (token provider included) runs in the
+   next step.  From here on the client reconnects by itself.  Also restarts
+   a client that stopped (closed or fatal). */
 STWS_API stws_result stws_client_connect(stws_client *client);
 /* Advance without blocking (connect, auth, timers, I/O), then read events. */
 STWS_API stws_result stws_client_step(stws_client *client);
@@ -4295,6 +4301,8 @@ struct stws_client {
     int retry_after_error;      /* connection.error handled: its close 1000 is not a stop */
     int fatal;
     int user_closed;
+    int rc_due;                 /* a retry is scheduled; on_reconnecting not yet asked */
+    int rc_attempt, rc_delay, rc_code;
     stws_result last_error;
     uint64_t watchdog_at, health_at, dead_at, backoff_until;
     char connection_id[128];
@@ -4398,11 +4406,24 @@ static int64_t stws__default_unix_s(void *user_data) {
 }
 #endif
 
+/* A JWT is printable ASCII without quote or backslash; anything else is
+   refused before it reaches the auth message (and a retry loop). */
+static int stws__jwt_ok(const char *t, size_t n) {
+    size_t i;
+    if (!n || n >= STWS__MAX_TOKEN) return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7F || t[i] == '"' || t[i] == '\\') return 0;
+    return 1;
+}
+
 /* Get the token for the next attempt: static, provider, or minted. */
 static stws_result stws__client_token(stws_client *c) {
     if (c->provider.fetch) {
         int n = c->provider.fetch(c->token, sizeof c->token, c->provider.user_data);
-        if (n <= 0 || (size_t)n >= sizeof c->token) return STWS_ERR_TOKEN;
+        if (n <= 0 || !stws__jwt_ok(c->token, (size_t)n)) {
+            c->token[0] = 0; /* never send what a failed fetch left behind */
+            return STWS_ERR_TOKEN;
+        }
         c->token[n] = 0;
     } else if (c->secret) {
         stws_jwt_claims cl;
@@ -4411,22 +4432,24 @@ static stws_result stws__client_token(stws_client *c) {
         memset(&cl, 0, sizeof cl);
         cl.user_id = c->user_id;
         cl.iat = now - 5; /* PROTOCOL.md §6 code 42: allow for clock skew */
-        if (stws_jwt_user_token(c->secret, strlen(c->secret), &cl, c->token, sizeof c->token, &len) != STWS_OK)
+        if (stws_jwt_user_token(c->secret, strlen(c->secret), &cl, c->token, sizeof c->token, &len) != STWS_OK) {
+            c->token[0] = 0;
             return STWS_ERR_TOKEN;
+        }
     }
     c->refresh_token = 0;
     return STWS_OK;
 }
 
-/* PROTOCOL.md §2: {"token":..,"user_details":{..},"products":[..]} */
-static stws_result stws__client_auth(stws_client *c) {
+/* PROTOCOL.md §2: {"token":..,"user_details":{..},"products":[..]} into
+   scratch.  Create builds it once with an empty token, so that a field that
+   cannot be written is refused there and never becomes a reconnect loop. */
+static stws_result stws__client_auth_build(stws_client *c, const char *token, size_t *len) {
     stws_json_writer w;
-    size_t len = 0;
-    stws_result r;
     stws_json_init(&w, c->scratch, c->scratch_cap);
     stws_json_object_begin(&w);
     stws_json_key(&w, "token");
-    stws_json_string(&w, c->token);
+    stws_json_string(&w, token);
     stws_json_key(&w, "user_details");
     stws_json_object_begin(&w);
     stws_json_key(&w, "id");
@@ -4457,7 +4480,12 @@ static stws_result stws__client_auth(stws_client *c) {
         stws_json_array_end(&w);
     }
     stws_json_object_end(&w);
-    r = stws_json_finish(&w, &len);
+    return stws_json_finish(&w, len);
+}
+
+static stws_result stws__client_auth(stws_client *c) {
+    size_t len = 0;
+    stws_result r = stws__client_auth_build(c, c->token, &len);
     if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
     mbedtls_platform_zeroize(c->scratch, STWS__MIN(len + 1, c->scratch_cap)); /* held the token */
     return r;
@@ -4483,6 +4511,7 @@ static void stws__client_health(stws_client *c) {
 
 static void stws__client_stop(stws_client *c) {
     c->state = STWS__C_STOPPED;
+    c->rc_due = 0;
     c->watchdog_at = c->health_at = c->dead_at = c->backoff_until = 0;
     c->connection_id[0] = 0;
 }
@@ -4493,20 +4522,26 @@ static void stws__client_fatal(stws_client *c, stws_result r, int code, const ch
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
     c->fatal = 1;
+    c->last_error = r;
 }
 
-/* Start one connection attempt. */
+static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close);
+
+/* Start one connection attempt (inside step: the token provider is user code). */
 static void stws__client_attempt(stws_client *c) {
     stws_result r = STWS_OK;
+    c->state = STWS__C_CONNECTING;
+    c->backoff_until = 0;
     if (c->refresh_token || !c->token[0]) r = stws__client_token(c);
     if (r == STWS_OK) r = stws_conn_connect(c->conn);
-    c->state = STWS__C_CONNECTING;
-    c->watchdog_at = stws__cnow(c) + (uint64_t)c->watchdog_ms;
     if (r != STWS_OK) {
-        /* treated like a failed connect: backoff and try again */
+        /* no socket was opened: a failed attempt, like a refused connect */
         c->last_error = r;
-        c->watchdog_at = stws__cnow(c); /* fires at once */
+        snprintf(c->message, sizeof c->message, "%s", stws_result_string(r));
+        stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
+        return;
     }
+    c->watchdog_at = stws__cnow(c) + (uint64_t)c->watchdog_ms;
 }
 
 /* Uniform in [lo, hi) (PROTOCOL.md §5). */
@@ -4623,45 +4658,65 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
         stws__client_stop(c);
         return;
     }
+    c->state = STWS__C_BACKOFF;
+    c->backoff_until = stws__cnow(c) + (uint64_t)delay;
+    c->rc_due = 1; /* on_reconnecting and RECONNECTING come from the next step */
+    c->rc_attempt = attempt;
+    c->rc_delay = delay;
+    c->rc_code = close_code;
+}
+
+/* A retry was scheduled: let on_reconnecting abort it or change the token
+   or URL, then announce it.  Only from step, so that the hook, like every
+   callback, runs inside the pump. */
+static void stws__client_reconnecting(stws_client *c) {
+    c->rc_due = 0;
     if (c->on_reconnecting) {
         stws_reconnect_ctl ctl;
+        int stop;
         memset(&ctl, 0, sizeof ctl);
-        if (c->on_reconnecting(c, attempt, delay, &ctl, c->user_data) != 0) {
+        stop = c->on_reconnecting(c, c->rc_attempt, c->rc_delay, &ctl, c->user_data);
+        if (c->state != STWS__C_BACKOFF) return; /* stws_client_close() inside the hook won */
+        if (stop) {
             stws__client_fatal(c, STWS_ERR_ABORTED, 0, "stopped by on_reconnecting", 26);
             stws__client_stop(c);
             return;
         }
-        if (ctl.token && strlen(ctl.token) < sizeof c->token) {
+        if (ctl.token && stws__jwt_ok(ctl.token, strlen(ctl.token))) {
             snprintf(c->token, sizeof c->token, "%s", ctl.token);
             c->refresh_token = 0;
+        } else if (ctl.token) {
+            stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: malformed token refused");
         }
         if (ctl.url && stws__conn_set_url(c->conn, ctl.url) != STWS_OK)
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: URL refused, keeping the old one");
     }
-    stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, close_code);
-    c->pending[c->npending - 1].attempt = attempt;
-    c->pending[c->npending - 1].delay_ms = delay;
-    stws__log(&c->log, STWS_LOG_INFO, "reconnecting: attempt %d in %d ms", attempt, delay);
-    c->state = STWS__C_BACKOFF;
-    c->backoff_until = stws__cnow(c) + (uint64_t)delay;
+    stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code);
+    c->pending[c->npending - 1].attempt = c->rc_attempt;
+    c->pending[c->npending - 1].delay_ms = c->rc_delay;
+    stws__log(&c->log, STWS_LOG_INFO, "reconnecting: attempt %d in %d ms", c->rc_attempt, c->rc_delay);
 }
 
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
     int64_t code = 0, status = 0;
-    stws_str msg = {"", 0};
+    char msg[200];
+    size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
     (void)stws_json_int_at(doc, "error.StatusCode", &status);
-    (void)stws_json_find(doc, "error.message", &msg);
+    if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
+        stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
+        (void)stws_json_find(doc, "error.message", &raw);
+        snprintf(msg, sizeof msg, "%.*s", (int)STWS__MIN(raw.len, sizeof msg - 1), raw.ptr);
+    }
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
-    snprintf(c->message, sizeof c->message, "connection.error %d: %.*s", (int)code,
-             (int)STWS__MIN(msg.len, (size_t)200), msg.ptr);
+    snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
     if (code == 40 && (c->secret || c->provider.fetch)) {
         c->refresh_token = 1; /* refresh only on an auth code, never on every reconnect */
         c->retry_after_error = 1;
     } else if (code == 40 || code == 41 || code == 42 || code == 43 || code == 2 || code == 4 ||
                code == 6) {
-        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg.ptr, msg.len);
+        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg, strlen(msg));
         c->pending[c->npending - 1].error_code = (int)code;
     } else {
         c->retry_after_error = 1; /* other codes and 5xx: transient */
@@ -4697,9 +4752,10 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         switch (ce.type) {
         case STWS_CONN_EVENT_OPEN:
             c->state = STWS__C_AUTH;
-            if (stws__client_auth(c) != STWS_OK) {
-                c->last_error = STWS_ERR_JSON;
-                stws__conn_abort(c->conn, STWS_ERR_JSON, "auth message");
+            ce.error = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
+            if (ce.error != STWS_OK) {
+                c->last_error = ce.error;
+                stws__conn_abort(c->conn, ce.error, "auth message not sent");
             }
             continue;
         case STWS_CONN_EVENT_MESSAGE: {
@@ -4782,6 +4838,7 @@ static void stws__client_dispatch(stws_client *c) {
 stws_result stws_client_step(stws_client *c) {
     uint64_t now;
     if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->rc_due) stws__client_reconnecting(c); /* the pull API saw the socket end */
     now = stws__cnow(c);
     switch (c->state) {
     case STWS__C_BACKOFF:
@@ -4789,15 +4846,11 @@ stws_result stws_client_step(stws_client *c) {
         break;
     case STWS__C_CONNECTING:
     case STWS__C_AUTH:
-        if (c->watchdog_at && now >= c->watchdog_at &&
-            stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
-            /* PROTOCOL.md §3: no connection.ok in time is a transport failure */
+        /* PROTOCOL.md §3: no connection.ok in time is a transport failure
+           (a closed conn has its CLOSE event on the way already) */
+        if (c->watchdog_at && now >= c->watchdog_at && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
             c->last_error = STWS_ERR_WATCHDOG;
             stws__conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
-        } else if (c->watchdog_at && now >= c->watchdog_at) {
-            /* the attempt could not even start (token, connect call) */
-            c->watchdog_at = 0;
-            stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
         }
         break;
     case STWS__C_CONNECTED:
@@ -4813,7 +4866,13 @@ stws_result stws_client_step(stws_client *c) {
     if (c->state != STWS__C_BACKOFF && c->state != STWS__C_STOPPED && c->state != STWS__C_IDLE)
         (void)stws_conn_step(c->conn);
     stws__queue_pump(c);
-    if (c->on_event || c->nhandlers) stws__client_dispatch(c);
+    if (c->on_event || c->nhandlers) {
+        stws__client_dispatch(c);
+        if (c->rc_due) {
+            stws__client_reconnecting(c);
+            stws__client_dispatch(c);
+        }
+    }
     return c->fatal ? c->last_error : STWS_OK;
 }
 
@@ -4821,7 +4880,7 @@ int stws_client_timeout(const stws_client *c) {
     uint64_t now, next = 0;
     int t;
     if (!c) return -1;
-    if (c->npending) return 0;
+    if (c->npending || c->rc_due) return 0;
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
     if (c->state == STWS__C_BACKOFF) next = c->backoff_until;
@@ -4880,9 +4939,13 @@ stws_result stws_client_connect(stws_client *c) {
     c->failures = 0;
     c->fatal = 0;
     c->user_closed = 0;
+    c->retry_after_error = 0;
     c->last_error = STWS_OK;
     c->message[0] = 0;
-    stws__client_attempt(c);
+    /* the first attempt runs in the first step: the token provider is a
+       callback, and callbacks run only inside the pump */
+    c->state = STWS__C_BACKOFF;
+    c->backoff_until = stws__cnow(c);
     return STWS_OK;
 }
 
@@ -4936,8 +4999,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_client *c;
     stws_conn_desc cd;
     stws__sb b;
-    size_t total = 0, k;
-    char defid[64], *p, *url = NULL;
+    size_t total = 0, k, auth_cap;
+    char defid[64], *p;
     const char *src[10];
     const char **dst[10];
     int nsrc = 0, sources;
@@ -4952,8 +5015,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
         stws__log(&lg, STWS_LOG_ERROR, "client: give exactly one of token, api_secret, token_provider");
         return NULL;
     }
-    if (desc->token && strlen(desc->token) >= STWS__MAX_TOKEN) {
-        stws__log(&lg, STWS_LOG_ERROR, "client: token too long");
+    if (desc->token && !stws__jwt_ok(desc->token, strlen(desc->token))) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: token empty, too long or not a JWT");
         return NULL;
     }
     a = stws__allocator_def(&desc->allocator);
@@ -5006,7 +5069,13 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     if (desc->random.fill) c->random = desc->random;
     else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
 
-    /* PROTOCOL.md §1: ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
+    /* The scratch buffer holds the auth message: the token and the user's
+       fields, escaped (up to 6x).  First it holds the connect URL, which the
+       conn copies; PROTOCOL.md §1: ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
+    auth_cap = 512 + STWS__MAX_TOKEN + 6 * (strlen(c->user_id) + (c->user_name ? strlen(c->user_name) : 0) +
+                                            (c->user_image ? strlen(c->user_image) : 0) +
+                                            (c->products ? strlen(c->products) : 0)) +
+               (c->user_custom ? strlen(c->user_custom) : 0);
     b.buf = NULL;
     b.cap = 0;
     for (k = 0; k < 2; k++) {
@@ -5017,23 +5086,17 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
         stws__sb_puts(&b, "&stream-auth-type=jwt&X-Stream-Client=");
         stws__sb_form(&b, c->client_id);
         if (k == 0) {
-            url = (char *)stws__alloc(&a, b.len + 1);
-            if (!url) goto fail;
-            b.buf = url;
-            b.cap = b.len + 1;
+            c->scratch_cap = STWS__MAX(auth_cap, b.len + 1);
+            c->scratch = (char *)stws__alloc(&a, c->scratch_cap);
+            if (!c->scratch) goto fail;
+            b.buf = c->scratch;
+            b.cap = c->scratch_cap;
         }
     }
-    url[b.len] = 0;
-    /* the auth message: the token and the user's fields, escaped (up to 6x) */
-    c->scratch_cap = 512 + STWS__MAX_TOKEN + 6 * (strlen(c->user_id) + (c->user_name ? strlen(c->user_name) : 0) +
-                                                  (c->user_image ? strlen(c->user_image) : 0) +
-                                                  (c->products ? strlen(c->products) : 0)) +
-                     (c->user_custom ? strlen(c->user_custom) : 0);
-    c->scratch = (char *)stws__alloc(&a, c->scratch_cap);
-    if (!c->scratch) goto fail;
+    c->scratch[b.len] = 0;
 
     memset(&cd, 0, sizeof cd);
-    cd.url = url;
+    cd.url = c->scratch;
     cd.transport = desc->transport;
     cd.ca_file = desc->ca_file;
     cd.ca_pem = desc->ca_pem;
@@ -5048,13 +5111,17 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     cd.clock = c->clock;
     cd.random = c->random;
     c->conn = stws_conn_create(&cd);
-    stws__free(&a, url);
-    url = NULL;
     if (!c->conn) goto fail;
+    /* PROTOCOL.md §2: custom is an object; every field must make valid JSON,
+       or each attempt would fail the same way */
+    k = c->user_custom ? strspn(c->user_custom, " \t\r\n") : 0;
+    if ((c->user_custom && c->user_custom[k] != '{') || stws__client_auth_build(c, "", &k) != STWS_OK) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: user_custom_json is not a JSON object, or a user field is not UTF-8");
+        goto fail;
+    }
     c->state = STWS__C_IDLE;
     return c;
 fail:
-    stws__free(&a, url);
     stws_client_destroy(c);
     return NULL;
 }
