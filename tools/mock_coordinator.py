@@ -63,7 +63,8 @@ shared/PROTOCOL.md) for tests and demos of WebSocket clients.
 
 Startup: listens on --host:--port, then prints exactly one line "PORT <n>" to
 stdout (flushed).  Log lines go to stderr, prefixed "mock_coordinator: "; they
-never contain tokens, the secret or query strings.  On exit (SIGTERM, SIGINT,
+never contain tokens, the secret or the api_key (of the query only the
+X-Stream-Client value is logged).  On exit (SIGTERM, SIGINT,
 --max-connections) the last stderr line is a one-line JSON summary, e.g.
   {"connections":3,"connections_ok":2,"auth_failures":{"43":1},"events_sent":10,
    "health_checks_sent":4,"client_messages":5,"client_health_checks":2,...}

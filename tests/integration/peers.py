@@ -10,6 +10,7 @@ the body raised.  Waiting is always on process output with a bounded timeout.
     tinyproxy(auth=None)             Debian's tinyproxy, CONNECT allowed to any port
     run_stws(args, input=b"")        run $STWS_BUILD/stws -> (status, stdout, stderr)
     stws_process(args)               stws running, stdin open, stdout read line by line
+    mock_coordinator(*args, port=0)  tools/mock_coordinator.py on 127.0.0.1 (PORT line read)
 """
 
 import contextlib
@@ -636,3 +637,120 @@ def stws_process(args):
         yield p
     finally:
         p.stop()
+
+
+# --------------------------------------------------------------------------
+# The mock Stream coordinator (tools/mock_coordinator.py)
+
+MOCK_COORDINATOR = os.path.join(REPO, "tools", "mock_coordinator.py")
+
+
+class MockCoordinator:
+    """A running tools/mock_coordinator.py on 127.0.0.1.  Its stderr (log lines,
+    then the one-line JSON summary at exit) is read line by line."""
+
+    def __init__(self, args, port=0):
+        self.args = list(args)
+        self.argv = [PYTHON, MOCK_COORDINATOR, "--host", "127.0.0.1", "--port", str(port)] + self.args
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.pid = self.proc.pid
+        self.port = None
+        self._out = _LineReader(self.proc.stdout)
+        self._log = _LineReader(self.proc.stderr)
+
+    def _started(self, timeout):
+        line = self._out.wait(lambda ls: next((l for l in ls if l.startswith("PORT ")), None),
+                              timeout)
+        if line is None:
+            return False
+        self.port = int(line.split()[1])
+        return True
+
+    # ---- addresses
+    def url(self, path="/api/v2/connect"):
+        return "ws://127.0.0.1:%d%s" % (self.port, path)
+
+    # ---- log and summary
+    def log(self):
+        return self._log.snapshot()
+
+    def wait_log(self, pattern, timeout=EVENT_TIMEOUT, count=1):
+        """The count-th stderr line matching the regex pattern; fails the test
+        if it does not come within timeout."""
+        rx = re.compile(pattern)
+
+        def pred(lines):
+            hits = [l for l in lines if rx.search(l)]
+            return hits[count - 1] if len(hits) >= count else None
+        line = self._log.wait(pred, timeout)
+        if line is None:
+            raise AssertionError("mock coordinator: no %sline matching %r within %.0f s\n%s"
+                                 % ("%d " % count if count > 1 else "", pattern, timeout,
+                                    self.diagnostics()))
+        return line
+
+    def diagnostics(self):
+        lines = self._log.snapshot()
+        return ("  mock %s (exit status %r)\n  mock stderr (last %d of %d lines):\n    %s"
+                % (" ".join(self.args), self.proc.poll(), min(40, len(lines)), len(lines),
+                   "\n    ".join(lines[-40:]) or "(none)"))
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def terminate(self, timeout=EVENT_TIMEOUT):
+        """SIGTERM, wait for the exit; returns the summary (dict).  Not exiting
+        within timeout is a test failure (the group is killed)."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout=EVENT_TIMEOUT):
+        """Wait for the mock to exit by itself (--max-connections, a signal);
+        returns the summary (dict)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc)
+            raise AssertionError("mock coordinator did not exit within %.0f s\n%s"
+                                 % (timeout, self.diagnostics()))
+        self._log.join()
+        return self.summary()
+
+    def summary(self):
+        """The exit summary (the last stderr line, JSON); the mock must have exited."""
+        lines = self._log.snapshot()
+        if self.proc.poll() is None or not lines or not lines[-1].startswith("{"):
+            raise AssertionError("mock coordinator: no exit summary\n" + self.diagnostics())
+        return json.loads(lines[-1])
+
+    def stop(self):
+        _kill_group(self.proc)
+        self._out.join()
+        self._log.join()
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def mock_coordinator(*args, port=0):
+    """Start tools/mock_coordinator.py ARGS on 127.0.0.1 (port 0: the OS chooses),
+    wait for its "PORT <n>" line and yield a MockCoordinator (.port, .url()).
+    The process group is killed on exit, also when the body raised.  A mock that
+    cannot start (e.g. port taken) is an AssertionError."""
+    m = MockCoordinator(args, port)
+    try:
+        if not m._started(STARTUP_TIMEOUT):
+            if m.proc.poll() is not None:
+                m._log.wait(lambda ls: False, 5)  # returns at the end of its stderr
+                raise AssertionError("mock coordinator exited (status %d) without reporting its "
+                                     "port\n%s" % (m.proc.returncode, m.diagnostics()))
+            raise AssertionError("mock coordinator did not report its port within %.0f s\n%s"
+                                 % (STARTUP_TIMEOUT, m.diagnostics()))
+        yield m
+    finally:
+        m.stop()
