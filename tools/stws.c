@@ -427,6 +427,8 @@ static int listen_main(int argc, char **argv) {
         while (!st.done && stws_client_next_event(c, &ev)) {
             switch (ev.type) {
             case STWS_CLIENT_EVENT_SERVER:
+                /* events still arriving during the closing handshake are not printed */
+                if (st.max_events > 0 && st.printed >= st.max_events) break;
                 fwrite(ev.json.ptr, 1, ev.json.len, stdout);
                 fputc('\n', stdout);
                 fflush(stdout);

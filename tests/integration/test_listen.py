@@ -372,6 +372,16 @@ class ListenTest(unittest.TestCase):
         self.assertTrue(all(l.endswith("(1000)") for l in ended), ended)
         self.assertEqual(summary["connections_ok"], 2)
 
+    def test_max_events_exact_under_a_flood(self):
+        # events keep arriving while the closing handshake runs: none of them is printed
+        with peers.mock_coordinator(*mock_args("--events-per-second", "1000000")) as m:
+            r = run_listen(listen_args(m, "--max-events", "300"))
+            m.terminate()
+        self.assertEqual(r.status, 0, r.describe())
+        lines = r.stdout.split(b"\n")
+        self.assertEqual(lines[-1], b"", r.describe())
+        self.assertEqual(len(lines) - 1, 300, r.describe())
+
     # ---- 2. server restart -------------------------------------------------
 
     def test_server_restart_on_same_port_is_survived(self):
