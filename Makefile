@@ -18,7 +18,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo clean
+.PHONY: all test check deps compile-check fuzz demo bench size clean
 
 all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
@@ -83,6 +83,16 @@ fuzz: deps $(FUZZERS)
 # reconnect, a token refresh), then everything it started is stopped.
 demo: deps $(BUILD)/stws
 	@PYTHON=$(PYTHON) sh tools/demo.sh $(BUILD)/stws
+
+# Benchmarks against wslay and libwebsockets (bench/README.md), and the
+# firmware-size build; both install what they need first.
+bench: $(BUILD)/stws
+	@sh tools/deps.sh bench
+	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh bench/run.sh
+
+size:
+	@sh tools/deps.sh size
+	@BUILD=$(BUILD) sh bench/size.sh
 
 clean:
 	rm -rf build

@@ -1,7 +1,13 @@
 #!/bin/sh
 # Install the Debian packages the build and the tests need, if any is missing.
+# `deps.sh bench` adds the benchmark peers and tools, `deps.sh size` the
+# Cortex-M4 cross compiler.
 set -e
 PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev python3-websockets openssl tinyproxy clang libclang-rt-14-dev"
+case "$1" in
+bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
+size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
+esac
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
