@@ -1,0 +1,343 @@
+/* bench_micro: the small per-event and per-connection costs of stream_ws.h:
+   minting a JWT, reading an inbound event the way the Stream client does
+   (parse, then path look-ups), jsmn alone as a reference, and writing the
+   auth message.
+
+   bench_micro [ROUNDS] [COUNTS]  ns per call, medians of ROUNDS alternating
+                                  runs (default 9); COUNTS is a file of lines
+                                  "KEY INSTRUCTIONS CALLS" from callgrind
+   bench_micro keys               the rows
+   bench_micro count KEY N        a warm-up run and a measured run of N
+                                  calls, for callgrind with
+                                  --toggle-collect='bench_measured*'
+
+   The implementation is included here: the reader's parser
+   (stws__json_parse) and jsmn are static, and this is the client's view of
+   them (they sit in the same translation unit as the client). */
+#define STREAM_WS_IMPLEMENTATION
+#include "../stream_ws.h"
+#include "workload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BENCH_NOINLINE __attribute__((noinline))
+#else
+#define BENCH_NOINLINE
+#endif
+
+#define N_EV 64               /* events cycled through: branch history stays honest */
+#define MAX_ROWS 16
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_micro: %s\n", what);
+    exit(1);
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ==== fixtures =========================================================== */
+
+static char *ev_text[N_EV];
+static size_t ev_len[N_EV], ev_total;
+static stws_json_doc ev_doc[N_EV];          /* parsed once, for the look-up rows */
+static jsmntok_t *ev_tok[N_EV];
+static int ev_tok_cap[N_EV], ev_ntok_total;
+
+static jsmntok_t *scratch_tok;              /* the parse rows' reused arrays */
+static int scratch_cap;
+static jsmntok_t jsmn_tok[4096];
+
+static const char secret[] = "bench-secret-8c1f2e7a9b3d4c5e6f708192a3b4c5d6";
+static char token[512];                     /* a real user token, for the writer */
+static size_t token_len;
+static const stws_allocator default_alloc = {NULL, NULL, NULL};
+
+static volatile uint64_t sink;              /* results go here: nothing is dead code */
+
+static void fixtures(void) {
+    bw_rng r = BW_SEED;
+    stws_jwt_claims cl = {"user-123", 1764653758, 1764650158};
+    int i;
+    (void)bw_stream; /* workload.h's whole-stream builder: not needed here */
+    for (i = 0; i < N_EV; i++) {
+        char buf[2100];
+        size_t n = bw_event(&r, buf, sizeof buf);
+        if (!n || !(ev_text[i] = (char *)malloc(n))) die("workload");
+        memcpy(ev_text[i], buf, n);
+        ev_len[i] = n;
+        ev_total += n;
+        if (stws__json_parse(ev_text[i], n, &ev_tok[i], &ev_tok_cap[i], 65536, &default_alloc,
+                             &ev_doc[i]) != STWS_OK)
+            die("an event of the workload does not parse");
+        ev_ntok_total += ev_doc[i].ntokens;
+    }
+    if (stws_jwt_user_token(secret, sizeof secret - 1, &cl, token, sizeof token, &token_len) != STWS_OK)
+        die("stws_jwt_user_token failed");
+}
+
+/* ==== rows =============================================================== */
+
+/* Each row makes n calls; events are taken in turn. */
+
+static uint64_t row_jwt(size_t n) {
+    stws_jwt_claims cl = {"user-123", 1764653758, 1764650158};
+    char out[512];
+    size_t i, len = 0;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        cl.iat = 1764650158 + (int64_t)(i & 1023); /* a fresh token each time */
+        if (stws_jwt_user_token(secret, sizeof secret - 1, &cl, out, sizeof out, &len) != STWS_OK)
+            die("jwt");
+        acc += len;
+    }
+    return acc;
+}
+
+/* What the client does with every inbound text message: tokenize (jsmn,
+   strict) and prove the text valid JSON and UTF-8, into reused tokens. */
+static uint64_t row_parse(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_json_doc d;
+        int k = (int)(i % N_EV);
+        if (stws__json_parse(ev_text[k], ev_len[k], &scratch_tok, &scratch_cap, 65536, &default_alloc, &d) !=
+            STWS_OK)
+            die("parse");
+        acc += (uint64_t)d.ntokens;
+    }
+    return acc;
+}
+
+/* jsmn alone, same configuration (strict, parent links): the tokenizer
+   without the validation that makes its output safe to hand out. */
+static uint64_t row_jsmn(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        jsmn_parser p;
+        int k = (int)(i % N_EV), t;
+        jsmn_init(&p);
+        t = jsmn_parse(&p, ev_text[k], ev_len[k], jsmn_tok, sizeof jsmn_tok / sizeof jsmn_tok[0]);
+        if (t < 1) die("jsmn");
+        acc += (uint64_t)t;
+    }
+    return acc;
+}
+
+static uint64_t row_event_type(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_str t;
+        if (stws__json_event_type(&ev_doc[i % N_EV], &t) != STWS_OK) die("event type");
+        acc += t.len;
+    }
+    return acc;
+}
+
+static uint64_t row_find(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_str v;
+        if (stws_json_find(&ev_doc[i % N_EV], "message.text", &v) != STWS_JSON_STRING) die("find");
+        acc += v.len;
+    }
+    return acc;
+}
+
+static uint64_t row_string_name(size_t n) {
+    size_t i, len;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        char buf[64];
+        if (stws_json_string_at(&ev_doc[i % N_EV], "user.name", buf, sizeof buf, &len) != STWS_OK)
+            die("user.name");
+        acc += len;
+    }
+    return acc;
+}
+
+static uint64_t row_string_text(size_t n) {
+    size_t i, len;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        char buf[2100];
+        if (stws_json_string_at(&ev_doc[i % N_EV], "message.text", buf, sizeof buf, &len) != STWS_OK)
+            die("message.text");
+        acc += len;
+    }
+    return acc;
+}
+
+static uint64_t row_bool(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        int b;
+        if (stws_json_bool_at(&ev_doc[i % N_EV], "user.online", &b) != STWS_OK) die("user.online");
+        acc += (uint64_t)b;
+    }
+    return acc;
+}
+
+/* The shape of the client's auth message (PROTOCOL.md §2), with a real
+   token and a custom object, which the writer re-validates as raw JSON. */
+static uint64_t row_writer(size_t n) {
+    static const char custom[] = "{\"level\":12,\"team\":\"red\",\"badges\":[\"gg\",\"mvp\"]}";
+    size_t i, len = 0;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        char out[1024];
+        stws_json_writer w;
+        stws_json_init(&w, out, sizeof out);
+        stws_json_object_begin(&w);
+        stws_json_key(&w, "token");
+        stws_json_string_n(&w, token, token_len);
+        stws_json_key(&w, "user_details");
+        stws_json_object_begin(&w);
+        stws_json_key(&w, "id");
+        stws_json_string(&w, "user-123");
+        stws_json_key(&w, "name");
+        stws_json_string(&w, "Player 123 \xF0\x9F\x8E\xAE");
+        stws_json_key(&w, "image");
+        stws_json_string(&w, "https://example.com/avatars/user-123.png?size=128");
+        stws_json_key(&w, "custom");
+        stws_json_raw(&w, custom, sizeof custom - 1);
+        stws_json_object_end(&w);
+        stws_json_key(&w, "products");
+        stws_json_array_begin(&w);
+        stws_json_string(&w, "chat");
+        stws_json_string(&w, "video");
+        stws_json_array_end(&w);
+        stws_json_object_end(&w);
+        if (stws_json_finish(&w, &len) != STWS_OK) die("writer");
+        acc += len;
+    }
+    return acc;
+}
+
+typedef struct row {
+    const char *key, *what;
+    uint64_t (*fn)(size_t n);
+} row;
+
+static const row rows[] = {
+    {"jwt", "JWT mint, HS256 user token (`stws_jwt_user_token`)", row_jwt},
+    {"parse", "event parse: jsmn + strict JSON/UTF-8 check (`stws__json_parse`, as the client)", row_parse},
+    {"jsmn", "reference: `jsmn_parse` alone, same events (strict, parent links)", row_jsmn},
+    {"event-type", "event type look-up (`stws__json_event_type`, as the client)", row_event_type},
+    {"find", "`stws_json_find(doc, \"message.text\")` (raw view)", row_find},
+    {"string-name", "`stws_json_string_at(doc, \"user.name\")` (unescaped copy)", row_string_name},
+    {"string-text", "`stws_json_string_at(doc, \"message.text\")` (unescaped copy)", row_string_text},
+    {"bool", "`stws_json_bool_at(doc, \"user.online\")`", row_bool},
+    {"writer", "JSON writer: auth message (token, user_details, raw custom, products)", row_writer},
+};
+#define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
+
+/* ==== timing ============================================================= */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Calls per run so that one run lasts about 20 ms: long against the clock
+   and a scheduler tick, short enough for many alternating runs. */
+static size_t calibrate(const row *r) {
+    size_t n = 16;
+    for (;;) {
+        double t0 = now(), t;
+        sink += r->fn(n);
+        t = now() - t0;
+        if (t >= 0.005) return (size_t)((double)n * 0.020 / t) + 1;
+        n *= 2;
+    }
+}
+
+static double lookup_count(const char *path, const char *key) {
+    char k[64];
+    double ins;
+    unsigned long calls;
+    FILE *f;
+    if (!path || !(f = fopen(path, "r"))) return -1;
+    while (fscanf(f, "%63s %lf %lu", k, &ins, &calls) == 3)
+        if (!strcmp(k, key) && calls) {
+            fclose(f);
+            return ins / (double)calls;
+        }
+    fclose(f);
+    return -1;
+}
+
+static void run_table(int rounds, const char *counts) {
+    size_t iters[MAX_ROWS];
+    double t[MAX_ROWS][64];
+    int i, k;
+    for (i = 0; i < N_ROWS; i++) iters[i] = calibrate(&rows[i]);
+    for (k = 0; k < rounds; k++)
+        for (i = 0; i < N_ROWS; i++) {
+            double t0 = now();
+            sink += rows[i].fn(iters[i]);
+            t[i][k] = (now() - t0) / (double)iters[i];
+        }
+    printf("**Micro: per call, %d Stream events of mean %.0f B and %.0f tokens in turn**, median of %d "
+           "alternating runs\n\n",
+           N_EV, (double)ev_total / N_EV, (double)ev_ntok_total / N_EV, rounds);
+    printf("| Operation | ns/call | instructions/call |\n|---|--:|--:|\n");
+    for (i = 0; i < N_ROWS; i++) {
+        double ins = lookup_count(counts, rows[i].key);
+        char cell[32];
+        qsort(t[i], (size_t)rounds, sizeof t[i][0], cmp_double);
+        if (ins >= 0) snprintf(cell, sizeof cell, "%.0f", ins);
+        else snprintf(cell, sizeof cell, "-");
+        printf("| %s | %.0f | %s |\n", rows[i].what, t[i][rounds / 2] * 1e9, cell);
+    }
+    printf("\nNotes: the auth message is %zu B with a %zu B token.  Look-ups run on documents parsed "
+           "beforehand; the parse rows reuse one token array, as the client does.  JWT minting "
+           "includes mbedTLS's HMAC set-up, which allocates.\n",
+           (size_t)row_writer(1), token_len);
+}
+
+/* ==== instruction counts ================================================= */
+
+/* Only bench_measured is collected (--toggle-collect): fixtures and the
+   warm-up run (first-time growth of the token array) are left out. */
+BENCH_NOINLINE uint64_t bench_warm(const row *r, size_t n);
+BENCH_NOINLINE uint64_t bench_measured(const row *r, size_t n);
+BENCH_NOINLINE uint64_t bench_warm(const row *r, size_t n) { return r->fn(n); }
+BENCH_NOINLINE uint64_t bench_measured(const row *r, size_t n) { return r->fn(n); }
+
+int main(int argc, char **argv) {
+    int i;
+    fixtures();
+    if (argc >= 2 && !strcmp(argv[1], "keys")) {
+        for (i = 0; i < N_ROWS; i++) printf("%s\n", rows[i].key);
+    } else if (argc >= 4 && !strcmp(argv[1], "count")) {
+        size_t n = (size_t)strtoul(argv[3], NULL, 10);
+        for (i = 0; i < N_ROWS && strcmp(rows[i].key, argv[2]); i++) {}
+        if (i == N_ROWS || !n) die("count: unknown row or zero calls");
+        sink += bench_warm(&rows[i], n);
+        sink += bench_measured(&rows[i], n);
+        printf("%s %zu\n", rows[i].key, n);
+    } else {
+        int rounds = argc >= 2 ? atoi(argv[1]) : 9;
+        if (rounds < 1 || rounds > 64) die("rounds: 1..64");
+        run_table(rounds, argc >= 3 ? argv[2] : NULL);
+    }
+    for (i = 0; i < N_EV; i++) {
+        free(ev_text[i]);
+        free(ev_tok[i]);
+    }
+    free(scratch_tok);
+    return 0;
+}
