@@ -715,12 +715,20 @@ STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
 
 /* A parsed JSON document: a view of text plus tokens.  Path look-ups take
    dotted paths with array indices: "me.id", "error.code",
-   "message.user.name", "members.0.user.id" or "members[0].user.id". */
+   "message.user.name", "members.0.user.id" or "members[0].user.id".
+   A client event's document is lazy: before delivery the text is checked
+   (grammar, nesting, max_json_tokens) in one pass without tokens, and the
+   tokens are made by its first look-up, in an array the client reuses.
+   Like the rest of the event it is valid until the next call on the client,
+   and a look-up counts as a use of the client (THREADING). */
 typedef struct stws_json_doc {
     const char *text;
     size_t len;
-    const void *tokens;     /* jsmntok_t[], owned by whoever parsed */
+    const void *tokens;     /* jsmntok_t[], owned by whoever parsed; NULL in
+                               a lazy document (its tokens live with the client) */
     int ntokens;
+    void *lazy;             /* internal: a client event's tokens, made at its
+                               first look-up; NULL in any other document */
 } stws_json_doc;
 
 typedef enum stws_json_type {
@@ -786,7 +794,8 @@ typedef struct stws_client_event {
     stws_client_event_type type;
     stws_str event_type;       /* SERVER: "message.new", "health.check", ... */
     stws_str json;             /* SERVER, MALFORMED: the text exactly as received */
-    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups */
+    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups (the
+                                  first one tokenizes; nothing is allocated) */
     stws_str connection_id;    /* CONNECTED, RECONNECTED */
     int attempt;               /* RECONNECTING: 1, 2, ... */
     int delay_ms;              /* RECONNECTING */
@@ -2706,7 +2715,11 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
    "type"; then jsmn runs into an array of exactly that many tokens, and
    stws__json_check() proves, token by token, that type, start, end and
    parent are what the grammar says and that the count is exact.  Only then
-   are tokens handed out.  Look-ups use start/end/parent
+   are tokens handed out.  A Stream event is delivered after the pass alone
+   (stws__json_event_parse): most events are only dispatched on their type,
+   and jsmn, the costliest step, runs at the first path look-up
+   (stws__json_resolve), into the client's reused array, reserved at
+   delivery so that a look-up never allocates.  Look-ups use start/end/parent
    of tokens only (never jsmn's `size`), check every index and offset they
    use, and so stay in bounds even on a stws_json_doc that did not come from
    stws__json_parse().
@@ -2720,8 +2733,10 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
    With duplicate keys the first one wins.
 
    Internal API for the Stream client (static):
+     stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, allocator,
+                            &doc, &type)    the client's per-message path
      stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
-     stws__json_event_type(&doc, &type)                                       */
+     stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing) */
 
 #ifndef JSMN_STATIC
 #define JSMN_STATIC
@@ -3076,6 +3091,18 @@ static int stws__utf8_ok(const char *s, size_t n) {
 
 /* ---- parsing (internal API of the Stream client) --------------------------- */
 
+/* Lazy tokens of one event (the Stream client owns one and reuses it): the
+   tokenless pass proved the text valid and counted its tokens, and the
+   array already holds that many, so the first look-up only runs jsmn. */
+typedef struct stws__json_lazy {
+    jsmntok_t *tokens;   /* reused for every event; grows, never shrinks */
+    int cap;
+    const char *text;    /* the document whose tokens these are (or will be) */
+    size_t len;
+    int count;           /* tokens the pass counted */
+    int ntokens;         /* 0: not tokenized yet; -1: jsmn disagreed */
+} stws__json_lazy;
+
 /* Room for n tokens (1 <= n <= max_tokens) in *tokens (capacity *cap, owned
    by the caller: free it with the same allocator).  Grows to a power of two
    from 64, never past max_tokens; the old array is kept on failure.  Once
@@ -3170,6 +3197,67 @@ static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t 
     return STWS_OK;
 }
 
+/* The Stream client's per-message path: the same checks and results as
+   stws__json_parse() followed by stws__json_event_type(), in one tokenless
+   pass; jsmn runs at the first look-up (stws__json_resolve).  utf8_known:
+   the codec validated the text already (RFC 6455 §8.1).  Whenever the text
+   is valid JSON (STWS_OK, STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz,
+   no tokens yet, room for them reserved); on STWS_OK *type is the event
+   type's raw view.  lz must outlive doc and belongs to it until the next
+   call. */
+static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, size_t len,
+                                                             int utf8_known, stws__json_lazy *lz,
+                                                             int max_tokens,
+                                                             const stws_allocator *a,
+                                                             stws_json_doc *doc, stws_str *type) {
+    stws__json_info info;
+    stws_result r;
+    if (!doc || !lz) return STWS_ERR_INVALID_ARG;
+    memset(doc, 0, sizeof *doc);
+    doc->text = text;
+    doc->len = len;
+    if (type) {
+        type->ptr = NULL;
+        type->len = 0;
+    }
+    lz->text = NULL;
+    lz->len = 0;
+    lz->count = lz->ntokens = 0;
+    r = stws__json_prepare(text, len, utf8_known, &lz->tokens, &lz->cap, max_tokens, a, &info);
+    if (r != STWS_OK) return r;
+    lz->text = text;
+    lz->len = len;
+    lz->count = (int)info.ntokens;
+    doc->lazy = lz; /* valid JSON: look-ups work even when it is no event */
+    if (info.root != '{' || info.type_state != 1) return STWS_ERR_EVENT_SHAPE;
+    if (type) {
+        type->ptr = text + info.type_start;
+        type->len = info.type_end - info.type_start;
+    }
+    return STWS_OK;
+}
+
+/* The tokens of doc, running jsmn once for a lazy one: a copy of *doc with
+   tokens and ntokens filled in (none if the lazy state belongs to another
+   document by now, or jsmn disagreed). */
+static stws_json_doc stws__json_resolve(const stws_json_doc *doc) {
+    stws_json_doc d;
+    stws__json_lazy *lz;
+    memset(&d, 0, sizeof d);
+    if (!doc) return d;
+    d = *doc;
+    lz = (stws__json_lazy *)d.lazy;
+    if (d.tokens || !lz) return d;
+    if (!d.text || lz->text != d.text || lz->len != d.len || lz->count < 1 || lz->count > lz->cap)
+        return d;
+    if (lz->ntokens == 0) lz->ntokens = stws__json_tokenize(d.text, d.len, lz->tokens, lz->count);
+    if (lz->ntokens > 0) {
+        d.tokens = lz->tokens;
+        d.ntokens = lz->ntokens;
+    }
+    return d;
+}
+
 /* ---- look-ups ---------------------------------------------------------------- */
 
 /* Token k of doc if its offsets lie inside the text, else NULL. */
@@ -3251,7 +3339,9 @@ static int stws__json_path(const stws_json_doc *doc, const char *path) {
     return cur;
 }
 
-stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
+stws_json_type stws_json_find(const stws_json_doc *doc_, const char *path, stws_str *out) {
+    stws_json_doc d = stws__json_resolve(doc_);
+    const stws_json_doc *doc = &d;
     const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
     stws_json_type type = STWS_JSON_NONE;
     if (out) {
@@ -3409,8 +3499,10 @@ stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *o
 
 /* PROTOCOL.md §8: every server message is an object with a string "type".
    *type is the raw view between the quotes (escapes left as they are). */
-static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc,
+static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc_,
                                                             stws_str *type) {
+    stws_json_doc d = stws__json_resolve(doc_);
+    const stws_json_doc *doc = &d;
     const jsmntok_t *root = stws__json_tok(doc, 0), *v;
     if (type) {
         type->ptr = NULL;
@@ -4461,8 +4553,8 @@ struct stws_client {
     char pending_msg[8][256];
     int npending;
 
-    void *tokens;               /* jsmntok_t[] reused for every event */
-    int tok_cap;
+    stws__json_lazy json;       /* the delivered event's tokens, made on its
+                                   first look-up; the array is reused */
 };
 
 static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
@@ -4903,9 +4995,11 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
             ev->json.len = ce.len;
-            r = stws__json_parse((const char *)ce.data, ce.len, (jsmntok_t **)&c->tokens, &c->tok_cap,
-                                 c->max_tokens, &c->alloc, &ev->doc);
-            if (r == STWS_OK) r = stws__json_event_type(&ev->doc, &ev->event_type);
+            /* one tokenless pass: grammar, limits and the type; jsmn runs
+               only if a path is looked up.  UTF-8: the codec checked text
+               messages already (RFC 6455 §8.1). */
+            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->max_tokens,
+                                       &c->alloc, &ev->doc, &ev->event_type);
             if (r != STWS_OK) {
                 ev->type = STWS_CLIENT_EVENT_MALFORMED;
                 ev->result = r;
@@ -5288,7 +5382,7 @@ void stws_client_destroy(stws_client *c) {
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);
-    stws__free(&a, c->tokens);
+    stws__free(&a, c->json.tokens);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }
