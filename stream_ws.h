@@ -715,12 +715,20 @@ STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
 
 /* A parsed JSON document: a view of text plus tokens.  Path look-ups take
    dotted paths with array indices: "me.id", "error.code",
-   "message.user.name", "members.0.user.id" or "members[0].user.id". */
+   "message.user.name", "members.0.user.id" or "members[0].user.id".
+   A client event's document is lazy: before delivery the text is checked
+   (grammar, nesting, max_json_tokens) in one pass without tokens, and the
+   tokens are made by its first look-up, in an array the client reuses.
+   Like the rest of the event it is valid until the next call on the client,
+   and a look-up counts as a use of the client (THREADING). */
 typedef struct stws_json_doc {
     const char *text;
     size_t len;
-    const void *tokens;     /* jsmntok_t[], owned by whoever parsed */
+    const void *tokens;     /* jsmntok_t[], owned by whoever parsed; NULL in
+                               a lazy document (its tokens live with the client) */
     int ntokens;
+    void *lazy;             /* internal: a client event's tokens, made at its
+                               first look-up; NULL in any other document */
 } stws_json_doc;
 
 typedef enum stws_json_type {
@@ -786,7 +794,8 @@ typedef struct stws_client_event {
     stws_client_event_type type;
     stws_str event_type;       /* SERVER: "message.new", "health.check", ... */
     stws_str json;             /* SERVER, MALFORMED: the text exactly as received */
-    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups */
+    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups (the
+                                  first one tokenizes; nothing is allocated) */
     stws_str connection_id;    /* CONNECTED, RECONNECTED */
     int attempt;               /* RECONNECTING: 1, 2, ... */
     int delay_ms;              /* RECONNECTING */
@@ -2697,15 +2706,23 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
 /* ==== json + jwt ========================================================== */
 /* (JSON writer, jsmn-based reader, HS256 JWT minter)
 
-   Reader.  jsmn (Debian libjsmn-dev, strict mode, parent links) tokenizes;
-   jsmn alone is not a validator (even strict it takes `[1 2]`, `{"a" "b"}`,
-   `[1,]`, `tru`, `01`, raw control characters in strings, and stops at a
-   NUL), so stws__json_check() then walks the text with the RFC 8259 grammar
-   and proves, token by token, that type, start, end and parent are what the
-   grammar says and that the count is exact.  Only then is a document handed
-   out.  Look-ups use start/end/parent of tokens only (never jsmn's `size`),
-   check every index and offset they use, and so stay in bounds even on a
-   stws_json_doc that did not come from stws__json_parse().
+   Reader.  jsmn (Debian libjsmn-dev, strict mode, parent links) tokenizes,
+   but jsmn alone is not a validator (even strict it takes `[1 2]`,
+   `{"a" "b"}`, `[1,]`, `tru`, `01`, raw control characters in strings, and
+   stops at a NUL).  So the text is first checked by stws__json_scan(), one
+   tokenless pass of the RFC 8259 grammar that also enforces the limits
+   (nesting, token count: it counts what jsmn will make) and finds an event's
+   "type"; then jsmn runs into an array of exactly that many tokens, and
+   stws__json_check() proves, token by token, that type, start, end and
+   parent are what the grammar says and that the count is exact.  Only then
+   are tokens handed out.  A Stream event is delivered after the pass alone
+   (stws__json_event_parse): most events are only dispatched on their type,
+   and jsmn, the costliest step, runs at the first path look-up
+   (stws__json_resolve), into the client's reused array, reserved at
+   delivery so that a look-up never allocates.  Look-ups use start/end/parent
+   of tokens only (never jsmn's `size`), check every index and offset they
+   use, and so stay in bounds even on a stws_json_doc that did not come from
+   stws__json_parse().
 
    Paths: keys separated by '.', array elements as ".N" or "[N]" ("members.0.id",
    "members[0].id", "[2]" on a top-level array); "" is the whole document.
@@ -2716,8 +2733,10 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
    With duplicate keys the first one wins.
 
    Internal API for the Stream client (static):
+     stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, allocator,
+                            &doc, &type)    the client's per-message path
      stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
-     stws__json_event_type(&doc, &type)                                       */
+     stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing) */
 
 #ifndef JSMN_STATIC
 #define JSMN_STATIC
@@ -2755,6 +2774,9 @@ static size_t stws__json_ws(const char *s, size_t len, size_t p) {
     return p;
 }
 
+/* Whitespace is rare in events: test one byte before calling the loop. */
+#define STWS__JSON_WS(s, len, p) ((p) < (len) && (unsigned char)(s)[p] <= ' ' ? stws__json_ws(s, len, p) : (p))
+
 static int stws__hex(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -2774,18 +2796,57 @@ static long stws__hex4(const char *s) {
     return v;
 }
 
+#define STWS__ONES UINT64_C(0x0101010101010101)
+#define STWS__HIGHS UINT64_C(0x8080808080808080)
+
+/* On little-endian targets byte i of a word loaded with memcpy is bits
+   8i..8i+7, so the count of trailing zeros of a byte mask is 8 times the
+   index of the first marked byte; elsewhere the bytes are looked at one by
+   one (same result, a few more instructions). */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define STWS__LE_CTZ 1
+#endif
+
+/* The top bit of each byte of w that is a '"', a '\\' or below 0x20, at
+   least in the lowest such byte: for any byte value x and n <= 128,
+   (x - n) & ~x has its top bit set in the lowest byte below n, and no borrow
+   reaches that byte from the ones under it (those are >= n), so the mask is
+   non-zero exactly when some byte matches and its lowest set bit marks the
+   first match (bits above it may be false: a borrow).  A byte equal to q is
+   a byte of w ^ q below 1. */
+static uint64_t stws__json_specials(uint64_t w) {
+    uint64_t q = w ^ (STWS__ONES * '"'), b = w ^ (STWS__ONES * '\\');
+    return (((q - STWS__ONES) & ~q) | ((b - STWS__ONES) & ~b) | ((w - STWS__ONES * 0x20) & ~w)) &
+           STWS__HIGHS;
+}
+
 /* §7: the body of a string from p (after the opening quote); returns the
    offset of the closing quote.  Escapes are checked for form only here;
-   surrogate pairing is checked when a string is unescaped. */
+   surrogate pairing is checked when a string is unescaped.  Most of an
+   event is string bodies with nothing to look at, so plain runs are skipped
+   8 bytes at a time (memcpy: no alignment assumption). */
 static size_t stws__json_scan_string(const char *s, size_t len, size_t p) {
-    while (p < len) {
-        unsigned char c = (unsigned char)s[p];
+    for (;;) {
+        unsigned char c;
+        while (len - p >= 8) {
+            uint64_t w, m;
+            memcpy(&w, s + p, 8);
+            m = stws__json_specials(w);
+            if (m) {
+#ifdef STWS__LE_CTZ
+                p += (size_t)__builtin_ctzll(m) >> 3; /* the first special byte */
+#endif
+                break;
+            }
+            p += 8;
+        }
+        /* the special byte is within the next 8, or this is the tail */
+        while (p < len && (c = (unsigned char)s[p]) >= 0x20 && c != '"' && c != '\\') p++;
+        if (p >= len) return STWS__JSON_BAD;
+        c = (unsigned char)s[p];
         if (c == '"') return p;
         if (c < 0x20) return STWS__JSON_BAD; /* must be escaped */
-        if (c != '\\') {
-            p++;
-            continue;
-        }
         if (len - p < 2) return STWS__JSON_BAD;
         switch (s[p + 1]) {
         case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
@@ -2799,7 +2860,6 @@ static size_t stws__json_scan_string(const char *s, size_t len, size_t p) {
             return STWS__JSON_BAD;
         }
     }
-    return STWS__JSON_BAD;
 }
 
 static int stws__digit(const char *s, size_t len, size_t p) {
@@ -2808,13 +2868,14 @@ static int stws__digit(const char *s, size_t len, size_t p) {
 
 /* §3 literals and §6 numbers: the end offset of the one starting at p. */
 static size_t stws__json_scan_primitive(const char *s, size_t len, size_t p) {
-    static const char *const lit[3] = {"true", "false", "null"};
-    int i;
-    for (i = 0; i < 3; i++) {
-        size_t n = strlen(lit[i]);
-        if (len - p >= n && memcmp(s + p, lit[i], n) == 0) return p + n;
+    if (p >= len) return STWS__JSON_BAD;
+    switch (s[p]) {
+    case 't': return len - p >= 4 && memcmp(s + p, "true", 4) == 0 ? p + 4 : STWS__JSON_BAD;
+    case 'f': return len - p >= 5 && memcmp(s + p, "false", 5) == 0 ? p + 5 : STWS__JSON_BAD;
+    case 'n': return len - p >= 4 && memcmp(s + p, "null", 4) == 0 ? p + 4 : STWS__JSON_BAD;
+    case '-': p++; break;
+    default: break;
     }
-    if (p < len && s[p] == '-') p++;
     if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
     if (s[p] == '0') p++;
     else
@@ -2833,6 +2894,108 @@ static size_t stws__json_scan_primitive(const char *s, size_t len, size_t p) {
     return p;
 }
 
+/* What the tokenless pass learns about a valid document. */
+typedef struct stws__json_info {
+    size_t ntokens;      /* jsmn's count: one per value and one per key */
+    char root;           /* first byte of the top-level value */
+    int type_state;      /* the first key "type" of a top-level object: 0 none,
+                            1 its value is a string, -1 it is something else */
+    size_t type_start, type_end; /* state 1: the string's body (still escaped) */
+} stws__json_info;
+
+/* Is s[0..len) exactly one JSON value (whitespace around it allowed)?  One
+   pass, no tokens, no recursion: STWS_OK (info filled), STWS_ERR_JSON, or
+   STWS_ERR_JSON_TOO_BIG when nesting passes max_depth (<= 512) or the
+   token count passes max_tokens; whichever problem comes first in the text
+   is the one reported.  A container counts when its bracket is seen, a
+   string or a primitive once it has been scanned, as jsmn counts them.  It
+   also finds the event type (PROTOCOL.md §8), so a delivered event needs no
+   tokens at all until someone looks a path up.  UTF-8 is the callers'. */
+static stws_result stws__json_scan(const char *s, size_t len, size_t max_tokens, int max_depth,
+                                   stws__json_info *info) {
+    enum { S_VALUE, S_KEY, S_AFTER } st = S_VALUE;
+    uint64_t objects[STWS__JSON_MAX_NESTING / 64] = {0}; /* bit d: level d is an object */
+    size_t p = STWS__JSON_WS(s, len, 0), e, ntok = 0;
+    int depth = 0, want_type = 0;
+    memset(info, 0, sizeof *info);
+    if (max_depth < 0) max_depth = 0;
+    if (max_depth > STWS__JSON_MAX_NESTING) max_depth = STWS__JSON_MAX_NESTING;
+    if (p < len) info->root = s[p];
+    for (;;) {
+        int is_obj;
+        char c;
+        switch (st) {
+        case S_VALUE:
+            if (p >= len) return STWS_ERR_JSON;
+            c = s[p];
+            if (c == '{' || c == '[') {
+                if (++ntok > max_tokens || depth >= max_depth) return STWS_ERR_JSON_TOO_BIG;
+                if (want_type) info->type_state = -1;
+                want_type = 0;
+                if (c == '{') objects[depth >> 6] |= (uint64_t)1 << (depth & 63);
+                else objects[depth >> 6] &= ~((uint64_t)1 << (depth & 63));
+                depth++;
+                p = STWS__JSON_WS(s, len, p + 1);
+                if (p < len && s[p] == (c == '{' ? '}' : ']')) goto close_container;
+                st = c == '{' ? S_KEY : S_VALUE;
+                continue;
+            }
+            if (c == '"') {
+                e = stws__json_scan_string(s, len, p + 1);
+                if (e == STWS__JSON_BAD) return STWS_ERR_JSON;
+                if (want_type) {
+                    info->type_state = 1;
+                    info->type_start = p + 1;
+                    info->type_end = e;
+                }
+                p = e + 1;
+            } else {
+                e = stws__json_scan_primitive(s, len, p);
+                if (e == STWS__JSON_BAD) return STWS_ERR_JSON;
+                if (want_type) info->type_state = -1;
+                p = e;
+            }
+            if (++ntok > max_tokens) return STWS_ERR_JSON_TOO_BIG;
+            want_type = 0;
+            st = S_AFTER;
+            continue;
+        case S_KEY:
+            if (p >= len || s[p] != '"') return STWS_ERR_JSON;
+            e = stws__json_scan_string(s, len, p + 1);
+            if (e == STWS__JSON_BAD) return STWS_ERR_JSON;
+            if (++ntok > max_tokens) return STWS_ERR_JSON_TOO_BIG;
+            /* raw comparison, like path look-ups; the first "type" wins */
+            if (depth == 1 && info->type_state == 0 && e - p == 5 && memcmp(s + p + 1, "type", 4) == 0)
+                want_type = 1;
+            p = STWS__JSON_WS(s, len, e + 1);
+            if (p >= len || s[p] != ':') return STWS_ERR_JSON;
+            p = STWS__JSON_WS(s, len, p + 1);
+            st = S_VALUE;
+            continue;
+        case S_AFTER:
+            p = STWS__JSON_WS(s, len, p);
+            if (depth == 0) {
+                if (p != len) return STWS_ERR_JSON;
+                info->ntokens = ntok;
+                return STWS_OK;
+            }
+            is_obj = (int)((objects[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1);
+            if (p < len && s[p] == ',') {
+                p = STWS__JSON_WS(s, len, p + 1);
+                st = is_obj ? S_KEY : S_VALUE;
+                continue;
+            }
+            if (p < len && s[p] == (is_obj ? '}' : ']')) goto close_container;
+            return STWS_ERR_JSON;
+        }
+        return STWS_ERR_JSON;
+    close_container: /* s[p] closes the innermost container */
+        depth--;
+        p++;
+        st = S_AFTER;
+    }
+}
+
 /* Does token k say (type, start, end, parent)?  end < 0: not known yet. */
 static int stws__tok_is(const jsmntok_t *t, int n, int k, jsmntype_t type, size_t start, long end,
                         int parent) {
@@ -2841,20 +3004,18 @@ static int stws__tok_is(const jsmntok_t *t, int n, int k, jsmntype_t type, size_
            (end < 0 || t[k].end == end) && t[k].parent == parent;
 }
 
-/* Is s[0..len) exactly one JSON value (whitespace around it allowed)?
-   With tokens (t, n): also prove that jsmn's tokens describe exactly it; the
-   open containers are then found through the verified parent links.  Without
-   tokens: nesting deeper than max_depth (at most 64) fails.  Iterative, so
-   deep nesting costs no stack.  UTF-8 is checked by the callers. */
-static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n, int max_depth) {
+/* Do jsmn's tokens t[0..n) describe exactly the JSON value s[0..len)?
+   Walks the text with the RFC 8259 grammar and proves, token by token, that
+   type, start, end and parent are what the grammar says and that the count
+   is exact; the open containers are found through the verified parent
+   links.  Iterative, so deep nesting costs no stack. */
+static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n) {
     enum { S_VALUE, S_KEY, S_AFTER } st = S_VALUE;
-    size_t p = stws__json_ws(s, len, 0), e;
+    size_t p = STWS__JSON_WS(s, len, 0), e;
     int k = 0;         /* next token */
     int parent = -1;   /* parent token of the next value: container or key */
     int cont = -1;     /* innermost open container token */
     int depth = 0;
-    uint64_t objects = 0; /* without tokens: bit d set when level d is an object */
-    if (!t && (max_depth < 0 || max_depth > 64)) return 0;
     for (;;) {
         int is_obj;
         char c;
@@ -2863,17 +3024,11 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (p >= len) return 0;
             c = s[p];
             if (c == '{' || c == '[') {
-                if (t) {
-                    if (!stws__tok_is(t, n, k, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, p, -1, parent))
-                        return 0;
-                    cont = parent = k++;
-                } else {
-                    if (depth >= max_depth) return 0;
-                    if (c == '{') objects |= (uint64_t)1 << depth;
-                    else objects &= ~((uint64_t)1 << depth);
-                }
+                if (!stws__tok_is(t, n, k, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, p, -1, parent))
+                    return 0;
+                cont = parent = k++;
                 depth++;
-                p = stws__json_ws(s, len, p + 1);
+                p = STWS__JSON_WS(s, len, p + 1);
                 if (p < len && s[p] == (c == '{' ? '}' : ']')) goto close_container;
                 st = c == '{' ? S_KEY : S_VALUE;
                 continue;
@@ -2881,12 +3036,12 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (c == '"') {
                 e = stws__json_scan_string(s, len, p + 1);
                 if (e == STWS__JSON_BAD) return 0;
-                if (t && !stws__tok_is(t, n, k++, JSMN_STRING, p + 1, (long)e, parent)) return 0;
+                if (!stws__tok_is(t, n, k++, JSMN_STRING, p + 1, (long)e, parent)) return 0;
                 p = e + 1;
             } else {
                 e = stws__json_scan_primitive(s, len, p);
                 if (e == STWS__JSON_BAD) return 0;
-                if (t && !stws__tok_is(t, n, k++, JSMN_PRIMITIVE, p, (long)e, parent)) return 0;
+                if (!stws__tok_is(t, n, k++, JSMN_PRIMITIVE, p, (long)e, parent)) return 0;
                 p = e;
             }
             st = S_AFTER;
@@ -2895,21 +3050,19 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (p >= len || s[p] != '"') return 0;
             e = stws__json_scan_string(s, len, p + 1);
             if (e == STWS__JSON_BAD) return 0;
-            if (t) {
-                if (!stws__tok_is(t, n, k, JSMN_STRING, p + 1, (long)e, cont)) return 0;
-                parent = k++;
-            }
-            p = stws__json_ws(s, len, e + 1);
+            if (!stws__tok_is(t, n, k, JSMN_STRING, p + 1, (long)e, cont)) return 0;
+            parent = k++;
+            p = STWS__JSON_WS(s, len, e + 1);
             if (p >= len || s[p] != ':') return 0;
-            p = stws__json_ws(s, len, p + 1);
+            p = STWS__JSON_WS(s, len, p + 1);
             st = S_VALUE;
             continue;
         case S_AFTER:
-            p = stws__json_ws(s, len, p);
-            if (depth == 0) return p == len && (!t || k == n);
-            is_obj = t ? t[cont].type == JSMN_OBJECT : (int)((objects >> (depth - 1)) & 1);
+            p = STWS__JSON_WS(s, len, p);
+            if (depth == 0) return p == len && k == n;
+            is_obj = t[cont].type == JSMN_OBJECT;
             if (p < len && s[p] == ',') {
-                p = stws__json_ws(s, len, p + 1);
+                p = STWS__JSON_WS(s, len, p + 1);
                 parent = cont;
                 st = is_obj ? S_KEY : S_VALUE;
                 continue;
@@ -2918,9 +3071,8 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             return 0;
         }
         return 0;
-    close_container:
-        /* s[p] closes the innermost container */
-        if (t) {
+    close_container: /* s[p] closes the innermost container */
+        {
             int q;
             if (t[cont].end < 0 || (size_t)t[cont].end != p + 1) return 0;
             q = t[cont].parent; /* verified when cont was opened */
@@ -2932,26 +3084,6 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
     }
 }
 
-/* Nesting depth of the brackets outside strings (exact for valid JSON). */
-static int stws__json_nesting_ok(const char *s, size_t len) {
-    size_t i;
-    int depth = 0, in_str = 0;
-    for (i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
-            if (++depth > STWS__JSON_MAX_NESTING) return 0;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return 1;
-}
-
 static int stws__utf8_ok(const char *s, size_t n) {
     uint32_t st = 0;
     return stws_utf8_validate(&st, s, n) == n && st == 0;
@@ -2959,77 +3091,171 @@ static int stws__utf8_ok(const char *s, size_t n) {
 
 /* ---- parsing (internal API of the Stream client) --------------------------- */
 
+/* Lazy tokens of one event (the Stream client owns one and reuses it): the
+   tokenless pass proved the text valid and counted its tokens, and the
+   array already holds that many, so the first look-up only runs jsmn. */
+typedef struct stws__json_lazy {
+    jsmntok_t *tokens;   /* reused for every event; grows, never shrinks */
+    int cap;
+    const char *text;    /* the document whose tokens these are (or will be) */
+    size_t len;
+    int count;           /* tokens the pass counted */
+    int ntokens;         /* 0: not tokenized yet; -1: jsmn disagreed */
+} stws__json_lazy;
+
+/* Room for n tokens (1 <= n <= max_tokens) in *tokens (capacity *cap, owned
+   by the caller: free it with the same allocator).  Grows to a power of two
+   from 64, never past max_tokens; the old array is kept on failure.  Once
+   big enough it is reused, so documents of a size seen before allocate
+   nothing. */
+static stws_result stws__json_reserve(jsmntok_t **tokens, int *cap, int n, int max_tokens,
+                                      const stws_allocator *a) {
+    stws_allocator al;
+    int want = STWS__JSON_FIRST_TOKENS;
+    jsmntok_t *nt;
+    if (n <= *cap) return STWS_OK;
+    while (want < n) want = want > INT_MAX / 2 ? INT_MAX : want * 2;
+    want = STWS__MIN(want, max_tokens);
+    if ((size_t)want > (size_t)-1 / sizeof(jsmntok_t)) return STWS_ERR_NOMEM;
+    al = stws__allocator_def(a);
+    nt = (jsmntok_t *)stws__alloc(&al, (size_t)want * sizeof(jsmntok_t));
+    if (!nt) return STWS_ERR_NOMEM;
+    stws__free(&al, *tokens);
+    *tokens = nt;
+    *cap = want;
+    return STWS_OK;
+}
+
+/* Tokenize a document the pass found valid with `count` tokens into t (room
+   for count), then prove the tokens (stws__json_check).  Returns count, or
+   -1 if jsmn does not agree with the grammar. */
+static int stws__json_tokenize(const char *text, size_t len, jsmntok_t *t, int count) {
+    size_t p = STWS__JSON_WS(text, len, 0);
+    int n;
+    if (count < 1 || p >= len) return -1;
+    if (text[p] == '{' || text[p] == '[' || text[p] == '"') {
+        jsmn_parser jp;
+        jsmn_init(&jp);
+        n = jsmn_parse(&jp, text, len, t, (unsigned)count);
+    } else {
+        /* A bare number or literal: jsmn's strict mode wants a delimiter
+           after it, which the end of the text is not. */
+        size_t e = stws__json_scan_primitive(text, len, p);
+        if (e == STWS__JSON_BAD) return -1;
+        t[0].type = JSMN_PRIMITIVE;
+        t[0].start = (int)p;
+        t[0].end = (int)e;
+        t[0].size = 0;
+        t[0].parent = -1;
+        n = 1;
+    }
+    if (n != count || !stws__json_check(text, len, t, n)) return -1;
+    return n;
+}
+
+/* The checks shared by the eager and the lazy parse; on STWS_OK the array
+   has room for info->ntokens. */
+static stws_result stws__json_prepare(const char *text, size_t len, int utf8_known,
+                                      jsmntok_t **tokens, int *cap, int max_tokens,
+                                      const stws_allocator *a, stws__json_info *info) {
+    stws_result r;
+    if ((!text && len) || !tokens || !cap || *cap < 0 || (!*tokens && *cap) || max_tokens < 1)
+        return STWS_ERR_INVALID_ARG;
+    if (len > (size_t)INT_MAX) return STWS_ERR_JSON_TOO_BIG; /* jsmn offsets are int */
+    if (!utf8_known && !stws__utf8_ok(text, len)) return STWS_ERR_INVALID_UTF8;
+    r = stws__json_scan(text, len, (size_t)max_tokens, STWS__JSON_MAX_NESTING, info);
+    if (r != STWS_OK) return r;
+    return stws__json_reserve(tokens, cap, (int)info->ntokens, max_tokens, a);
+}
+
 /* Tokenize text[0..len) into *tokens (capacity *cap, owned by the caller:
-   free it with the same allocator).  The array doubles (from 64) while jsmn
-   runs out, never past max_tokens (>= 1); once big enough it is reused, so
-   parsing events of a size seen before allocates nothing.  Results:
-   STWS_OK (doc filled), STWS_ERR_JSON (not exactly one valid JSON value:
-   malformed, truncated, trailing bytes), STWS_ERR_INVALID_UTF8,
-   STWS_ERR_JSON_TOO_BIG (more than max_tokens tokens, nesting deeper than
-   512, or len > INT_MAX), STWS_ERR_NOMEM (the old array is kept),
+   free it with the same allocator), sized to the token count the tokenless
+   pass found, never past max_tokens (>= 1).  Results: STWS_OK (doc filled),
+   STWS_ERR_JSON (not exactly one valid JSON value: malformed, truncated,
+   trailing bytes), STWS_ERR_INVALID_UTF8, STWS_ERR_JSON_TOO_BIG (more than
+   max_tokens tokens, nesting deeper than 512, or len > INT_MAX; the first
+   problem in the text wins), STWS_ERR_NOMEM (the old array is kept),
    STWS_ERR_INVALID_ARG.  On failure doc has no tokens (look-ups find
    nothing).  doc points into text and *tokens: both must outlive it. */
 static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t len,
                                                        jsmntok_t **tokens, int *cap, int max_tokens,
                                                        const stws_allocator *a,
                                                        stws_json_doc *doc) {
-    stws_allocator al;
-    size_t p;
+    stws__json_info info;
+    stws_result r;
     int n;
     if (!doc) return STWS_ERR_INVALID_ARG;
+    memset(doc, 0, sizeof *doc);
     doc->text = text;
     doc->len = len;
-    doc->tokens = NULL;
-    doc->ntokens = 0;
-    if ((!text && len) || !tokens || !cap || *cap < 0 || (!*tokens && *cap) || max_tokens < 1)
-        return STWS_ERR_INVALID_ARG;
-    if (len > (size_t)INT_MAX) return STWS_ERR_JSON_TOO_BIG; /* jsmn offsets are int */
-    if (!stws__utf8_ok(text, len)) return STWS_ERR_INVALID_UTF8;
-    if (!stws__json_nesting_ok(text, len)) return STWS_ERR_JSON_TOO_BIG;
-    al = stws__allocator_def(a);
-    p = stws__json_ws(text, len, 0);
-    if (p == len) return STWS_ERR_JSON;
-    for (;;) {
-        int want = STWS__JSON_FIRST_TOKENS;
-        int use = STWS__MIN(*cap, max_tokens);
-        if (use >= 1) {
-            if (text[p] == '{' || text[p] == '[' || text[p] == '"') {
-                jsmn_parser jp;
-                jsmn_init(&jp);
-                n = jsmn_parse(&jp, text, len, *tokens, (unsigned)use);
-                if (n != JSMN_ERROR_NOMEM) break;
-            } else {
-                /* A bare number or literal: jsmn's strict mode wants a
-                   delimiter after it, which the end of the text is not. */
-                jsmntok_t *t = *tokens;
-                size_t e = stws__json_scan_primitive(text, len, p);
-                if (e == STWS__JSON_BAD) return STWS_ERR_JSON;
-                t[0].type = JSMN_PRIMITIVE;
-                t[0].start = (int)p;
-                t[0].end = (int)e;
-                t[0].size = 0;
-                t[0].parent = -1;
-                n = 1;
-                break;
-            }
-            if (use >= max_tokens) return STWS_ERR_JSON_TOO_BIG;
-            want = use > INT_MAX / 2 ? INT_MAX : use * 2;
-        }
-        want = STWS__MIN(want, max_tokens);
-        if ((size_t)want > (size_t)-1 / sizeof(jsmntok_t)) return STWS_ERR_NOMEM;
-        {
-            jsmntok_t *nt = (jsmntok_t *)stws__alloc(&al, (size_t)want * sizeof(jsmntok_t));
-            if (!nt) return STWS_ERR_NOMEM;
-            stws__free(&al, *tokens);
-            *tokens = nt;
-            *cap = want;
-        }
-    }
-    if (n < 1 || n > STWS__MIN(*cap, max_tokens)) return STWS_ERR_JSON; /* INVAL, PART */
-    if (!stws__json_check(text, len, *tokens, n, 0)) return STWS_ERR_JSON;
+    r = stws__json_prepare(text, len, 0, tokens, cap, max_tokens, a, &info);
+    if (r != STWS_OK) return r;
+    n = stws__json_tokenize(text, len, *tokens, (int)info.ntokens);
+    if (n < 1) return STWS_ERR_JSON;
     doc->tokens = *tokens;
     doc->ntokens = n;
     return STWS_OK;
+}
+
+/* The Stream client's per-message path: the same checks and results as
+   stws__json_parse() followed by stws__json_event_type(), in one tokenless
+   pass; jsmn runs at the first look-up (stws__json_resolve).  utf8_known:
+   the codec validated the text already (RFC 6455 §8.1).  Whenever the text
+   is valid JSON (STWS_OK, STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz,
+   no tokens yet, room for them reserved); on STWS_OK *type is the event
+   type's raw view.  lz must outlive doc and belongs to it until the next
+   call. */
+static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, size_t len,
+                                                             int utf8_known, stws__json_lazy *lz,
+                                                             int max_tokens,
+                                                             const stws_allocator *a,
+                                                             stws_json_doc *doc, stws_str *type) {
+    stws__json_info info;
+    stws_result r;
+    if (!doc || !lz) return STWS_ERR_INVALID_ARG;
+    memset(doc, 0, sizeof *doc);
+    doc->text = text;
+    doc->len = len;
+    if (type) {
+        type->ptr = NULL;
+        type->len = 0;
+    }
+    lz->text = NULL;
+    lz->len = 0;
+    lz->count = lz->ntokens = 0;
+    r = stws__json_prepare(text, len, utf8_known, &lz->tokens, &lz->cap, max_tokens, a, &info);
+    if (r != STWS_OK) return r;
+    lz->text = text;
+    lz->len = len;
+    lz->count = (int)info.ntokens;
+    doc->lazy = lz; /* valid JSON: look-ups work even when it is no event */
+    if (info.root != '{' || info.type_state != 1) return STWS_ERR_EVENT_SHAPE;
+    if (type) {
+        type->ptr = text + info.type_start;
+        type->len = info.type_end - info.type_start;
+    }
+    return STWS_OK;
+}
+
+/* The tokens of doc, running jsmn once for a lazy one: a copy of *doc with
+   tokens and ntokens filled in (none if the lazy state belongs to another
+   document by now, or jsmn disagreed). */
+static stws_json_doc stws__json_resolve(const stws_json_doc *doc) {
+    stws_json_doc d;
+    stws__json_lazy *lz;
+    memset(&d, 0, sizeof d);
+    if (!doc) return d;
+    d = *doc;
+    lz = (stws__json_lazy *)d.lazy;
+    if (d.tokens || !lz) return d;
+    if (!d.text || lz->text != d.text || lz->len != d.len || lz->count < 1 || lz->count > lz->cap)
+        return d;
+    if (lz->ntokens == 0) lz->ntokens = stws__json_tokenize(d.text, d.len, lz->tokens, lz->count);
+    if (lz->ntokens > 0) {
+        d.tokens = lz->tokens;
+        d.ntokens = lz->ntokens;
+    }
+    return d;
 }
 
 /* ---- look-ups ---------------------------------------------------------------- */
@@ -3113,7 +3339,9 @@ static int stws__json_path(const stws_json_doc *doc, const char *path) {
     return cur;
 }
 
-stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
+stws_json_type stws_json_find(const stws_json_doc *doc_, const char *path, stws_str *out) {
+    stws_json_doc d = stws__json_resolve(doc_);
+    const stws_json_doc *doc = &d;
     const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
     stws_json_type type = STWS_JSON_NONE;
     if (out) {
@@ -3271,8 +3499,10 @@ stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *o
 
 /* PROTOCOL.md §8: every server message is an object with a string "type".
    *type is the raw view between the quotes (escapes left as they are). */
-static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc,
+static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc_,
                                                             stws_str *type) {
+    stws_json_doc d = stws__json_resolve(doc_);
+    const stws_json_doc *doc = &d;
     const jsmntok_t *root = stws__json_tok(doc, 0), *v;
     if (type) {
         type->ptr = NULL;
@@ -3485,12 +3715,13 @@ void stws_json_null(stws_json_writer *w) {
     if (stws__jw_value(w)) stws__jw_put(w, "null", 4);
 }
 
-/* Checked with the same RFC 8259 grammar that verifies jsmn's tokens (the
+/* Checked with the tokenless RFC 8259 pass that checks inbound events (the
    writer has no allocator for a token array); its nesting counts against
    STWS_JSON_MAX_DEPTH.  Copied as given, surrounding whitespace included. */
 void stws_json_raw(stws_json_writer *w, const char *json, size_t n) {
+    stws__json_info info;
     if (!stws__jw_live(w) || !stws__jw_text_ok(w, json, n)) return;
-    if (!n || !stws__json_check(json, n, NULL, 0, STWS_JSON_MAX_DEPTH - w->depth)) {
+    if (!n || stws__json_scan(json, n, (size_t)-1, STWS_JSON_MAX_DEPTH - w->depth, &info) != STWS_OK) {
         stws__jw_fail(w, STWS_ERR_JSON);
         return;
     }
@@ -4322,8 +4553,8 @@ struct stws_client {
     char pending_msg[8][256];
     int npending;
 
-    void *tokens;               /* jsmntok_t[] reused for every event */
-    int tok_cap;
+    stws__json_lazy json;       /* the delivered event's tokens, made on its
+                                   first look-up; the array is reused */
 };
 
 static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
@@ -4764,9 +4995,11 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
             ev->json.len = ce.len;
-            r = stws__json_parse((const char *)ce.data, ce.len, (jsmntok_t **)&c->tokens, &c->tok_cap,
-                                 c->max_tokens, &c->alloc, &ev->doc);
-            if (r == STWS_OK) r = stws__json_event_type(&ev->doc, &ev->event_type);
+            /* one tokenless pass: grammar, limits and the type; jsmn runs
+               only if a path is looked up.  UTF-8: the codec checked text
+               messages already (RFC 6455 §8.1). */
+            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->max_tokens,
+                                       &c->alloc, &ev->doc, &ev->event_type);
             if (r != STWS_OK) {
                 ev->type = STWS_CLIENT_EVENT_MALFORMED;
                 ev->result = r;
@@ -5149,7 +5382,7 @@ void stws_client_destroy(stws_client *c) {
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);
-    stws__free(&a, c->tokens);
+    stws__free(&a, c->json.tokens);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }

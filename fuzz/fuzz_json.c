@@ -22,7 +22,10 @@
      - a path built from each token's keys and indices finds exactly that
        token when the document has no duplicate keys; numbers agree with
        strtoll; booleans with their text
-     - paths from the input: any answer, inside the text */
+     - paths from the input: any answer, inside the text
+     - the client's lazy path (stws__json_event_parse) gives the result of
+       the parse and the shape check, the same type view, no tokens until
+       the first look-up, then the same tokens and the same answers */
 #define STREAM_WS_IMPLEMENTATION
 #include "stream_ws.h"
 
@@ -227,7 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     stws_allocator a;
     jsmntok_t *tk = NULL;
     int cap = 0, max_tokens, i;
-    stws_json_doc doc;
+    stws_json_doc doc, ldoc;
+    stws__json_lazy lz;
     stws_result r;
     const uint8_t *sep;
     size_t jn, pn = 0;
@@ -262,6 +266,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(r == STWS_OK || r == STWS_ERR_JSON || r == STWS_ERR_INVALID_UTF8 || r == STWS_ERR_JSON_TOO_BIG);
     CHECK(doc.text == json && doc.len == jn);
     CHECK(cap >= 0 && (cap <= max_tokens || cap == 5));
+    {
+        stws_str et = {NULL, 0}, lt;
+        stws_result want = r, lr;
+        if (want == STWS_OK) want = stws__json_event_type(&doc, &et);
+        memset(&lz, 0, sizeof lz);
+        lr = stws__json_event_parse(json, jn, 0, &lz, max_tokens, &a, &ldoc, &lt);
+        CHECK(lr == want && lt.ptr == et.ptr && lt.len == et.len);
+        CHECK(ldoc.text == json && ldoc.len == jn && !ldoc.tokens && !ldoc.ntokens);
+        CHECK((ldoc.lazy != NULL) == (r == STWS_OK) && lz.ntokens == 0);
+        CHECK(lz.cap >= 0 && lz.cap <= max_tokens);
+        if (r == STWS_OK) {
+            stws_str ev, lv;
+            CHECK(stws_json_find(&ldoc, "", &lv) == stws_json_find(&doc, "", &ev));
+            CHECK(ev.ptr == lv.ptr && ev.len == lv.len);
+            CHECK(lz.ntokens == doc.ntokens && lz.tokens != tk &&
+                  memcmp(lz.tokens, doc.tokens, (size_t)doc.ntokens * sizeof(jsmntok_t)) == 0);
+        }
+    }
     if (r != STWS_OK) {
         stws_str t;
         CHECK(doc.ntokens == 0);
@@ -351,11 +373,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             char *nl = strchr(p, '\n');
             if (nl) *nl = 0;
             check_value(&doc, p);
+            if (r == STWS_OK) {
+                stws_str ev, lv;
+                CHECK(stws_json_find(&ldoc, p, &lv) == stws_json_find(&doc, p, &ev));
+                CHECK(ev.ptr == lv.ptr && ev.len == lv.len);
+            }
             if (!nl) break;
             p = nl + 1;
         }
     }
     free(tk);
+    free(lz.tokens);
     free(json);
     free(paths);
     return 0;

@@ -1647,6 +1647,16 @@ static void test_malformed_events(void **state) {
         {"{\"type\":\"x\",}", STWS_ERR_JSON},
         {"", STWS_ERR_JSON},
         {"{\"message\":{\"type\":\"message.new\"}}", STWS_ERR_EVENT_SHAPE},
+        /* found by the tokenless pass; jsmn (strict) would take each one */
+        {"{\"type\":\"x\",\"a\":[1 2]}", STWS_ERR_JSON},
+        {"{\"type\":\"x\" \"a\":1}", STWS_ERR_JSON},
+        {"{\"type\":\"x\",\"a\":01}", STWS_ERR_JSON},
+        {"{\"type\":\"x\",\"a\":tru}", STWS_ERR_JSON},
+        {"{\"type\":\"x\",\"a\":\"\\q\"}", STWS_ERR_JSON},
+        {"{\"type\":\"x\",\"a\":\"raw\ttab\"}", STWS_ERR_JSON},
+        /* the first top-level "type" decides, compared as raw text */
+        {"{\"type\":5,\"type\":\"message.new\"}", STWS_ERR_EVENT_SHAPE},
+        {"{\"typ\\u0065\":\"message.new\"}", STWS_ERR_EVENT_SHAPE},
     };
     size_t i;
     int from;
@@ -1704,6 +1714,62 @@ static void test_malformed_too_many_tokens_and_too_deep(void **state) {
         assert_int_equal(X.ev[m].result, STWS_ERR_JSON_TOO_BIG);
     }
     assert_int_equal(cu_count_server("small"), 1);
+}
+
+/* ==== lazy look-ups ========================================================= */
+
+static int lazy_seq[64], lazy_nseq, lazy_other;
+
+/* Look-ups on live events: the first one tokenizes, none allocates, a copy
+   of the event's document works too. */
+static void inspect_lazy(const stws_client_event *ev) {
+    long allocs = X.allocs;
+    int64_t seq = -1;
+    char id[16];
+    size_t n = 0;
+    stws_json_doc copy;
+    stws_str v;
+    if (ev->type != STWS_CLIENT_EVENT_SERVER) return;
+    assert_null(ev->doc.tokens); /* lazy: the tokens live with the client */
+    if (ev->event_type.len != 11 || memcmp(ev->event_type.ptr, "message.new", 11) != 0) {
+        if (ev->event_type.len == 5 && memcmp(ev->event_type.ptr, "other", 5) == 0 && lazy_other++ % 2 == 0) {
+            assert_int_equal(stws_json_int_at(&ev->doc, "a[1]", &seq), STWS_OK);
+            assert_int_equal(seq, 2);
+        }
+        return; /* the rest: never looked at, never tokenized */
+    }
+    assert_int_equal(stws_json_int_at(&ev->doc, "seq", &seq), STWS_OK);
+    assert_int_equal(stws_json_string_at(&ev->doc, "message.user.id", id, sizeof id, &n), STWS_OK);
+    assert_string_equal(id, "bob");
+    copy = ev->doc;
+    assert_int_equal(stws_json_find(&copy, "message.text", &v), STWS_JSON_STRING);
+    assert_int_equal(v.len, 2);
+    assert_memory_equal(v.ptr, "hi", 2);
+    assert_int_equal(stws_json_find(&ev->doc, "message.nothing", &v), STWS_JSON_NONE);
+    assert_int_equal(X.allocs, allocs);
+    if (lazy_nseq < 64) lazy_seq[lazy_nseq++] = (int)seq;
+}
+
+static void test_lazy_lookups(void **state) {
+    int i;
+    (void)state;
+    lazy_nseq = lazy_other = 0;
+    up("c-0");
+    for (i = 0; i < 20; i++) {
+        srv_event(0, "message.new", i);
+        if (i % 3 == 0) srv_text(0, "{\"type\":\"other\",\"a\":[1,2,{\"b\":[]}]}");
+        if (i % 4 == 0) srv_text(0, "{\"type\":\"broken\",\"a\":[1 2]}");
+        if (i % 5 == 0) srv_text(0, "{\"type\":\"untouched\",\"big\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}");
+    }
+    X.inspect = inspect_lazy;
+    cu_settle();
+    X.inspect = NULL;
+    assert_int_equal(lazy_nseq, 20);
+    for (i = 0; i < 20; i++) assert_int_equal(lazy_seq[i], i);
+    assert_int_equal(lazy_other, 7);
+    assert_int_equal(cu_count_server("untouched"), 4);
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_MALFORMED), 5);
+    assert_true(sock_open(0));
 }
 
 /* ==== push delivery ========================================================= */
@@ -2026,11 +2092,19 @@ static void steady_round(int round) {
     cu_events_free();
 }
 
+static void inspect_steady(const stws_client_event *ev) {
+    int64_t seq = -1;
+    if (ev->type == STWS_CLIENT_EVENT_SERVER && ev->event_type.len == 11 &&
+        memcmp(ev->event_type.ptr, "message.new", 11) == 0)
+        assert_int_equal(stws_json_int_at(&ev->doc, "seq", &seq), STWS_OK);
+}
+
 static void test_allocations_steady_state_and_reconnect(void **state) {
     int r;
     long before;
     (void)state;
     cu_create();
+    X.inspect = inspect_steady; /* look-ups on every event allocate nothing either */
     alloc_create = X.allocs;
     srv_ok(0, "a-0");
     assert_int_equal(stws_client_connect(X.c), STWS_OK);
@@ -2238,6 +2312,7 @@ int main(void) {
         T(test_large_fragmented_connection_ok),
         T(test_malformed_events),
         T(test_malformed_too_many_tokens_and_too_deep),
+        T(test_lazy_lookups),
         T(test_push_delivery_only_inside_step_in_order),
         T(test_on_reconnecting_abort),
         T(test_on_reconnecting_sets_token),
