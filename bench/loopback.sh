@@ -5,8 +5,10 @@
 # reads, then a close frame 1000.  Each client receives every event, validates
 # its UTF-8, tokenizes it (jsmn, or stream_ws.h's JSON reader for ours), reads
 # "type", counts, and checks the count.  Clients (bench/loop_*.c):
-#   ours     stream_ws.h: stws_conn + stws__json_parse/stws__json_event_type
-#   ours-256k  the same with recv_buffer_size = 256 KiB (default 16 KiB)
+#   ours     stream_ws.h: stws_conn + the client's event path (one tokenless
+#            pass: grammar, limits, "type"; jsmn only at a look-up)
+#   ours-lookup  the same, plus one path look-up per event (runs jsmn)
+#   ours-256k  ours with recv_buffer_size = 256 KiB (default 16 KiB)
 #   wslay    wslay event API, non-blocking socket, poll
 #   lws      libwebsockets client, defaults
 #   floor    recv() only (no parsing at all)
@@ -26,8 +28,8 @@ ROUNDS=${LOOP_ROUNDS:-5}
 CG_EVENTS=${LOOP_CG_EVENTS:-20000}
 CC=${CC:-cc}
 FLAGS="-std=c99 -Wall -Wextra -Werror ${CFLAGS:--O2 -g}"
-CLIENTS="ours ours-256k wslay lws floor floor+"
-CG_CLIENTS="ours wslay lws floor floor+"   # ours-256k: same instructions as ours
+CLIENTS="ours ours-lookup ours-256k wslay lws floor floor+"
+CG_CLIENTS="ours ours-lookup wslay lws floor floor+"   # ours-256k: same instructions as ours
 
 mkdir -p "$OUT"
 spid=""
@@ -48,14 +50,19 @@ $CC $FLAGS -o "$OUT/loop_floor" bench/loop_floor.c -lmbedcrypto
 cmd_of() {
     case $1 in
     ours) echo "$OUT/loop_ours" ;;
-    ours-256k) echo "$OUT/loop_ours" ;;
+    ours-256k | ours-lookup) echo "$OUT/loop_ours" ;;
     wslay) echo "$OUT/loop_wslay" ;;
     lws) echo "$OUT/loop_lws" ;;
     floor) echo "$OUT/loop_floor raw" ;;
     floor+) echo "$OUT/loop_floor plus" ;;
     esac
 }
-extra_of() { if [ "$1" = ours-256k ]; then echo 262144; fi; }
+extra_of() {
+    case $1 in
+    ours-256k) echo 262144 ;;
+    ours-lookup) echo 0 lookup ;;
+    esac
+}
 
 # start_server EVENTS BIG: a fresh one-connection server; sets spid and port
 start_server() {
@@ -141,7 +148,7 @@ END {
     for (i = 1; i <= n; i++) { c = cl[i]
         printf "| %s | %.0f | %.0f | %.0f | %.0f | %.2fx |\n", c, R[c], C[c], U[c], S[c], C[c] / C["ours"] }
     print ""
-    printf "ours / floor+ CPU: %.2fx (goal <= 1.2x); ours / floor+ messages/s: %.2fx\n", C["ours"] / C["floor+"], R["ours"] / R["floor+"]
+    printf "ours / floor+ CPU: %.2fx (goal <= 1.2x); ours / floor+ messages/s: %.2fx; ours-lookup / floor+ CPU: %.2fx\n", C["ours"] / C["floor+"], R["ours"] / R["floor+"], C["ours-lookup"] / C["floor+"]
     print ""
     print "### Peak memory"
     print ""
@@ -187,7 +194,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null 2>&1; then
         for (i = 1; i <= k; i++) { c = cl[i]
             per = (ir[c "," n] - ir[c ",0"]) / n
             printf "| %s | %.0f | %.2fx | %.0f |\n", c, per, per / base, ir[c ",0"] }
-        printf "\nours / floor+ instructions: %.2fx\n", base / ((ir["floor+," n] - ir["floor+,0"]) / n)
+        fl = (ir["floor+," n] - ir["floor+,0"]) / n
+        printf "\nours / floor+ instructions: %.2fx; ours-lookup / floor+: %.2fx\n", base / fl, ((ir["ours-lookup," n] - ir["ours-lookup,0"]) / n) / fl
     }' "$cg"
     if [ "${LOOP_PROFILE:-0}" = 1 ] && command -v callgrind_annotate >/dev/null 2>&1; then
         # top functions by self cost; the second profile is a -fno-inline
