@@ -116,10 +116,11 @@ connstat_run() { # name url [args]
         -e 's/^idle conn: *\([0-9]*\) allocations, \([0-9]*\) bytes live via.*/idle_hook_allocs=\1 idle_hook_bytes=\2/p' \
         -e 's/^idle conn: *\([0-9]*\) allocations process-wide, \([0-9]*\) bytes of heap.*/idle_proc_allocs=\1 idle_heap_bytes=\2/p' \
         -e 's/^steady: *\([0-9]*\) echoed messages of [0-9]* B: \([0-9]*\) allocations via the hook, \([0-9]*\) process-wide.*/steady_n=\1 steady_hook_allocs=\2 steady_proc_allocs=\3/p' \
-        -e 's/^reconnect: *[0-9.]* ms, \([0-9]*\) allocations via the hook, \([0-9]*\) process-wide.*/reconnect_n=1 reconnect_hook_allocs=\1 reconnect_proc_allocs=\2/p' \
+        -e 's/^open: *\([0-9.]*\) ms from create to OPEN.*/open_ms=\1/p' \
+        -e 's/^reconnect: *\([0-9.]*\) ms, \([0-9]*\) allocations via the hook, \([0-9]*\) process-wide.*/reconnect_ms=\1 reconnect_n=1 reconnect_hook_allocs=\2 reconnect_proc_allocs=\3/p' \
         -e 's/^after destroy: *\([0-9]*\) bytes live.*/destroyed_hook_bytes=\1/p' \
         "$TMP/$name.txt" | tr ' ' '\n' > "$TMP/$name.vals"
-    [ "$(wc -l < "$TMP/$name.vals")" -ge 11 ] || fail "connstat $1: unexpected output" "$TMP/$name.txt"
+    [ "$(wc -l < "$TMP/$name.vals")" -ge 13 ] || fail "connstat $1: unexpected output" "$TMP/$name.txt"
 }
 val() { sed -n "s/^$2=//p" "$TMP/$1.vals"; }
 
@@ -172,6 +173,8 @@ echo "| steady state, allocations per message (hook / process-wide) | $(per ws s
 echo "| steady state, messages measured (after warm-up) | $(val ws steady_n) echoes of $SIZE B | $(val wss steady_n) echoes of $SIZE B | $(val client steady_n) events in, 1 send each, after $(val client warmup_events) |"
 echo "| per reconnect, allocations (hook / process-wide) | $(per ws reconnect reconnect_n) | $(per wss reconnect reconnect_n) | $(per client reconnect reconnect_n) |"
 echo "| heap growth in use, steady window / all reconnects (process) | —² | —² | $(val client steady_heap_growth) / $(val client reconnect_heap_growth) B |"
+echo "| time from create to open on loopback (ms) | $(cell ws open_ms) | $(cell wss open_ms) | — |"
+echo "| time of one close + reconnect to open (ms) | $(cell ws reconnect_ms) | $(cell wss reconnect_ms) | — |"
 echo "| after destroy, bytes live (hook) | $(cell ws destroyed_hook_bytes) | $(cell wss destroyed_hook_bytes) | $(cell client destroyed_hook_bytes) |"
 echo
 echo "Reconnect: connstat closes (1000) and connects again once; the client is dropped by the mock"
