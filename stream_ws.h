@@ -4981,14 +4981,15 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             !stws_conn_next_event(c->conn, &ce))
             return 0;
         switch (ce.type) {
-        case STWS_CONN_EVENT_OPEN:
+        case STWS_CONN_EVENT_OPEN: {
+            stws_result r = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
             c->state = STWS__C_AUTH;
-            ce.error = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
-            if (ce.error != STWS_OK) {
-                c->last_error = ce.error;
-                stws__conn_abort(c->conn, ce.error, "auth message not sent");
+            if (r != STWS_OK) {
+                c->last_error = r;
+                stws__conn_abort(c->conn, r, "auth message not sent");
             }
             continue;
+        }
         case STWS_CONN_EVENT_MESSAGE: {
             stws_result r;
             c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms; /* any frame is life */
