@@ -3542,44 +3542,47 @@ static size_t stws__utf8_put(uint32_t cp, char out[4]) {
 
 /* RFC 8259 §7: unescape s[0..n) into buf.  \uD800-\uDBFF must be followed by
    \uDC00-\uDFFF (one code point, §7 / RFC 3629 §3); a lone half is an error.
-   Bytes past cap are counted, not written. */
+   Bytes past cap are counted, not written.  The runs between escapes are
+   copied whole (most strings have no escape at all). */
 static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_t cap,
                                        size_t *len) {
     size_t i = 0, o = 0;
-    while (i < n) {
+    for (;;) {
+        const char *bs = n > i ? (const char *)memchr(s + i, '\\', n - i) : NULL;
+        size_t run = bs ? (size_t)(bs - (s + i)) : n - i;
         char u[4];
         size_t un = 1, k;
-        u[0] = s[i];
-        if (s[i] != '\\') {
-            i++;
-        } else {
-            if (n - i < 2) return STWS_ERR_JSON;
-            switch (s[i + 1]) {
-            case '"': case '\\': case '/': u[0] = s[i + 1]; break;
-            case 'b': u[0] = '\b'; break;
-            case 'f': u[0] = '\f'; break;
-            case 'n': u[0] = '\n'; break;
-            case 'r': u[0] = '\r'; break;
-            case 't': u[0] = '\t'; break;
-            case 'u': {
-                long cp, lo;
-                if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
-                if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
-                    lo = stws__hex4(s + i + 8);
-                    if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    i += 6;
-                }
-                un = stws__utf8_put((uint32_t)cp, u);
-                i += 4; /* plus the 2 below */
-                break;
+        if (run && o < cap) memcpy(buf + o, s + i, STWS__MIN(run, cap - o));
+        o += run;
+        i += run;
+        if (i >= n) break;
+        /* s[i] is a backslash */
+        if (n - i < 2) return STWS_ERR_JSON;
+        switch (s[i + 1]) {
+        case '"': case '\\': case '/': u[0] = s[i + 1]; break;
+        case 'b': u[0] = '\b'; break;
+        case 'f': u[0] = '\f'; break;
+        case 'n': u[0] = '\n'; break;
+        case 'r': u[0] = '\r'; break;
+        case 't': u[0] = '\t'; break;
+        case 'u': {
+            long cp, lo;
+            if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
+                lo = stws__hex4(s + i + 8);
+                if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
             }
-            default: return STWS_ERR_JSON;
-            }
-            i += 2;
+            un = stws__utf8_put((uint32_t)cp, u);
+            i += 4; /* plus the 2 below */
+            break;
         }
+        default: return STWS_ERR_JSON;
+        }
+        i += 2;
         for (k = 0; k < un; k++, o++)
             if (o < cap) buf[o] = u[k];
     }

@@ -986,6 +986,69 @@ static void reader_string_buffer(void **state) {
     p_free(&p);
 }
 
+/* stws_json_string_at copies the runs between escapes whole: runs of every
+   length from none to long, before, between and after escapes of every
+   kind, at every capacity, on both kinds of document. */
+static void reader_unescape_runs(void **state) {
+    static const struct {
+        const char *esc, *out;
+    } escs[] = {{"\\n", "\n"}, {"\\\"", "\""}, {"\\\\", "\\"}, {"\\/", "/"}, {"\\u00e9", "\xc3\xa9"},
+                {"\\ud83d\\ude00", "\xf0\x9f\x98\x80"}, {"\\t", "\t"}, {"\\u0000", "\0"}};
+    static const size_t runs[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 33, 130};
+    unsigned e, r1, r2;
+    (void)state;
+    for (e = 0; e < sizeof escs / sizeof escs[0]; e++)
+        for (r1 = 0; r1 < sizeof runs / sizeof runs[0]; r1++)
+            for (r2 = 0; r2 < sizeof runs / sizeof runs[0]; r2 += 3) {
+                char text[800], want[400];
+                size_t t = 0, w = 0, k, cap, elen = strlen(escs[e].esc);
+                size_t olen = escs[e].out[0] ? strlen(escs[e].out) : 1;
+                parsed p;
+                stws__json_lazy lz;
+                stws_json_doc ld;
+                t += (size_t)sprintf(text, "{\"s\":\"");
+                for (k = 0; k < runs[r1]; k++) text[t++] = want[w++] = (char)('a' + k % 26);
+                memcpy(text + t, escs[e].esc, elen);
+                t += elen;
+                memcpy(want + w, escs[e].out, olen);
+                w += olen;
+                for (k = 0; k < runs[r2]; k++) text[t++] = want[w++] = (char)('A' + k % 26);
+                memcpy(text + t, escs[e].esc, elen); /* a second escape ends the string */
+                t += elen;
+                memcpy(want + w, escs[e].out, olen);
+                w += olen;
+                t += (size_t)sprintf(text + t, "\"}");
+                p_init(&p);
+                assert_int_equal(p_parse_n(&p, text, t, 64), STWS_OK);
+                memset(&lz, 0, sizeof lz);
+                assert_int_equal(stws__json_event_parse(text, t, 0, &lz, 64, NULL, &ld, NULL), STWS_ERR_EVENT_SHAPE);
+                for (cap = 0; cap <= w + 1; cap++) {
+                    const stws_json_doc *docs[2];
+                    int d;
+                    docs[0] = &p.doc;
+                    docs[1] = &ld;
+                    for (d = 0; d < 2; d++) {
+                        char buf[400];
+                        size_t len = 0;
+                        stws_result r;
+                        memset(buf, 'x', sizeof buf);
+                        r = stws_json_string_at(docs[d], "s", cap ? buf : NULL, cap, &len);
+                        assert_int_equal(len, w);
+                        assert_int_equal((unsigned char)buf[cap], 'x'); /* nothing past cap */
+                        if (cap <= w) {
+                            RESULT_IS("too small", r, STWS_ERR_BUFFER_TOO_SMALL);
+                            if (cap) assert_int_equal(buf[0], 0);
+                        } else {
+                            RESULT_IS("fits", r, STWS_OK);
+                            assert_memory_equal(buf, want, w);
+                            assert_int_equal(buf[w], 0);
+                        }
+                    }
+                }
+                p_free(&p);
+            }
+}
+
 static void reader_escaped_keys(void **state) {
     parsed p;
     (void)state;
@@ -1888,6 +1951,7 @@ int main(void) {
         cmocka_unit_test(reader_lookup_errors),
         cmocka_unit_test(reader_escapes),
         cmocka_unit_test(reader_string_buffer),
+        cmocka_unit_test(reader_unescape_runs),
         cmocka_unit_test(reader_escaped_keys),
         cmocka_unit_test(reader_malformed),
         cmocka_unit_test(reader_valid_oddities),
