@@ -108,7 +108,7 @@ static uint64_t row_jwt(size_t n) {
 
 /* What the client does with every inbound text message: one tokenless pass
    (RFC 8259 grammar, limits, the top-level "type"); the codec has checked the
-   UTF-8 already.  jsmn runs later, at the first path look-up. */
+   UTF-8 already.  No tokens: look-ups walk the checked text. */
 static stws__json_lazy lazy;
 static uint64_t row_event_parse(size_t n) {
     size_t i;
