@@ -713,22 +713,23 @@ STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
 
 /* ==== JSON: reading inbound events (jsmn, strict) ========================= */
 
-/* A parsed JSON document: a view of text plus tokens.  Path look-ups take
-   dotted paths with array indices: "me.id", "error.code",
+/* A parsed JSON document: a view of text, with tokens if it was tokenized.
+   Path look-ups take dotted paths with array indices: "me.id", "error.code",
    "message.user.name", "members.0.user.id" or "members[0].user.id".
    A client event's document is lazy: before delivery the text is checked
-   (grammar, nesting, max_json_tokens) in one pass without tokens, and the
-   tokens are made by its first look-up, in an array the client reuses.
-   Like the rest of the event it is valid until the next call on the client,
-   and a look-up counts as a use of the client (THREADING). */
+   (grammar, nesting, max_json_tokens) in one pass without tokens, and a
+   look-up walks that text to the value (it costs about the bytes before
+   the value; nothing is tokenized or allocated).  Like the rest of the
+   event it is valid until the next call on the client, and a look-up
+   counts as a use of the client (THREADING). */
 typedef struct stws_json_doc {
     const char *text;
     size_t len;
     const void *tokens;     /* jsmntok_t[], owned by whoever parsed; NULL in
-                               a lazy document (its tokens live with the client) */
+                               a lazy document */
     int ntokens;
-    void *lazy;             /* internal: a client event's tokens, made at its
-                               first look-up; NULL in any other document */
+    void *lazy;             /* internal: the client's record that the text was
+                               checked; NULL in any other document */
 } stws_json_doc;
 
 typedef enum stws_json_type {
@@ -2704,39 +2705,45 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
 #endif /* STWS_NO_TLS */
 
 /* ==== json + jwt ========================================================== */
-/* (JSON writer, jsmn-based reader, HS256 JWT minter)
+/* (JSON writer, reader, HS256 JWT minter)
 
-   Reader.  jsmn (Debian libjsmn-dev, strict mode, parent links) tokenizes,
-   but jsmn alone is not a validator (even strict it takes `[1 2]`,
-   `{"a" "b"}`, `[1,]`, `tru`, `01`, raw control characters in strings, and
-   stops at a NUL).  So the text is first checked by stws__json_scan(), one
-   tokenless pass of the RFC 8259 grammar that also enforces the limits
-   (nesting, token count: it counts what jsmn will make) and finds an event's
-   "type"; then jsmn runs into an array of exactly that many tokens, and
-   stws__json_check() proves, token by token, that type, start, end and
-   parent are what the grammar says and that the count is exact.  Only then
-   are tokens handed out.  A Stream event is delivered after the pass alone
-   (stws__json_event_parse): most events are only dispatched on their type,
-   and jsmn, the costliest step, runs at the first path look-up
-   (stws__json_resolve), into the client's reused array, reserved at
-   delivery so that a look-up never allocates.  Look-ups use start/end/parent
-   of tokens only (never jsmn's `size`), check every index and offset they
-   use, and so stay in bounds even on a stws_json_doc that did not come from
-   stws__json_parse().
+   Reader.  Every text is first checked by stws__json_scan(), one tokenless
+   pass of the RFC 8259 grammar that also enforces the limits (nesting,
+   token count: it counts what jsmn would make) and finds an event's "type".
+   A Stream event is delivered after the pass alone (stws__json_event_parse)
+   and is never tokenized: a path look-up on it walks the checked text
+   (stws__json_walk), skipping the values it does not enter, so it costs
+   about the bytes before the value it finds and allocates nothing (tokens
+   would only pay for an app that looks up some 25 paths of every event:
+   see the walk's comment).
+
+   The eager stws__json_parse() (tests and fuzzing, where its tokens are
+   the reference the walk is compared with) runs jsmn (Debian libjsmn-dev,
+   strict mode, parent links) after the pass, into an array of exactly the
+   counted size.  jsmn alone is not a validator (even strict it takes
+   `[1 2]`, `{"a" "b"}`, `[1,]`, `tru`, `01`, raw control characters in
+   strings, and stops at a NUL), so stws__json_check() proves, token by
+   token, that type, start, end and parent are what the grammar says and
+   that the count is exact; only then are tokens handed out.  Look-ups on
+   tokens use start/end/parent only (never jsmn's `size`), check every index
+   and offset they use, and so stay in bounds even on a stws_json_doc that
+   did not come from stws__json_parse().
 
    Paths: keys separated by '.', array elements as ".N" or "[N]" ("members.0.id",
    "members[0].id", "[2]" on a top-level array); "" is the whole document.
    A key segment is compared byte for byte with the key's raw text as it
    appears in the JSON, escapes included (a key written "a\u0062" is found
    as "a\u0062", not "ab"); keys holding '.' or '[' cannot be addressed.  A
-   digit segment after '.' indexes an array, or names a key of an object.
-   With duplicate keys the first one wins.
+   digit segment after '.' indexes an array (at most 9 digits), or names a
+   key of an object.  With duplicate keys the first one wins.  Both kinds of
+   document cut paths with stws__json_seg_next(), so they read them alike.
 
    Internal API for the Stream client (static):
      stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, allocator,
                             &doc, &type)    the client's per-message path
      stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
-     stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing) */
+     stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing;
+                                            event_type takes either document) */
 
 #ifndef JSMN_STATIC
 #define JSMN_STATIC
@@ -3091,16 +3098,16 @@ static int stws__utf8_ok(const char *s, size_t n) {
 
 /* ---- parsing (internal API of the Stream client) --------------------------- */
 
-/* Lazy tokens of one event (the Stream client owns one and reuses it): the
-   tokenless pass proved the text valid and counted its tokens, and the
-   array already holds that many, so the first look-up only runs jsmn. */
+/* A client event's document state (the Stream client owns one and reuses
+   it): which text the tokenless pass last proved valid.  Look-ups on a lazy
+   document walk that text directly (stws__json_walk), so nothing is ever
+   tokenized or allocated for it.  tokens/cap are not used by the reader
+   any more (always NULL/0): freeing them stays harmless. */
 typedef struct stws__json_lazy {
-    jsmntok_t *tokens;   /* reused for every event; grows, never shrinks */
-    int cap;
-    const char *text;    /* the document whose tokens these are (or will be) */
+    jsmntok_t *tokens;   /* always NULL */
+    int cap;             /* always 0 */
+    const char *text;    /* the checked document, or NULL */
     size_t len;
-    int count;           /* tokens the pass counted */
-    int ntokens;         /* 0: not tokenized yet; -1: jsmn disagreed */
 } stws__json_lazy;
 
 /* Room for n tokens (1 <= n <= max_tokens) in *tokens (capacity *cap, owned
@@ -3153,19 +3160,14 @@ static int stws__json_tokenize(const char *text, size_t len, jsmntok_t *t, int c
     return n;
 }
 
-/* The checks shared by the eager and the lazy parse; on STWS_OK the array
-   has room for info->ntokens. */
-static stws_result stws__json_prepare(const char *text, size_t len, int utf8_known,
-                                      jsmntok_t **tokens, int *cap, int max_tokens,
-                                      const stws_allocator *a, stws__json_info *info) {
-    stws_result r;
-    if ((!text && len) || !tokens || !cap || *cap < 0 || (!*tokens && *cap) || max_tokens < 1)
-        return STWS_ERR_INVALID_ARG;
+/* The checks both parses make, in this order: arguments, size, UTF-8, the
+   tokenless pass (info filled on STWS_OK). */
+static stws_result stws__json_validate(const char *text, size_t len, int utf8_known, int max_tokens,
+                                       stws__json_info *info) {
+    if ((!text && len) || max_tokens < 1) return STWS_ERR_INVALID_ARG;
     if (len > (size_t)INT_MAX) return STWS_ERR_JSON_TOO_BIG; /* jsmn offsets are int */
     if (!utf8_known && !stws__utf8_ok(text, len)) return STWS_ERR_INVALID_UTF8;
-    r = stws__json_scan(text, len, (size_t)max_tokens, STWS__JSON_MAX_NESTING, info);
-    if (r != STWS_OK) return r;
-    return stws__json_reserve(tokens, cap, (int)info->ntokens, max_tokens, a);
+    return stws__json_scan(text, len, (size_t)max_tokens, STWS__JSON_MAX_NESTING, info);
 }
 
 /* Tokenize text[0..len) into *tokens (capacity *cap, owned by the caller:
@@ -3188,7 +3190,9 @@ static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t 
     memset(doc, 0, sizeof *doc);
     doc->text = text;
     doc->len = len;
-    r = stws__json_prepare(text, len, 0, tokens, cap, max_tokens, a, &info);
+    if (!tokens || !cap || *cap < 0 || (!*tokens && *cap)) return STWS_ERR_INVALID_ARG;
+    r = stws__json_validate(text, len, 0, max_tokens, &info);
+    if (r == STWS_OK) r = stws__json_reserve(tokens, cap, (int)info.ntokens, max_tokens, a);
     if (r != STWS_OK) return r;
     n = stws__json_tokenize(text, len, *tokens, (int)info.ntokens);
     if (n < 1) return STWS_ERR_JSON;
@@ -3199,12 +3203,12 @@ static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t 
 
 /* The Stream client's per-message path: the same checks and results as
    stws__json_parse() followed by stws__json_event_type(), in one tokenless
-   pass; jsmn runs at the first look-up (stws__json_resolve).  utf8_known:
-   the codec validated the text already (RFC 6455 §8.1).  Whenever the text
-   is valid JSON (STWS_OK, STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz,
-   no tokens yet, room for them reserved); on STWS_OK *type is the event
-   type's raw view.  lz must outlive doc and belongs to it until the next
-   call. */
+   pass, and no tokens ever: look-ups on the document walk its text
+   (stws__json_walk).  utf8_known: the codec validated the text already
+   (RFC 6455 §8.1).  Whenever the text is valid JSON (STWS_OK,
+   STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz); on STWS_OK *type is
+   the event type's raw view.  lz must outlive doc and belongs to it until
+   the next call.  Nothing is allocated (a is not used). */
 static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, size_t len,
                                                              int utf8_known, stws__json_lazy *lz,
                                                              int max_tokens,
@@ -3212,6 +3216,7 @@ static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, s
                                                              stws_json_doc *doc, stws_str *type) {
     stws__json_info info;
     stws_result r;
+    (void)a;
     if (!doc || !lz) return STWS_ERR_INVALID_ARG;
     memset(doc, 0, sizeof *doc);
     doc->text = text;
@@ -3222,12 +3227,10 @@ static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, s
     }
     lz->text = NULL;
     lz->len = 0;
-    lz->count = lz->ntokens = 0;
-    r = stws__json_prepare(text, len, utf8_known, &lz->tokens, &lz->cap, max_tokens, a, &info);
+    r = stws__json_validate(text, len, utf8_known, max_tokens, &info);
     if (r != STWS_OK) return r;
     lz->text = text;
     lz->len = len;
-    lz->count = (int)info.ntokens;
     doc->lazy = lz; /* valid JSON: look-ups work even when it is no event */
     if (info.root != '{' || info.type_state != 1) return STWS_ERR_EVENT_SHAPE;
     if (type) {
@@ -3237,28 +3240,54 @@ static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, s
     return STWS_OK;
 }
 
-/* The tokens of doc, running jsmn once for a lazy one: a copy of *doc with
-   tokens and ntokens filled in (none if the lazy state belongs to another
-   document by now, or jsmn disagreed). */
-static stws_json_doc stws__json_resolve(const stws_json_doc *doc) {
-    stws_json_doc d;
-    stws__json_lazy *lz;
-    memset(&d, 0, sizeof d);
-    if (!doc) return d;
-    d = *doc;
-    lz = (stws__json_lazy *)d.lazy;
-    if (d.tokens || !lz) return d;
-    if (!d.text || lz->text != d.text || lz->len != d.len || lz->count < 1 || lz->count > lz->cap)
-        return d;
-    if (lz->ntokens == 0) lz->ntokens = stws__json_tokenize(d.text, d.len, lz->tokens, lz->count);
-    if (lz->ntokens > 0) {
-        d.tokens = lz->tokens;
-        d.ntokens = lz->ntokens;
+/* ---- look-ups ---------------------------------------------------------------- */
+
+/* Both kinds of document take one path syntax (section comment): a path is
+   cut into segments here, and both apply a segment by the same rule.  A
+   "[N]" segment (kind 1) indexes an array; a plain one (kind 2) names a key
+   of an object or, when it is 1 to 9 digits, indexes an array. */
+typedef struct stws__json_seg {
+    int kind;              /* 0 end of the path, 1 "[N]", 2 plain, -1 bad syntax */
+    int is_index;          /* kind 1, or kind 2 of 1 to 9 digits: index is set */
+    unsigned long index;
+    const char *key;       /* kind 2: the segment's bytes, compared raw with keys */
+    size_t klen;
+} stws__json_seg;
+
+/* The segment of path at *i; *i moves past it. */
+static void stws__json_seg_next(const char *path, size_t *i, stws__json_seg *g) {
+    size_t k = *i, s;
+    memset(g, 0, sizeof *g);
+    if (!path[k]) return;
+    g->kind = -1;
+    if (path[k] == '[') {
+        for (s = ++k; path[k] >= '0' && path[k] <= '9'; k++) {
+            if (g->index > (unsigned long)INT_MAX / 10) return; /* no array is that long */
+            g->index = g->index * 10 + (unsigned long)(path[k] - '0');
+        }
+        if (k == s || path[k] != ']') return;
+        *i = k + 1;
+        g->kind = 1;
+        g->is_index = 1;
+        return;
     }
-    return d;
+    if (k > 0) {
+        if (path[k] != '.') return; /* "a[0]b" */
+        k++;
+    }
+    g->is_index = 1;
+    for (s = k; path[k] && path[k] != '.' && path[k] != '['; k++)
+        if (path[k] < '0' || path[k] > '9') g->is_index = 0;
+    if (k == s) return; /* empty segment: "a..b", ".a", "a." */
+    g->key = path + s;
+    g->klen = k - s;
+    if (g->klen > 9) g->is_index = 0;
+    for (; g->is_index && s < k; s++) g->index = g->index * 10 + (unsigned long)(path[s] - '0');
+    *i = k;
+    g->kind = 2;
 }
 
-/* ---- look-ups ---------------------------------------------------------------- */
+/* -- on tokens (stws__json_parse, or a document made by hand) -- */
 
 /* Token k of doc if its offsets lie inside the text, else NULL. */
 static const jsmntok_t *stws__json_tok(const stws_json_doc *doc, int k) {
@@ -3274,7 +3303,7 @@ static const jsmntok_t *stws__json_tok(const stws_json_doc *doc, int k) {
 
 /* The index-th direct child of container c (for objects: the index-th key),
    or -1.  Children follow their container in document order. */
-static int stws__json_child_at(const stws_json_doc *doc, int c, long index) {
+static int stws__json_child_at(const stws_json_doc *doc, int c, unsigned long index) {
     const jsmntok_t *ct = stws__json_tok(doc, c), *t;
     int j;
     for (j = c + 1; ct && (t = stws__json_tok(doc, j)) != NULL && t->start < ct->end; j++)
@@ -3297,75 +3326,192 @@ static int stws__json_member(const stws_json_doc *doc, int c, const char *key, s
     return -1;
 }
 
-/* Token index of path, or -1 (syntax in the section comment). */
+/* Token index of path, or -1. */
 static int stws__json_path(const stws_json_doc *doc, const char *path) {
     int cur = 0;
     size_t i = 0;
     if (!path || !stws__json_tok(doc, 0)) return -1;
-    while (path[i]) {
+    for (;;) {
         const jsmntok_t *ct = stws__json_tok(doc, cur);
-        size_t s;
-        if (!ct) return -1;
-        if (path[i] == '[') {
-            long idx = 0;
-            for (s = ++i; path[i] >= '0' && path[i] <= '9'; i++) {
-                if (idx > (long)INT_MAX / 10) return -1;
-                idx = idx * 10 + (path[i] - '0');
-            }
-            if (i == s || path[i] != ']' || ct->type != JSMN_ARRAY) return -1;
-            i++;
-            cur = stws__json_child_at(doc, cur, idx);
-        } else {
-            int digits = 1;
-            if (i > 0) {
-                if (path[i] != '.') return -1; /* "a[0]b" */
-                i++;
-            }
-            for (s = i; path[i] && path[i] != '.' && path[i] != '['; i++)
-                if (path[i] < '0' || path[i] > '9') digits = 0;
-            if (i == s) return -1; /* empty segment: "a..b", ".a", "a." */
-            if (ct->type == JSMN_ARRAY && digits) {
-                long idx = 0;
-                size_t d;
-                if (i - s > 9) return -1;
-                for (d = s; d < i; d++) idx = idx * 10 + (path[d] - '0');
-                cur = stws__json_child_at(doc, cur, idx);
-            } else {
-                cur = stws__json_member(doc, cur, path + s, i - s);
-            }
-        }
+        stws__json_seg g;
+        stws__json_seg_next(path, &i, &g);
+        if (g.kind == 0) return cur;
+        if (g.kind < 0 || !ct) return -1;
+        if (ct->type == JSMN_ARRAY && g.is_index) cur = stws__json_child_at(doc, cur, g.index);
+        else if (ct->type == JSMN_OBJECT && g.kind == 2) cur = stws__json_member(doc, cur, g.key, g.klen);
+        else return -1;
         if (cur < 0) return -1;
     }
-    return cur;
 }
 
-stws_json_type stws_json_find(const stws_json_doc *doc_, const char *path, stws_str *out) {
-    stws_json_doc d = stws__json_resolve(doc_);
-    const stws_json_doc *doc = &d;
-    const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
+/* -- on text the pass proved valid (a lazy document) --
+
+   Nothing needs checking again, so a look-up only finds its way: it scans
+   from the root, compares the keys of the objects on the path and skips
+   every value it does not enter (a string to its closing quote; a
+   container by counting brackets outside strings; a number or literal to
+   its delimiter).  It costs about the bytes before the value it finds:
+   on an 800-byte Stream event (bench/micro.sh) about 1.7k instructions,
+   where jsmn and the check of its tokens cost 17k and a look-up on tokens
+   still about 1k (it scans them), so tokens would only pay beyond some 25
+   look-ups of one event.  The walk is bounds-safe on any text (it never
+   reads past len and always moves on), but answers only for valid JSON. */
+
+/* The top bit of each byte of w that is '"' or '\\', at least in the
+   lowest one (see stws__json_specials). */
+static uint64_t stws__json_quote_or_bs(uint64_t w) {
+    uint64_t q = w ^ (STWS__ONES * '"'), b = w ^ (STWS__ONES * '\\');
+    return (((q - STWS__ONES) & ~q) | ((b - STWS__ONES) & ~b)) & STWS__HIGHS;
+}
+
+/* The offset past the closing quote of the string whose body starts at p
+   (len if there is none).  Keys and most values are short: the first 8
+   bytes are looked at in one word.  Past them, memchr finds the next quote
+   and the backslashes just before it say whether it ends the string: in a
+   valid body a run of backslashes is whole "\\" escapes, plus one if it
+   escapes the quote (the byte before the run is no backslash, and no escape
+   but "\\" ends with one), so an even run means the end. */
+static size_t stws__json_skip_string(const char *s, size_t len, size_t p) {
+#ifdef STWS__LE_CTZ
+    if (len - p >= 8) {
+        uint64_t w, m;
+        memcpy(&w, s + p, 8);
+        m = stws__json_quote_or_bs(w);
+        if (m) {
+            size_t q = p + ((size_t)__builtin_ctzll(m) >> 3); /* the first '"' or '\\' */
+            if (s[q] == '"') return q + 1;
+        }
+    }
+#endif
+    for (;;) {
+        const char *q = p < len ? (const char *)memchr(s + p, '"', len - p) : NULL;
+        size_t e, k;
+        if (!q) return len;
+        e = (size_t)(q - s);
+        for (k = e; k > p && s[k - 1] == '\\'; k--) {}
+        if (((e - k) & 1) == 0) return e + 1;
+        p = e + 1;
+    }
+}
+
+/* The end of the value that starts at p. */
+static size_t stws__json_skip_value(const char *s, size_t len, size_t p) {
+    size_t depth = 0;
+    unsigned char c;
+    if (p >= len) return len;
+    c = (unsigned char)s[p];
+    if (c == '"') return stws__json_skip_string(s, len, p + 1);
+    if ((c | 0x20) != '{') { /* a number or a literal: up to a delimiter */
+        while (p < len && (c = (unsigned char)s[p]) > ' ' && c != ',' && (c | 0x20) != '}') p++;
+        return p;
+    }
+    for (;;) { /* an object or array: '{' or '[' (c | 0x20 == '{'), '}' or ']' */
+        c = (unsigned char)s[p++];
+        if (c == '"') p = stws__json_skip_string(s, len, p);
+        else if ((c | 0x20) == '{') depth++;
+        else if ((c | 0x20) == '}' && --depth == 0) return p;
+        if (p >= len) return len;
+    }
+}
+
+/* Where path leads in s[0..len): 1 and the value's span [*vs, *ve) (quotes
+   included), or 0.  Duplicate keys: the first one wins, as on tokens. */
+static int stws__json_walk(const char *s, size_t len, const char *path, size_t *vs, size_t *ve) {
+    size_t p = STWS__JSON_WS(s, len, 0), i = 0;
+    if (!path) return 0;
+    for (;;) {
+        stws__json_seg g;
+        if (p >= len) return 0;
+        stws__json_seg_next(path, &i, &g);
+        if (g.kind == 0) break;
+        if (g.kind < 0) return 0;
+        if (s[p] == '[' && g.is_index) {
+            unsigned long k;
+            p = STWS__JSON_WS(s, len, p + 1);
+            if (p >= len || s[p] == ']') return 0;
+            for (k = 0; k < g.index; k++) {
+                p = stws__json_skip_value(s, len, p);
+                p = STWS__JSON_WS(s, len, p);
+                if (p >= len || s[p] != ',') return 0;
+                p = STWS__JSON_WS(s, len, p + 1);
+            }
+        } else if (s[p] == '{' && g.kind == 2) {
+            for (p = STWS__JSON_WS(s, len, p + 1);; p = STWS__JSON_WS(s, len, p + 1)) {
+                size_t ke;
+                int hit;
+                if (p >= len || s[p] != '"') return 0; /* '}': not there */
+                ke = stws__json_skip_string(s, len, p + 1);
+                hit = ke - p == g.klen + 2 && memcmp(s + p + 1, g.key, g.klen) == 0;
+                p = STWS__JSON_WS(s, len, ke);
+                if (p >= len || s[p] != ':') return 0;
+                p = STWS__JSON_WS(s, len, p + 1);
+                if (hit) break;
+                p = stws__json_skip_value(s, len, p);
+                p = STWS__JSON_WS(s, len, p);
+                if (p >= len || s[p] != ',') return 0;
+            }
+        } else {
+            return 0;
+        }
+    }
+    *vs = p;
+    *ve = stws__json_skip_value(s, len, p);
+    return 1;
+}
+
+/* Is doc a lazy document whose text the pass proved valid?  Tokens win: a
+   document that has them is looked up on them. */
+static int stws__json_checked(const stws_json_doc *doc) {
+    const stws__json_lazy *lz = doc ? (const stws__json_lazy *)doc->lazy : NULL;
+    return lz && !doc->tokens && doc->text && lz->text == doc->text && lz->len == doc->len;
+}
+
+stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
     stws_json_type type = STWS_JSON_NONE;
+    size_t start, end;
     if (out) {
         out->ptr = NULL;
         out->len = 0;
     }
-    if (!t) return STWS_JSON_NONE;
-    switch (t->type) {
-    case JSMN_OBJECT: type = STWS_JSON_OBJECT; break;
-    case JSMN_ARRAY: type = STWS_JSON_ARRAY; break;
-    case JSMN_STRING: type = STWS_JSON_STRING; break;
-    case JSMN_PRIMITIVE:
-        if (t->end == t->start) return STWS_JSON_NONE;
-        switch (doc->text[t->start]) {
+    if (stws__json_checked(doc)) {
+        if (!stws__json_walk(doc->text, doc->len, path, &start, &end) || end <= start)
+            return STWS_JSON_NONE;
+        switch (doc->text[start]) {
+        case '{': type = STWS_JSON_OBJECT; break;
+        case '[': type = STWS_JSON_ARRAY; break;
+        case '"':
+            if (end - start < 2) return STWS_JSON_NONE;
+            type = STWS_JSON_STRING;
+            start++;
+            end--;
+            break;
         case 't': case 'f': type = STWS_JSON_BOOL; break;
         case 'n': type = STWS_JSON_NULL; break;
         default: type = STWS_JSON_NUMBER; break;
         }
-        break;
-    default: return STWS_JSON_NONE;
+    } else {
+        const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
+        if (!t) return STWS_JSON_NONE;
+        switch (t->type) {
+        case JSMN_OBJECT: type = STWS_JSON_OBJECT; break;
+        case JSMN_ARRAY: type = STWS_JSON_ARRAY; break;
+        case JSMN_STRING: type = STWS_JSON_STRING; break;
+        case JSMN_PRIMITIVE:
+            if (t->end == t->start) return STWS_JSON_NONE;
+            switch (doc->text[t->start]) {
+            case 't': case 'f': type = STWS_JSON_BOOL; break;
+            case 'n': type = STWS_JSON_NULL; break;
+            default: type = STWS_JSON_NUMBER; break;
+            }
+            break;
+        default: return STWS_JSON_NONE;
+        }
+        start = (size_t)t->start;
+        end = (size_t)t->end;
     }
     if (out) {
-        out->ptr = doc->text + t->start;
-        out->len = (size_t)(t->end - t->start);
+        out->ptr = doc->text + start;
+        out->len = end - start;
     }
     return type;
 }
@@ -3396,44 +3542,47 @@ static size_t stws__utf8_put(uint32_t cp, char out[4]) {
 
 /* RFC 8259 §7: unescape s[0..n) into buf.  \uD800-\uDBFF must be followed by
    \uDC00-\uDFFF (one code point, §7 / RFC 3629 §3); a lone half is an error.
-   Bytes past cap are counted, not written. */
+   Bytes past cap are counted, not written.  The runs between escapes are
+   copied whole (most strings have no escape at all). */
 static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_t cap,
                                        size_t *len) {
     size_t i = 0, o = 0;
-    while (i < n) {
+    for (;;) {
+        const char *bs = n > i ? (const char *)memchr(s + i, '\\', n - i) : NULL;
+        size_t run = bs ? (size_t)(bs - (s + i)) : n - i;
         char u[4];
         size_t un = 1, k;
-        u[0] = s[i];
-        if (s[i] != '\\') {
-            i++;
-        } else {
-            if (n - i < 2) return STWS_ERR_JSON;
-            switch (s[i + 1]) {
-            case '"': case '\\': case '/': u[0] = s[i + 1]; break;
-            case 'b': u[0] = '\b'; break;
-            case 'f': u[0] = '\f'; break;
-            case 'n': u[0] = '\n'; break;
-            case 'r': u[0] = '\r'; break;
-            case 't': u[0] = '\t'; break;
-            case 'u': {
-                long cp, lo;
-                if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
-                if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
-                    lo = stws__hex4(s + i + 8);
-                    if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    i += 6;
-                }
-                un = stws__utf8_put((uint32_t)cp, u);
-                i += 4; /* plus the 2 below */
-                break;
+        if (run && o < cap) memcpy(buf + o, s + i, STWS__MIN(run, cap - o));
+        o += run;
+        i += run;
+        if (i >= n) break;
+        /* s[i] is a backslash */
+        if (n - i < 2) return STWS_ERR_JSON;
+        switch (s[i + 1]) {
+        case '"': case '\\': case '/': u[0] = s[i + 1]; break;
+        case 'b': u[0] = '\b'; break;
+        case 'f': u[0] = '\f'; break;
+        case 'n': u[0] = '\n'; break;
+        case 'r': u[0] = '\r'; break;
+        case 't': u[0] = '\t'; break;
+        case 'u': {
+            long cp, lo;
+            if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
+                lo = stws__hex4(s + i + 8);
+                if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
             }
-            default: return STWS_ERR_JSON;
-            }
-            i += 2;
+            un = stws__utf8_put((uint32_t)cp, u);
+            i += 4; /* plus the 2 below */
+            break;
         }
+        default: return STWS_ERR_JSON;
+        }
+        i += 2;
         for (k = 0; k < un; k++, o++)
             if (o < cap) buf[o] = u[k];
     }
@@ -3499,22 +3648,16 @@ stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *o
 
 /* PROTOCOL.md §8: every server message is an object with a string "type".
    *type is the raw view between the quotes (escapes left as they are). */
-static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc_,
+static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc,
                                                             stws_str *type) {
-    stws_json_doc d = stws__json_resolve(doc_);
-    const stws_json_doc *doc = &d;
-    const jsmntok_t *root = stws__json_tok(doc, 0), *v;
+    stws_str v;
     if (type) {
         type->ptr = NULL;
         type->len = 0;
     }
-    if (!root || root->type != JSMN_OBJECT) return STWS_ERR_EVENT_SHAPE;
-    v = stws__json_tok(doc, stws__json_member(doc, 0, "type", 4));
-    if (!v || v->type != JSMN_STRING) return STWS_ERR_EVENT_SHAPE;
-    if (type) {
-        type->ptr = doc->text + v->start;
-        type->len = (size_t)(v->end - v->start);
-    }
+    /* "type" names a key only in an object, so this is the whole shape check */
+    if (stws_json_find(doc, "type", &v) != STWS_JSON_STRING) return STWS_ERR_EVENT_SHAPE;
+    if (type) *type = v;
     return STWS_OK;
 }
 

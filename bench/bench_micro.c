@@ -1,7 +1,7 @@
 /* bench_micro: the small per-event and per-connection costs of stream_ws.h:
    minting a JWT, reading an inbound event the way the Stream client does
-   (parse, then path look-ups), jsmn alone as a reference, and writing the
-   auth message.
+   (the tokenless pass, then path look-ups that walk the text), the eager
+   token parse and jsmn alone as references, and writing the auth message.
 
    bench_micro [ROUNDS] [COUNTS]  ns per call, medians of ROUNDS alternating
                                   runs (default 9); COUNTS is a file of lines
@@ -47,8 +47,10 @@ static double now(void) {
 
 static char *ev_text[N_EV];
 static size_t ev_len[N_EV], ev_total;
-static stws_json_doc ev_doc[N_EV];          /* parsed once, for the look-up rows */
+static stws_json_doc ev_doc[N_EV];          /* parsed once, eagerly (tokens) */
 static jsmntok_t *ev_tok[N_EV];
+static stws_json_doc ev_ldoc[N_EV];         /* parsed once, as the client does (lazy) */
+static stws__json_lazy ev_lazy[N_EV];
 static int ev_tok_cap[N_EV], ev_ntok_total;
 
 static jsmntok_t *scratch_tok;              /* the parse rows' reused arrays */
@@ -78,6 +80,9 @@ static void fixtures(void) {
                              &ev_doc[i]) != STWS_OK)
             die("an event of the workload does not parse");
         ev_ntok_total += ev_doc[i].ntokens;
+        if (stws__json_event_parse(ev_text[i], n, 1, &ev_lazy[i], 65536, &default_alloc, &ev_ldoc[i], NULL) !=
+            STWS_OK)
+            die("an event of the workload is not an event");
     }
     if (stws_jwt_user_token(secret, sizeof secret - 1, &cl, token, sizeof token, &token_len) != STWS_OK)
         die("stws_jwt_user_token failed");
@@ -103,7 +108,7 @@ static uint64_t row_jwt(size_t n) {
 
 /* What the client does with every inbound text message: one tokenless pass
    (RFC 8259 grammar, limits, the top-level "type"); the codec has checked the
-   UTF-8 already.  jsmn runs later, at the first path look-up. */
+   UTF-8 already.  No tokens: look-ups walk the checked text. */
 static stws__json_lazy lazy;
 static uint64_t row_event_parse(size_t n) {
     size_t i;
@@ -119,8 +124,26 @@ static uint64_t row_event_parse(size_t n) {
     return acc;
 }
 
+/* The client's path plus one look-up, as an app that reads a field of
+   every event does (bench/loop_ours.c "lookup" in-process). */
+static uint64_t row_event_lookup(size_t n) {
+    size_t i, len;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_json_doc d;
+        stws_str t;
+        char id[64];
+        int k = (int)(i % N_EV);
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &default_alloc, &d, &t) != STWS_OK ||
+            stws_json_string_at(&d, "user.id", id, sizeof id, &len) != STWS_OK)
+            die("event parse + user.id");
+        acc += t.len + len;
+    }
+    return acc;
+}
+
 /* The same event, eagerly: the pass, UTF-8, jsmn and the token-by-token
-   check (what the first look-up adds). */
+   check (the token documents of stws__json_parse). */
 static uint64_t row_parse(size_t n) {
     size_t i;
     uint64_t acc = 0;
@@ -167,9 +190,46 @@ static uint64_t row_find(size_t n) {
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         stws_str v;
+        if (stws_json_find(&ev_ldoc[i % N_EV], "message.text", &v) != STWS_JSON_STRING) die("find");
+        acc += v.len;
+    }
+    return acc;
+}
+
+static uint64_t row_find_tokens(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_str v;
         if (stws_json_find(&ev_doc[i % N_EV], "message.text", &v) != STWS_JSON_STRING) die("find");
         acc += v.len;
     }
+    return acc;
+}
+
+/* Five look-ups on one event: is a walk per look-up still cheaper than
+   tokens?  (On tokens add the eager parse's jsmn and check to this row.) */
+static uint64_t five(const stws_json_doc *d) {
+    static const char *const paths[5] = {"type", "user.id", "user.name", "message.id", "message.text"};
+    uint64_t acc = 0;
+    int j;
+    for (j = 0; j < 5; j++) {
+        stws_str v;
+        if (stws_json_find(d, paths[j], &v) != STWS_JSON_STRING) die("five");
+        acc += v.len;
+    }
+    return acc;
+}
+static uint64_t row_five(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) acc += five(&ev_ldoc[i % N_EV]);
+    return acc;
+}
+static uint64_t row_five_tokens(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) acc += five(&ev_doc[i % N_EV]);
     return acc;
 }
 
@@ -178,7 +238,7 @@ static uint64_t row_string_name(size_t n) {
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         char buf[64];
-        if (stws_json_string_at(&ev_doc[i % N_EV], "user.name", buf, sizeof buf, &len) != STWS_OK)
+        if (stws_json_string_at(&ev_ldoc[i % N_EV], "user.name", buf, sizeof buf, &len) != STWS_OK)
             die("user.name");
         acc += len;
     }
@@ -190,7 +250,7 @@ static uint64_t row_string_text(size_t n) {
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         char buf[2100];
-        if (stws_json_string_at(&ev_doc[i % N_EV], "message.text", buf, sizeof buf, &len) != STWS_OK)
+        if (stws_json_string_at(&ev_ldoc[i % N_EV], "message.text", buf, sizeof buf, &len) != STWS_OK)
             die("message.text");
         acc += len;
     }
@@ -202,7 +262,7 @@ static uint64_t row_bool(size_t n) {
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         int b;
-        if (stws_json_bool_at(&ev_doc[i % N_EV], "user.online", &b) != STWS_OK) die("user.online");
+        if (stws_json_bool_at(&ev_ldoc[i % N_EV], "user.online", &b) != STWS_OK) die("user.online");
         acc += (uint64_t)b;
     }
     return acc;
@@ -252,10 +312,14 @@ typedef struct row {
 static const row rows[] = {
     {"jwt", "JWT mint, HS256 user token (`stws_jwt_user_token`)", row_jwt},
     {"event-parse", "event parse as the client: tokenless pass + type (`stws__json_event_parse`)", row_event_parse},
+    {"event-lookup", "event parse + `stws_json_string_at(doc, \"user.id\")` (an app reading one field)", row_event_lookup},
     {"parse", "eager parse: pass + UTF-8 + jsmn + token check (`stws__json_parse`)", row_parse},
     {"jsmn", "reference: `jsmn_parse` alone, same events (strict, parent links)", row_jsmn},
     {"event-type", "event type from tokens (`stws__json_event_type`, eager path)", row_event_type},
-    {"find", "`stws_json_find(doc, \"message.text\")` (raw view)", row_find},
+    {"find", "`stws_json_find(doc, \"message.text\")` (raw view, walk)", row_find},
+    {"find-tokens", "the same on the eager document's tokens", row_find_tokens},
+    {"five", "five `stws_json_find` (type, user.id, user.name, message.id, message.text), walk", row_five},
+    {"five-tokens", "the same five on tokens (plus jsmn and the check to get them)", row_five_tokens},
     {"string-name", "`stws_json_string_at(doc, \"user.name\")` (unescaped copy)", row_string_name},
     {"string-text", "`stws_json_string_at(doc, \"message.text\")` (unescaped copy)", row_string_text},
     {"bool", "`stws_json_bool_at(doc, \"user.online\")`", row_bool},
@@ -322,7 +386,8 @@ static void run_table(int rounds, const char *counts) {
         printf("| %s | %.0f | %s |\n", rows[i].what, t[i][rounds / 2] * 1e9, cell);
     }
     printf("\nNotes: the auth message is %zu B with a %zu B token.  Look-ups run on documents parsed "
-           "beforehand; the parse rows reuse one token array, as the client does.  JWT minting "
+           "beforehand, as the client delivers them (lazy: each look-up walks the text) unless the row "
+           "says tokens; the eager parse row reuses one token array.  JWT minting "
            "includes mbedTLS's HMAC set-up, which allocates.\n",
            (size_t)row_writer(1), token_len);
 }

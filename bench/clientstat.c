@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
     printf("idle_proc_allocs: %zu\n", proc_allocs - p0);
     printf("idle_heap_bytes: %zu\n", heap_used() - heap0);
 
-    /* warm-up: buffers and the token array grow to the sizes the events need */
+    /* warm-up: buffers grow to the sizes the events need */
     if (pump_until(STWS_CLIENT_EVENT_SERVER, (size_t)warmup, 1)) return 1;
     printf("warmup_events: %d\n", warmup);
     a0 = hk.allocs;

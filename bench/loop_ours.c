@@ -6,12 +6,12 @@
    stws_conn_poll() on its socket; every text message goes through the same
    path stws_client uses for a server event: stws__json_event_parse(), one
    tokenless pass that checks the whole RFC 8259 grammar and the limits and
-   finds "type" (jsmn runs only at the first path look-up).  The codec has
+   finds "type" (no tokens: look-ups walk the text).  The codec has
    already validated the text's UTF-8 as it arrived (RFC 6455 §8.1), as every
    conforming client must.  RECV_BUFFER sets the desc's recv_buffer_size (0 =
    the library default, 16 KiB).  "lookup" also reads "user.id" of every
-   event (unescaped), which runs jsmn on it: an app that reads a field of
-   every event pays this.
+   event (unescaped), a walk of the checked text to the value: an app that
+   reads a field of every event pays this.
 
    Prints one LOOP line (see loop_common.h); exit 1 if the event count is
    not EVENTS or the connection did not close cleanly with 1000. */

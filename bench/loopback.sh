@@ -6,8 +6,8 @@
 # its UTF-8, tokenizes it (jsmn, or stream_ws.h's JSON reader for ours), reads
 # "type", counts, and checks the count.  Clients (bench/loop_*.c):
 #   ours     stream_ws.h: stws_conn + the client's event path (one tokenless
-#            pass: grammar, limits, "type"; jsmn only at a look-up)
-#   ours-lookup  the same, plus one path look-up per event (runs jsmn)
+#            pass: grammar, limits, "type"; no tokens, look-ups walk the text)
+#   ours-lookup  the same, plus one path look-up per event ("user.id", unescaped)
 #   ours-256k  ours with recv_buffer_size = 256 KiB (default 16 KiB)
 #   wslay    wslay event API, non-blocking socket, poll
 #   lws      libwebsockets client, defaults

@@ -1720,8 +1720,8 @@ static void test_malformed_too_many_tokens_and_too_deep(void **state) {
 
 static int lazy_seq[64], lazy_nseq, lazy_other;
 
-/* Look-ups on live events: the first one tokenizes, none allocates, a copy
-   of the event's document works too. */
+/* Look-ups on live events: they walk the event's text (no tokens), none
+   allocates, a copy of the event's document works too. */
 static void inspect_lazy(const stws_client_event *ev) {
     long allocs = X.allocs;
     int64_t seq = -1;
