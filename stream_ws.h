@@ -61,7 +61,7 @@
        user transport and a random hook, plus one per built-in transport and
        one for the default random generator; client: 3 plus its conn's (the
        conn then shares the client's random generator).  Buffers
-       (reassembly, output, send queue, JSON tokens) grow to the largest
+       (reassembly, output, send queue) grow to the largest
        message seen, within the limits, and are reused: no allocation per
        message, per health check or per reconnect in steady state.  mbedTLS
        allocates inside its TLS handshake and HMAC setup with its own calloc;
@@ -795,8 +795,8 @@ typedef struct stws_client_event {
     stws_client_event_type type;
     stws_str event_type;       /* SERVER: "message.new", "health.check", ... */
     stws_str json;             /* SERVER, MALFORMED: the text exactly as received */
-    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups (the
-                                  first one tokenizes; nothing is allocated) */
+    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups (they
+                                  walk the text; nothing is allocated) */
     stws_str connection_id;    /* CONNECTED, RECONNECTED */
     int attempt;               /* RECONNECTING: 1, 2, ... */
     int delay_ms;              /* RECONNECTING */
@@ -2739,8 +2739,8 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
    document cut paths with stws__json_seg_next(), so they read them alike.
 
    Internal API for the Stream client (static):
-     stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, allocator,
-                            &doc, &type)    the client's per-message path
+     stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, &doc, &type)
+                                            the client's per-message path
      stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
      stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing;
                                             event_type takes either document) */
@@ -3101,11 +3101,8 @@ static int stws__utf8_ok(const char *s, size_t n) {
 /* A client event's document state (the Stream client owns one and reuses
    it): which text the tokenless pass last proved valid.  Look-ups on a lazy
    document walk that text directly (stws__json_walk), so nothing is ever
-   tokenized or allocated for it.  tokens/cap are not used by the reader
-   any more (always NULL/0): freeing them stays harmless. */
+   tokenized or allocated for it. */
 typedef struct stws__json_lazy {
-    jsmntok_t *tokens;   /* always NULL */
-    int cap;             /* always 0 */
     const char *text;    /* the checked document, or NULL */
     size_t len;
 } stws__json_lazy;
@@ -3208,15 +3205,13 @@ static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t 
    (RFC 6455 §8.1).  Whenever the text is valid JSON (STWS_OK,
    STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz); on STWS_OK *type is
    the event type's raw view.  lz must outlive doc and belongs to it until
-   the next call.  Nothing is allocated (a is not used). */
+   the next call.  Nothing is allocated. */
 static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, size_t len,
                                                              int utf8_known, stws__json_lazy *lz,
-                                                             int max_tokens,
-                                                             const stws_allocator *a,
-                                                             stws_json_doc *doc, stws_str *type) {
+                                                             int max_tokens, stws_json_doc *doc,
+                                                             stws_str *type) {
     stws__json_info info;
     stws_result r;
-    (void)a;
     if (!doc || !lz) return STWS_ERR_INVALID_ARG;
     memset(doc, 0, sizeof *doc);
     doc->text = text;
@@ -4696,8 +4691,7 @@ struct stws_client {
     char pending_msg[8][256];
     int npending;
 
-    stws__json_lazy json;       /* the delivered event's tokens, made on its
-                                   first look-up; the array is reused */
+    stws__json_lazy json;       /* the delivered event's checked text */
 };
 
 static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
@@ -5139,11 +5133,11 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
             ev->json.len = ce.len;
-            /* one tokenless pass: grammar, limits and the type; jsmn runs
-               only if a path is looked up.  UTF-8: the codec checked text
+            /* one tokenless pass: grammar, limits and the type; look-ups
+               walk the checked text.  UTF-8: the codec checked text
                messages already (RFC 6455 §8.1). */
-            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->max_tokens,
-                                       &c->alloc, &ev->doc, &ev->event_type);
+            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->max_tokens, &ev->doc,
+                                       &ev->event_type);
             if (r != STWS_OK) {
                 ev->type = STWS_CLIENT_EVENT_MALFORMED;
                 ev->result = r;
@@ -5526,7 +5520,6 @@ void stws_client_destroy(stws_client *c) {
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);
-    stws__free(&a, c->json.tokens);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }

@@ -80,7 +80,7 @@ static void fixtures(void) {
                              &ev_doc[i]) != STWS_OK)
             die("an event of the workload does not parse");
         ev_ntok_total += ev_doc[i].ntokens;
-        if (stws__json_event_parse(ev_text[i], n, 1, &ev_lazy[i], 65536, &default_alloc, &ev_ldoc[i], NULL) !=
+        if (stws__json_event_parse(ev_text[i], n, 1, &ev_lazy[i], 65536, &ev_ldoc[i], NULL) !=
             STWS_OK)
             die("an event of the workload is not an event");
     }
@@ -117,7 +117,7 @@ static uint64_t row_event_parse(size_t n) {
         stws_json_doc d;
         stws_str t;
         int k = (int)(i % N_EV);
-        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &default_alloc, &d, &t) != STWS_OK)
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &d, &t) != STWS_OK)
             die("event parse");
         acc += t.len;
     }
@@ -134,7 +134,7 @@ static uint64_t row_event_lookup(size_t n) {
         stws_str t;
         char id[64];
         int k = (int)(i % N_EV);
-        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &default_alloc, &d, &t) != STWS_OK ||
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &d, &t) != STWS_OK ||
             stws_json_string_at(&d, "user.id", id, sizeof id, &len) != STWS_OK)
             die("event parse + user.id");
         acc += t.len + len;
@@ -423,6 +423,5 @@ int main(int argc, char **argv) {
         free(ev_tok[i]);
     }
     free(scratch_tok);
-    free(lazy.tokens);
     return 0;
 }

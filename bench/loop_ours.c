@@ -26,7 +26,6 @@ int main(int argc, char **argv) {
     stws_conn_desc d;
     stws_conn *c;
     stws__json_lazy lazy;
-    stws_allocator zero, alloc;
     int done = 0, ok = 0, rc, lookup;
     uint64_t t0;
 
@@ -41,8 +40,6 @@ int main(int argc, char **argv) {
     d.recv_buffer_size = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 0;
     lookup = argc > 4 && strcmp(argv[4], "lookup") == 0;
     memset(&lazy, 0, sizeof lazy);
-    memset(&zero, 0, sizeof zero);
-    alloc = stws__allocator_def(&zero);
     t0 = loop_clock_ns();
     c = stws_conn_create(&d);
     if (!c || stws_conn_connect(c) != STWS_OK) {
@@ -61,7 +58,7 @@ int main(int argc, char **argv) {
                 stws_str type;
                 if (ev.opcode != STWS_OP_TEXT) continue;
                 bytes += ev.len;
-                r = stws__json_event_parse((const char *)ev.data, ev.len, 1, &lazy, 65536, &alloc, &doc, &type);
+                r = stws__json_event_parse((const char *)ev.data, ev.len, 1, &lazy, 65536, &doc, &type);
                 if (r == STWS_OK && lookup) {
                     char id[64];
                     size_t n = 0;
@@ -91,6 +88,5 @@ int main(int argc, char **argv) {
     rc = loop_report("ours", events, expected, bytes, loop_clock_ns() - t0);
     if (checksum == 0 && expected) rc = 1;
     stws_conn_destroy(c);
-    stws__free(&alloc, lazy.tokens);
     return rc || !ok;
 }

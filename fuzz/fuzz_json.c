@@ -347,14 +347,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         stws_result want = r, lr;
         unsigned long before = cnt.allocs;
         if (want == STWS_OK) want = stws__json_event_type(&doc, &et);
-        memset(&lz, 0x5A, sizeof lz);
-        lz.tokens = NULL;
-        lz.cap = 0;
-        lr = stws__json_event_parse(json, jn, 0, &lz, max_tokens, &a, &ldoc, &lt);
+        memset(&lz, 0x5A, sizeof lz); /* the parse must set every field it reads */
+        lr = stws__json_event_parse(json, jn, 0, &lz, max_tokens, &ldoc, &lt);
         CHECK(lr == want && lt.ptr == et.ptr && lt.len == et.len);
         CHECK(ldoc.text == json && ldoc.len == jn && !ldoc.tokens && !ldoc.ntokens);
         CHECK((ldoc.lazy != NULL) == (r == STWS_OK));
-        CHECK(cnt.allocs == before && lz.tokens == NULL && lz.cap == 0);
+        CHECK(cnt.allocs == before);
         if (r == STWS_OK) {
             same_answers(&doc, &ldoc, "");
             if (lr == STWS_OK) CHECK(stws__json_event_type(&ldoc, &lt) == STWS_OK && lt.ptr == et.ptr);
