@@ -1027,66 +1027,84 @@ static void stws__log(const stws_logger *l, stws_log_level level, const char *fm
     l->func(level, buf, l->user_data);
 }
 
+/* The codes are sparse (0, 1, -0x101 .. -0x1C7), so a switch becomes a jump
+   table of ~460 pointers (1.8 KB on a 32-bit MCU).  Instead one list, kept
+   as pairs, expands into a code array and one string of NUL-separated texts
+   in the same order: 2 bytes per code, no pointers. */
+#define STWS__RESULT_TEXTS(X) \
+    X(STWS_OK, "ok") \
+    X(STWS_INCOMPLETE, "incomplete: more input needed") \
+    X(STWS_ERR_INVALID_ARG, "invalid argument") \
+    X(STWS_ERR_NOMEM, "out of memory") \
+    X(STWS_ERR_STATE, "not allowed in this state") \
+    X(STWS_ERR_OUTPUT_FULL, "output queue full") \
+    X(STWS_ERR_BUFFER_TOO_SMALL, "buffer too small") \
+    X(STWS_ERR_RANDOM, "random source failed") \
+    X(STWS_ERR_CLOSED, "connection closed") \
+    X(STWS_ERR_URL_SCHEME, "URL scheme is not ws:// or wss://") \
+    X(STWS_ERR_URL_HOST, "URL host is empty or malformed") \
+    X(STWS_ERR_URL_PORT, "URL port is invalid or out of range") \
+    X(STWS_ERR_URL_FRAGMENT, "URL has a fragment (forbidden by RFC 6455 section 3)") \
+    X(STWS_ERR_URL_CHAR, "URL contains a control, space or non-ASCII character") \
+    X(STWS_ERR_URL_TOO_LONG, "URL is too long") \
+    X(STWS_ERR_URL_USERINFO, "URL user information is not supported") \
+    X(STWS_ERR_RESERVED_BITS, "reserved bits set without a negotiated extension") \
+    X(STWS_ERR_RESERVED_OPCODE, "reserved opcode") \
+    X(STWS_ERR_MASKED_FRAME, "masked frame from the server") \
+    X(STWS_ERR_BAD_LENGTH, "invalid 64-bit payload length") \
+    X(STWS_ERR_CONTROL_TOO_LONG, "control frame payload over 125 bytes") \
+    X(STWS_ERR_CONTROL_FRAGMENTED, "fragmented control frame") \
+    X(STWS_ERR_UNEXPECTED_CONTINUATION, "continuation frame without a message to continue") \
+    X(STWS_ERR_EXPECTED_CONTINUATION, "new data frame inside a fragmented message") \
+    X(STWS_ERR_BAD_CLOSE_PAYLOAD, "close frame with a 1-byte payload") \
+    X(STWS_ERR_BAD_CLOSE_CODE, "invalid close code") \
+    X(STWS_ERR_INVALID_UTF8, "invalid UTF-8") \
+    X(STWS_ERR_FRAME_TOO_BIG, "frame larger than max_frame_size") \
+    X(STWS_ERR_MESSAGE_TOO_BIG, "message larger than max_message_size") \
+    X(STWS_ERR_HANDSHAKE_TOO_BIG, "handshake response header too big") \
+    X(STWS_ERR_HANDSHAKE_MALFORMED, "malformed handshake response") \
+    X(STWS_ERR_HANDSHAKE_STATUS, "handshake status is not 101") \
+    X(STWS_ERR_HANDSHAKE_UPGRADE, "handshake response lacks Upgrade: websocket") \
+    X(STWS_ERR_HANDSHAKE_CONNECTION, "handshake response lacks Connection: upgrade") \
+    X(STWS_ERR_HANDSHAKE_ACCEPT, "Sec-WebSocket-Accept does not match the key") \
+    X(STWS_ERR_HANDSHAKE_EXTENSION, "server chose an extension that was not requested") \
+    X(STWS_ERR_HANDSHAKE_SUBPROTOCOL, "server chose a subprotocol that was not requested") \
+    X(STWS_ERR_HEADER_VALUE, "CR, LF, NUL or invalid character in a request header") \
+    X(STWS_ERR_RESOLVE, "host name resolution failed") \
+    X(STWS_ERR_CONNECT, "TCP connect failed") \
+    X(STWS_ERR_TIMEOUT, "timed out") \
+    X(STWS_ERR_IO, "send or receive failed") \
+    X(STWS_ERR_EOF, "connection closed by the peer without a close frame") \
+    X(STWS_ERR_TLS, "TLS error") \
+    X(STWS_ERR_TLS_VERIFY, "TLS certificate verification failed") \
+    X(STWS_ERR_PROXY, "HTTP proxy CONNECT failed") \
+    X(STWS_ERR_JSON, "malformed JSON") \
+    X(STWS_ERR_JSON_PATH, "JSON path not found or of another type") \
+    X(STWS_ERR_JSON_TOO_BIG, "JSON has more tokens than max_json_tokens") \
+    X(STWS_ERR_EVENT_SHAPE, "event is not a JSON object with a string type") \
+    X(STWS_ERR_AUTH, "authentication failed (fatal connection.error)") \
+    X(STWS_ERR_AUTH_TRANSIENT, "connection.error (transient, retrying)") \
+    X(STWS_ERR_TOKEN, "no token could be obtained") \
+    X(STWS_ERR_QUEUE_FULL, "send queue full") \
+    X(STWS_ERR_ATTEMPTS, "reconnect attempts exhausted") \
+    X(STWS_ERR_ABORTED, "stopped by on_reconnecting") \
+    X(STWS_ERR_DEAD, "connection silent for too long") \
+    X(STWS_ERR_WATCHDOG, "no connection.ok in time")
+
+#define STWS__RESULT_CODE(code, text) code,
+#define STWS__RESULT_TEXT(code, text) text "\0"
+static const int16_t stws__result_codes[] = {STWS__RESULT_TEXTS(STWS__RESULT_CODE)};
+static const char stws__result_texts[] = STWS__RESULT_TEXTS(STWS__RESULT_TEXT);
+#undef STWS__RESULT_CODE
+#undef STWS__RESULT_TEXT
+#undef STWS__RESULT_TEXTS
+
 const char *stws_result_string(stws_result r) {
-    switch (r) {
-    case STWS_OK: return "ok";
-    case STWS_INCOMPLETE: return "incomplete: more input needed";
-    case STWS_ERR_INVALID_ARG: return "invalid argument";
-    case STWS_ERR_NOMEM: return "out of memory";
-    case STWS_ERR_STATE: return "not allowed in this state";
-    case STWS_ERR_OUTPUT_FULL: return "output queue full";
-    case STWS_ERR_BUFFER_TOO_SMALL: return "buffer too small";
-    case STWS_ERR_RANDOM: return "random source failed";
-    case STWS_ERR_CLOSED: return "connection closed";
-    case STWS_ERR_URL_SCHEME: return "URL scheme is not ws:// or wss://";
-    case STWS_ERR_URL_HOST: return "URL host is empty or malformed";
-    case STWS_ERR_URL_PORT: return "URL port is invalid or out of range";
-    case STWS_ERR_URL_FRAGMENT: return "URL has a fragment (forbidden by RFC 6455 section 3)";
-    case STWS_ERR_URL_CHAR: return "URL contains a control, space or non-ASCII character";
-    case STWS_ERR_URL_TOO_LONG: return "URL is too long";
-    case STWS_ERR_URL_USERINFO: return "URL user information is not supported";
-    case STWS_ERR_RESERVED_BITS: return "reserved bits set without a negotiated extension";
-    case STWS_ERR_RESERVED_OPCODE: return "reserved opcode";
-    case STWS_ERR_MASKED_FRAME: return "masked frame from the server";
-    case STWS_ERR_BAD_LENGTH: return "invalid 64-bit payload length";
-    case STWS_ERR_CONTROL_TOO_LONG: return "control frame payload over 125 bytes";
-    case STWS_ERR_CONTROL_FRAGMENTED: return "fragmented control frame";
-    case STWS_ERR_UNEXPECTED_CONTINUATION: return "continuation frame without a message to continue";
-    case STWS_ERR_EXPECTED_CONTINUATION: return "new data frame inside a fragmented message";
-    case STWS_ERR_BAD_CLOSE_PAYLOAD: return "close frame with a 1-byte payload";
-    case STWS_ERR_BAD_CLOSE_CODE: return "invalid close code";
-    case STWS_ERR_INVALID_UTF8: return "invalid UTF-8";
-    case STWS_ERR_FRAME_TOO_BIG: return "frame larger than max_frame_size";
-    case STWS_ERR_MESSAGE_TOO_BIG: return "message larger than max_message_size";
-    case STWS_ERR_HANDSHAKE_TOO_BIG: return "handshake response header too big";
-    case STWS_ERR_HANDSHAKE_MALFORMED: return "malformed handshake response";
-    case STWS_ERR_HANDSHAKE_STATUS: return "handshake status is not 101";
-    case STWS_ERR_HANDSHAKE_UPGRADE: return "handshake response lacks Upgrade: websocket";
-    case STWS_ERR_HANDSHAKE_CONNECTION: return "handshake response lacks Connection: upgrade";
-    case STWS_ERR_HANDSHAKE_ACCEPT: return "Sec-WebSocket-Accept does not match the key";
-    case STWS_ERR_HANDSHAKE_EXTENSION: return "server chose an extension that was not requested";
-    case STWS_ERR_HANDSHAKE_SUBPROTOCOL: return "server chose a subprotocol that was not requested";
-    case STWS_ERR_HEADER_VALUE: return "CR, LF, NUL or invalid character in a request header";
-    case STWS_ERR_RESOLVE: return "host name resolution failed";
-    case STWS_ERR_CONNECT: return "TCP connect failed";
-    case STWS_ERR_TIMEOUT: return "timed out";
-    case STWS_ERR_IO: return "send or receive failed";
-    case STWS_ERR_EOF: return "connection closed by the peer without a close frame";
-    case STWS_ERR_TLS: return "TLS error";
-    case STWS_ERR_TLS_VERIFY: return "TLS certificate verification failed";
-    case STWS_ERR_PROXY: return "HTTP proxy CONNECT failed";
-    case STWS_ERR_JSON: return "malformed JSON";
-    case STWS_ERR_JSON_PATH: return "JSON path not found or of another type";
-    case STWS_ERR_JSON_TOO_BIG: return "JSON has more tokens than max_json_tokens";
-    case STWS_ERR_EVENT_SHAPE: return "event is not a JSON object with a string type";
-    case STWS_ERR_AUTH: return "authentication failed (fatal connection.error)";
-    case STWS_ERR_AUTH_TRANSIENT: return "connection.error (transient, retrying)";
-    case STWS_ERR_TOKEN: return "no token could be obtained";
-    case STWS_ERR_QUEUE_FULL: return "send queue full";
-    case STWS_ERR_ATTEMPTS: return "reconnect attempts exhausted";
-    case STWS_ERR_ABORTED: return "stopped by on_reconnecting";
-    case STWS_ERR_DEAD: return "connection silent for too long";
-    case STWS_ERR_WATCHDOG: return "no connection.ok in time";
+    const char *s = stws__result_texts;
+    size_t i;
+    for (i = 0; i < sizeof stws__result_codes / sizeof stws__result_codes[0]; i++) {
+        if (stws__result_codes[i] == (int)r) return s;
+        s += strlen(s) + 1;
     }
     return "unknown result";
 }
