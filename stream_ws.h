@@ -25,6 +25,10 @@
        STWS_NO_SOCKETS      no built-in TCP, poll() or default clock: give a
                             transport and a clock (firmware)
        STWS_NO_TLS          no TLS layer (wss:// then needs your transport)
+       STWS_NO_DEFAULT_RANDOM  no built-in CTR-DRBG, so mbedTLS's entropy,
+                            CTR-DRBG and AES modules are not linked: every
+                            desc needs a random hook (create fails and logs
+                            without one; stws_handshake_key(NULL, ..) fails)
        STWS_MAX_URL         longest accepted URL in bytes (default 2048)
        STWS_SYSTEM_CA_FILE  default CA bundle (/etc/ssl/certs/ca-certificates.crt)
 
@@ -234,7 +238,8 @@ typedef struct stws_allocator {
 /* Random source: fill buf with len bytes, return 0 on success, anything else
    on failure.  Used for masking keys (RFC 6455 §5.3) and Sec-WebSocket-Key
    (§4.1), which must be unpredictable.  Default: mbedTLS CTR-DRBG seeded from
-   mbedTLS's entropy source, one generator per object. */
+   mbedTLS's entropy source, one generator per object; none with
+   STWS_NO_DEFAULT_RANDOM (the hook is then required). */
 typedef struct stws_random {
     int (*fill)(void *buf, size_t len, void *user_data);
     void *user_data;
@@ -942,8 +947,12 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #include <mbedtls/version.h>
 #include <mbedtls/base64.h>
 #include <mbedtls/sha1.h>
+#ifndef STWS_NO_DEFAULT_RANDOM
 #include <mbedtls/entropy.h>
-#include <mbedtls/ctr_drbg.h>
+#endif
+#if !defined(STWS_NO_DEFAULT_RANDOM) || !defined(STWS_NO_TLS)
+#include <mbedtls/ctr_drbg.h> /* the generator; TLS uses its error code */
+#endif
 #include <mbedtls/platform_util.h>
 #ifndef STWS_NO_TLS
 #include <mbedtls/ssl.h>
@@ -1111,6 +1120,7 @@ const char *stws_result_string(stws_result r) {
 
 /* ---- default random: CTR-DRBG seeded from mbedTLS's entropy source ------- */
 
+#ifndef STWS_NO_DEFAULT_RANDOM
 typedef struct stws__drbg {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context ctr;
@@ -1152,6 +1162,20 @@ static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) 
     out->user_data = d;
     return d;
 }
+#define STWS__NO_RANDOM "cannot seed the default random generator"
+#else
+/* Firmware with a hardware RNG: no generator of our own, so mbedTLS's
+   entropy, CTR-DRBG and AES modules are not linked.  The type stays
+   incomplete; no object ever holds one. */
+typedef struct stws__drbg stws__drbg;
+static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) {
+    (void)a;
+    (void)out;
+    return NULL;
+}
+static void stws__drbg_free(stws__drbg *d) { (void)d; }
+#define STWS__NO_RANDOM "a random hook is required (built with STWS_NO_DEFAULT_RANDOM)"
+#endif
 
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -1301,10 +1325,14 @@ stws_result stws_handshake_key(const stws_random *random, char key[STWS_HANDSHAK
     if (random && random->fill) {
         rc = random->fill(raw, sizeof raw, random->user_data);
     } else {
+#ifdef STWS_NO_DEFAULT_RANDOM
+        rc = -1; /* no generator to fall back on */
+#else
         stws__drbg d;
         rc = stws__drbg_init(&d);
         if (rc == 0) rc = stws__drbg_fill(raw, sizeof raw, &d);
         stws__drbg_free(&d);
+#endif
     }
     if (rc != 0) return STWS_ERR_RANDOM;
     if (mbedtls_base64_encode((unsigned char *)key, STWS_HANDSHAKE_KEY_SIZE, &olen, raw,
@@ -2654,7 +2682,7 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     if (desc->random.fill) {
         t->random = desc->random;
     } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {
-        stws__log(&t->log, STWS_LOG_ERROR, "TLS: cannot seed the random generator");
+        stws__log(&t->log, STWS_LOG_ERROR, "TLS: %s", STWS__NO_RANDOM);
         goto fail;
     }
     if (!t->insecure) {
@@ -4070,8 +4098,12 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
     if (!c->req || !c->rx) goto fail;
 
-    if (desc->random.fill) c->random = desc->random;
-    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+    if (desc->random.fill) {
+        c->random = desc->random;
+    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: %s", STWS__NO_RANDOM);
+        goto fail;
+    }
     memset(&cd, 0, sizeof cd);
     cd.max_frame_size = desc->max_frame_size;
     cd.max_message_size = desc->max_message_size;
@@ -5317,8 +5349,12 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;
-    if (desc->random.fill) c->random = desc->random;
-    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+    if (desc->random.fill) {
+        c->random = desc->random;
+    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: %s", STWS__NO_RANDOM);
+        goto fail;
+    }
 
     /* The scratch buffer holds the auth message: the token and the user's
        fields, escaped (up to 6x).  First it holds the connect URL, which the
