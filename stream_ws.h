@@ -1609,7 +1609,9 @@ struct stws_codec {
     uint8_t hdr[14];
     uint8_t hdr_len, hdr_need;
     uint8_t in_payload, fin, opcode;
-    uint64_t frame_len, remaining;
+    size_t frame_len, remaining; /* set once the length passed max_frame_size
+                                    (or is <= 125), so size_t holds it; no
+                                    64-bit arithmetic per byte on 32-bit */
 
     /* receive: the message being reassembled */
     uint8_t msg_active;          /* a fragmented message awaits continuation */
@@ -1971,7 +1973,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                 }
                 c->fin = c->hdr[0] >> 7;
                 c->opcode = c->hdr[0] & 0x0F;
-                c->frame_len = c->remaining = fl;
                 c->hdr_len = 0;
                 c->in_payload = 1;
                 cc = STWS_CLOSE_TOO_BIG;
@@ -1986,11 +1987,12 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     }
                     if (fl > c->max_message - c->msg_len) { r = STWS_ERR_MESSAGE_TOO_BIG; break; }
                 }
+                c->frame_len = c->remaining = (size_t)fl;
             }
         }
         /* payload */
         {
-            size_t avail = (size_t)STWS__MIN((uint64_t)(len - pos), c->remaining);
+            size_t avail = STWS__MIN(len - pos, c->remaining);
             const uint8_t *src = in + pos;
             if (c->opcode >= 8) {
                 memcpy(c->ctrl + c->ctrl_len, src, avail);
@@ -2040,7 +2042,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         ev->type = STWS_EVENT_MESSAGE;
         ev->opcode = (stws_opcode)c->msg_opcode;
         if (ev->data) {
-            ev->len = (size_t)c->frame_len;
+            ev->len = c->frame_len;
         } else {
             ev->data = c->msg;
             ev->len = c->msg_len;
