@@ -965,6 +965,15 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #define STWS__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define STWS__MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Timers are absolute milliseconds, 0 for none; timeouts are what poll()
+   takes: milliseconds from now, 0 for "step now", -1 for none. */
+static int stws__ms_until(uint64_t deadline, uint64_t now) {
+    if (!deadline) return -1;
+    if (now >= deadline) return 0;
+    return (int)STWS__MIN(deadline - now, (uint64_t)0x7FFFFFFF);
+}
+static int stws__sooner(int a, int b) { return a < 0 || (b >= 0 && b < a) ? b : a; }
+
 static void *stws__default_alloc(size_t size, void *user_data) {
     (void)user_data;
     return malloc(size);
@@ -3962,11 +3971,11 @@ struct stws_conn {
     stws_transport tr;          /* top of the stack */
 #ifndef STWS_NO_SOCKETS
     stws_tcp *tcp;
+    stws_proxy *proxy;          /* only ever over our own TCP */
 #endif
 #ifndef STWS_NO_TLS
     stws_tls *tls;
 #endif
-    stws_proxy *proxy;
     stws_codec *codec;
 
     stws_conn_state state;
@@ -4176,8 +4185,8 @@ void stws_conn_destroy(stws_conn *c) {
 #ifndef STWS_NO_TLS
     stws_tls_destroy(c->tls);
 #endif
-    stws_proxy_destroy(c->proxy);
 #ifndef STWS_NO_SOCKETS
+    stws_proxy_destroy(c->proxy);
     stws_tcp_destroy(c->tcp);
 #endif
     stws_codec_destroy(c->codec);
@@ -4439,7 +4448,6 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
 }
 
 int stws_conn_timeout(const stws_conn *c) {
-    uint64_t now;
     if (!c) return -1;
     if (c->npending) return 0;
     if ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && !c->failed &&
@@ -4447,9 +4455,7 @@ int stws_conn_timeout(const stws_conn *c) {
         return 0;
     if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
     if (!c->deadline) return -1;
-    now = stws__now(c);
-    if (now >= c->deadline) return 0;
-    return (int)STWS__MIN(c->deadline - now, (uint64_t)0x7FFFFFFF);
+    return stws__ms_until(c->deadline, stws__now(c));
 }
 
 intptr_t stws_conn_handle(const stws_conn *c) {
@@ -4566,6 +4572,7 @@ struct stws_client {
 
     /* configuration (strings copied into one block) */
     char *strings;
+    size_t strings_len;         /* to wipe the block (it holds the secret) */
     const char *api_key, *user_id, *user_name, *user_image, *user_custom, *static_token, *secret,
         *products, *client_id, *base_url;
     stws_token_provider provider;
@@ -5162,27 +5169,18 @@ stws_result stws_client_step(stws_client *c) {
 }
 
 int stws_client_timeout(const stws_client *c) {
-    uint64_t now, next = 0;
-    int t;
+    uint64_t now, cand[3];
+    int t, i;
     if (!c) return -1;
     if (c->npending || c->rc_due) return 0;
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
-    if (c->state == STWS__C_BACKOFF) next = c->backoff_until;
-    else {
-        uint64_t cand[3];
-        int i;
-        cand[0] = c->watchdog_at;
-        cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
-        cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
-        for (i = 0; i < 3; i++)
-            if (cand[i] && (!next || cand[i] < next)) next = cand[i];
-    }
-    t = next ? (next <= now ? 0 : (int)STWS__MIN(next - now, (uint64_t)0x7FFFFFFF)) : -1;
-    if (c->state != STWS__C_BACKOFF) {
-        int ct = stws_conn_timeout(c->conn);
-        if (ct >= 0 && (t < 0 || ct < t)) t = ct;
-    }
+    if (c->state == STWS__C_BACKOFF) return stws__ms_until(c->backoff_until, now);
+    cand[0] = c->watchdog_at;
+    cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
+    cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
+    t = stws_conn_timeout(c->conn);
+    for (i = 0; i < 3; i++) t = stws__sooner(t, stws__ms_until(cand[i], now));
     return t;
 }
 
@@ -5266,17 +5264,17 @@ stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_f
     return STWS_OK;
 }
 
-static const char *stws__os_name(void) {
 #if defined(__linux__)
-    return "linux";
+#define STWS__OS_NAME "linux"
 #elif defined(__APPLE__)
-    return "darwin";
+#define STWS__OS_NAME "darwin"
 #elif defined(_WIN32)
-    return "windows";
+#define STWS__OS_NAME "windows"
 #else
-    return "embedded";
+#define STWS__OS_NAME "embedded"
 #endif
-}
+/* PROTOCOL.md §1: the default X-Stream-Client, fixed at compile time */
+#define STWS__CLIENT_ID "stream-ws-c-v" STWS_VERSION_STRING "|os=" STWS__OS_NAME
 
 stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_allocator a;
@@ -5285,7 +5283,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_conn_desc cd;
     stws__sb b;
     size_t total = 0, k, auth_cap;
-    char defid[64], *p;
+    char *p;
     const char *src[10];
     const char **dst[10];
     int nsrc = 0, sources;
@@ -5316,7 +5314,6 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     if (!c->clock.unix_s) c->clock.unix_s = stws__default_unix_s;
 #endif
     if (!c->clock.now_ms) goto fail;
-    snprintf(defid, sizeof defid, "stream-ws-c-v%s|os=%s", STWS_VERSION_STRING, stws__os_name());
     /* one block for every string the client keeps */
 #define STWS__KEEP(field, value) do { src[nsrc] = (value); dst[nsrc] = &c->field; nsrc++; } while (0)
     STWS__KEEP(api_key, desc->api_key);
@@ -5327,12 +5324,13 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     STWS__KEEP(static_token, desc->token);
     STWS__KEEP(secret, desc->api_secret);
     STWS__KEEP(products, desc->products);
-    STWS__KEEP(client_id, desc->client_id ? desc->client_id : defid);
+    STWS__KEEP(client_id, desc->client_id ? desc->client_id : STWS__CLIENT_ID);
     STWS__KEEP(base_url, desc->url ? desc->url : STWS_DEFAULT_URL);
 #undef STWS__KEEP
     for (k = 0; k < (size_t)nsrc; k++) total += src[k] ? strlen(src[k]) + 1 : 0;
     c->strings = (char *)stws__alloc(&a, total);
     if (!c->strings) goto fail;
+    c->strings_len = total;
     for (p = c->strings, k = 0; k < (size_t)nsrc; k++) {
         if (!src[k]) continue;
         memcpy(p, src[k], strlen(src[k]) + 1);
@@ -5424,17 +5422,7 @@ void stws_client_destroy(stws_client *c) {
         stws__drbg_free(c->drbg);
         stws__free(&a, c->drbg);
     }
-    if (c->strings) {
-        /* the block holds the API secret and maybe a token */
-        size_t n = 0;
-        const char *s[10];
-        int i;
-        s[0] = c->api_key; s[1] = c->user_id; s[2] = c->user_name; s[3] = c->user_image;
-        s[4] = c->user_custom; s[5] = c->static_token; s[6] = c->secret; s[7] = c->products;
-        s[8] = c->client_id; s[9] = c->base_url;
-        for (i = 0; i < 10; i++) n += s[i] ? strlen(s[i]) + 1 : 0;
-        mbedtls_platform_zeroize(c->strings, n);
-    }
+    if (c->strings) mbedtls_platform_zeroize(c->strings, c->strings_len); /* the secret, a token */
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);
