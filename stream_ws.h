@@ -1025,6 +1025,16 @@ static void stws__default_log(stws_log_level level, const char *msg, void *user_
 #endif
 }
 
+/* A string as is: cut to fit cap (> 0), always terminated.  Not snprintf
+   "%s": that needs a literal shared across layers, and gc-sections then keeps
+   the section the compiler put it in, with all its other strings. */
+static void stws__copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static stws_logger stws__logger_def(const stws_logger *l) {
     stws_logger r;
     if (l && l->func) return *l;
@@ -1043,6 +1053,10 @@ static void stws__log(const stws_logger *l, stws_log_level level, const char *fm
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     l->func(level, buf, l->user_data);
+}
+/* A finished line (no formatting). */
+static void stws__log_line(const stws_logger *l, stws_log_level level, const char *line) {
+    l->func(level, line, l->user_data);
 }
 
 /* The codes are sparse (0, 1, -0x101 .. -0x1C7), so a switch becomes a jump
@@ -2282,7 +2296,7 @@ struct stws_proxy {
     stws_transport inner;
     char host[256];             /* the proxy itself */
     uint16_t port;
-    char auth[192];             /* base64 user:pass, or "" */
+    char auth[208];             /* "Proxy-Authorization: Basic <base64 user:pass>\r\n", or "" */
     int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
     char buf[1024];             /* request, then reply */
     size_t len, off;
@@ -2292,34 +2306,18 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
     stws_proxy *p = (stws_proxy *)ctx;
     int r;
     if (p->state == 0) {
-        stws__sb b;
-        char ps[8];
+        /* RFC 9110 §9.3.6: CONNECT authority-form, IPv6 literals in
+           brackets.  Whole formats, so that no string here is shared with
+           another function (a firmware build that never makes a proxy would
+           keep them all, see stws__copy). */
+        const char *fmt = strchr(host, ':') ? "CONNECT [%s]:%u HTTP/1.1\r\nHost: [%s]:%u\r\n%s\r\n"
+                                            : "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n";
+        int n;
         r = p->inner.open(p->inner.ctx, p->host, p->port);
         if (r != 0) return stws__tr_err(r);
-        b.buf = p->buf;
-        b.cap = sizeof p->buf;
-        b.len = 0;
-        snprintf(ps, sizeof ps, ":%u", (unsigned)port);
-        /* RFC 9110 §9.3.6: CONNECT authority-form, IPv6 literals in brackets */
-        stws__sb_puts(&b, "CONNECT ");
-        if (strchr(host, ':')) stws__sb_puts(&b, "[");
-        stws__sb_puts(&b, host);
-        if (strchr(host, ':')) stws__sb_puts(&b, "]");
-        stws__sb_puts(&b, ps);
-        stws__sb_puts(&b, " HTTP/1.1\r\nHost: ");
-        if (strchr(host, ':')) stws__sb_puts(&b, "[");
-        stws__sb_puts(&b, host);
-        if (strchr(host, ':')) stws__sb_puts(&b, "]");
-        stws__sb_puts(&b, ps);
-        stws__sb_puts(&b, "\r\n");
-        if (p->auth[0]) {
-            stws__sb_puts(&b, "Proxy-Authorization: Basic ");
-            stws__sb_puts(&b, p->auth);
-            stws__sb_puts(&b, "\r\n");
-        }
-        stws__sb_puts(&b, "\r\n");
-        if (b.len >= sizeof p->buf) return STWS_ERR_PROXY;
-        p->len = b.len;
+        n = snprintf(p->buf, sizeof p->buf, fmt, host, (unsigned)port, host, (unsigned)port, p->auth);
+        if (n < 0 || (size_t)n >= sizeof p->buf) return STWS_ERR_PROXY;
+        p->len = (size_t)n;
         p->off = 0;
         p->state = 1;
     }
@@ -2415,14 +2413,22 @@ stws_proxy *stws_proxy_create(const stws_proxy_desc *desc) {
     at = (const char *)memchr(u, '@', (size_t)(end - u));
     hs = u;
     if (at) {
+        static const char field[] = "Proxy-Authorization: Basic ";
+        const size_t fl = sizeof field - 1;
         char cred[128];
         size_t olen = 0, n = (size_t)(at - u);
+        int rc;
         if (n >= sizeof cred) goto fail;
         n = stws__pct_decode(u, n, cred);
-        if (mbedtls_base64_encode((unsigned char *)p->auth, sizeof p->auth, &olen,
-                                  (const unsigned char *)cred, n) != 0)
-            goto fail;
+        memcpy(p->auth, field, fl);
+        /* room left for CR LF after the base64 and its NUL */
+        rc = mbedtls_base64_encode((unsigned char *)p->auth + fl, sizeof p->auth - fl - 2, &olen,
+                                   (const unsigned char *)cred, n);
         mbedtls_platform_zeroize(cred, sizeof cred);
+        if (rc != 0) goto fail;
+        p->auth[fl + olen] = '\r';
+        p->auth[fl + olen + 1] = '\n';
+        p->auth[fl + olen + 2] = 0;
         hs = at + 1;
     }
     if (*hs == '[') {
@@ -2608,7 +2614,7 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
                 t->ip_host = 1;
             }
 #endif
-            if (!t->fixed_name) snprintf(t->server_name, sizeof t->server_name, "%s", host);
+            if (!t->fixed_name) stws__copy(t->server_name, sizeof t->server_name, host);
             /* RFC 6066 §3: no IP literal in SNI; IPs are checked by SAN above */
             if (mbedtls_ssl_set_hostname(&t->ssl, t->ip_host ? NULL : name) != 0)
                 return STWS_ERR_TLS;
@@ -2645,7 +2651,7 @@ static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
 #endif
     if (r == MBEDTLS_ERR_SSL_CONN_EOF) {
         /* the stream ended without close_notify: a truncation (RFC 8446 §6.1) */
-        snprintf(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
+        stws__copy(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
         return STWS_ERR_EOF;
     }
     return stws__tls_fail(t, r);
@@ -2684,7 +2690,7 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     t->inner = desc->inner;
     t->insecure = desc->insecure;
     if (desc->server_name) {
-        snprintf(t->server_name, sizeof t->server_name, "%s", desc->server_name);
+        stws__copy(t->server_name, sizeof t->server_name, desc->server_name);
         t->fixed_name = 1;
     }
     mbedtls_ssl_init(&t->ssl);
@@ -4040,7 +4046,7 @@ static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *w
     if (!c->detail[0])
         snprintf(c->detail, sizeof c->detail, "%s: %s%s%.200s", what, stws_result_string(err),
                  extra[0] ? ": " : "", extra);
-    stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+    stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
     stws__push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
     c->close_code = STWS_CLOSE_ABNORMAL;
     stws__conn_teardown(c, 0);
@@ -4413,7 +4419,7 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
             c->close_code = ce.close_code;
             snprintf(c->detail, sizeof c->detail, "protocol error: %s (sent close %d)",
                      stws_result_string(r), ce.close_code);
-            stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+            stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
             c->state = STWS_CONN_CLOSING;
             c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
             c->rx_pos = c->rx_len;
@@ -4806,8 +4812,9 @@ static void stws__client_stop(stws_client *c) {
     c->connection_id[0] = 0;
 }
 
-static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg, size_t n) {
-    snprintf(c->message, sizeof c->message, "%.*s", (int)STWS__MIN(n, (size_t)200), msg);
+/* msg NULL: the result's own text says it all. */
+static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg) {
+    stws__copy(c->message, 201, msg ? msg : stws_result_string(r)); /* at most 200 bytes of the server's text */
     stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
@@ -4827,7 +4834,7 @@ static void stws__client_attempt(stws_client *c) {
     if (r != STWS_OK) {
         /* no socket was opened: a failed attempt, like a refused connect */
         c->last_error = r;
-        snprintf(c->message, sizeof c->message, "%s", stws_result_string(r));
+        stws__copy(c->message, sizeof c->message, stws_result_string(r));
         stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
         return;
     }
@@ -4935,7 +4942,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
     /* PROTOCOL.md §5: a server close 1000 is permanent, unless it follows a
        connection.error we decided to retry */
     if (peer_close && close_code == STWS_CLOSE_NORMAL && !c->retry_after_error) {
-        snprintf(c->message, sizeof c->message, "server closed the connection (1000)");
+        stws__copy(c->message, sizeof c->message, "server closed the connection (1000)");
         stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
         stws__client_stop(c);
         return;
@@ -4944,7 +4951,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
     delay = stws__client_delay(c, c->failures);
     attempt = ++c->failures;
     if (c->max_attempts > 0 && attempt > c->max_attempts) {
-        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, "reconnect attempts exhausted", 28);
+        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, NULL); /* "reconnect attempts exhausted" */
         stws__client_stop(c);
         return;
     }
@@ -4968,12 +4975,12 @@ static void stws__client_reconnecting(stws_client *c) {
         stop = c->on_reconnecting(c, c->rc_attempt, c->rc_delay, &ctl, c->user_data);
         if (c->state != STWS__C_BACKOFF) return; /* stws_client_close() inside the hook won */
         if (stop) {
-            stws__client_fatal(c, STWS_ERR_ABORTED, 0, "stopped by on_reconnecting", 26);
+            stws__client_fatal(c, STWS_ERR_ABORTED, 0, NULL); /* "stopped by on_reconnecting" */
             stws__client_stop(c);
             return;
         }
         if (ctl.token && stws__jwt_ok(ctl.token, strlen(ctl.token))) {
-            snprintf(c->token, sizeof c->token, "%s", ctl.token);
+            stws__copy(c->token, sizeof c->token, ctl.token);
             c->refresh_token = 0;
         } else if (ctl.token) {
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: malformed token refused");
@@ -5006,7 +5013,7 @@ static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
         c->retry_after_error = 1;
     } else if (code == 40 || code == 41 || code == 42 || code == 43 || code == 2 || code == 4 ||
                code == 6) {
-        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg, strlen(msg));
+        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg);
         c->pending[c->npending - 1].error_code = (int)code;
     } else {
         c->retry_after_error = 1; /* other codes and 5xx: transient */
@@ -5095,7 +5102,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         case STWS_CONN_EVENT_ERROR:
             if (c->last_error == STWS_OK || c->last_error == STWS_ERR_AUTH_TRANSIENT)
                 c->last_error = ce.error;
-            snprintf(c->message, sizeof c->message, "%s", stws_conn_error_detail(c->conn));
+            stws__copy(c->message, sizeof c->message, stws_conn_error_detail(c->conn));
             continue;
         case STWS_CONN_EVENT_CLOSE: {
             int peer = c->conn->peer_closed;
@@ -5257,7 +5264,7 @@ const char *stws_client_connection_id(const stws_client *c) { return c ? c->conn
 stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
     if (!c || !type || !fn || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
     if (c->nhandlers == STWS__MAX_HANDLERS) return STWS_ERR_NOMEM;
-    snprintf(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, "%s", type);
+    stws__copy(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, type);
     c->handlers[c->nhandlers].fn = fn;
     c->handlers[c->nhandlers].user_data = ud;
     c->nhandlers++;
@@ -5338,7 +5345,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
         p += strlen(src[k]) + 1;
     }
     c->provider = desc->token_provider;
-    if (c->static_token) snprintf(c->token, sizeof c->token, "%s", c->static_token);
+    if (c->static_token) stws__copy(c->token, sizeof c->token, c->static_token);
     c->health_ms = desc->health_interval_ms > 0 ? desc->health_interval_ms : 25000;
     c->dead_ms = desc->dead_timeout_ms > 0 ? desc->dead_timeout_ms : 35000;
     c->watchdog_ms = desc->watchdog_ms > 0 ? desc->watchdog_ms : 15000;
