@@ -1285,7 +1285,9 @@ stws_result stws_url_parse(const char *url, stws_url *out) {
                        (c >= 'A' && c <= 'F') || c == '.'))
                 return STWS_ERR_URL_HOST;
         }
-        if (he >= pe || he == hs || colons < 2) return STWS_ERR_URL_HOST;
+        /* 45: the longest IPv6 text (RFC 4291 §2.2, IPv4 tail); this also
+           bounds what stws_conn copies into its host buffer */
+        if (he >= pe || he == hs || colons < 2 || he - hs > 45) return STWS_ERR_URL_HOST;
         out->ipv6 = 1;
         i = he + 1;
     } else {
