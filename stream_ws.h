@@ -4055,12 +4055,49 @@ static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *w
     return err;
 }
 
+/* Point the connection at a URL: at create, and when a reconnect hook
+   changes it (rare: allocation is fine here).  The request is the same size
+   on every connect (the key has a fixed length), so its buffer is made here;
+   this also validates the request fields. */
+static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
+    stws_url u;
+    size_t n = strlen(url), need = 0;
+    char *copy, *req;
+    stws_result r;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
+    copy = (char *)stws__alloc(&c->alloc, n + 1);
+    if (!copy) return STWS_ERR_NOMEM;
+    memcpy(copy, url, n + 1);
+    if ((r = stws_url_parse(copy, &u)) != STWS_OK) goto fail;
+    r = STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
+    if (c->url_copy && u.secure != c->url.secure) goto fail;
+    if ((r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need)) != STWS_ERR_BUFFER_TOO_SMALL)
+        goto fail;
+    if (need + 1 > c->req_cap) {
+        r = STWS_ERR_NOMEM;
+        if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        stws__free(&c->alloc, c->req);
+        c->req = req;
+        c->req_cap = need + 1;
+    }
+    stws__free(&c->alloc, c->url_copy);
+    c->url_copy = copy;
+    c->url = u;
+    n = STWS__MIN(u.host.len, sizeof c->host - 1); /* <= 253 after stws_url_parse */
+    memcpy(c->host, u.host.ptr, n);
+    c->host[n] = 0;
+    return STWS_OK;
+fail:
+    stws__free(&c->alloc, copy);
+    return r;
+}
+
 stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     stws_allocator a;
     stws_logger lg;
     stws_conn *c;
     stws_codec_desc cd;
-    size_t need = 0, n;
     stws_result r;
     if (!desc) return NULL;
     lg = stws__logger_def(&desc->logger);
@@ -4084,15 +4121,6 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
         stws__log(&lg, STWS_LOG_ERROR, "conn: a clock hook is required with STWS_NO_SOCKETS");
         goto fail;
     }
-    n = strlen(desc->url);
-    c->url_copy = (char *)stws__alloc(&a, n + 1);
-    if (!c->url_copy) goto fail;
-    memcpy(c->url_copy, desc->url, n + 1);
-    if ((r = stws_url_parse(c->url_copy, &c->url)) != STWS_OK) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL: %s", stws_result_string(r));
-        goto fail;
-    }
-    memcpy(c->host, c->url.host.ptr, c->url.host.len);
     c->hs.origin = desc->origin;
     c->hs.subprotocols = desc->subprotocols;
     c->hs.num_subprotocols = desc->num_subprotocols;
@@ -4104,18 +4132,13 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
     c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
 
-    /* The request is the same size on every connect (the key has a fixed
-       length), so its buffer is made once; this also validates the fields. */
-    memset(c->key, 'A', 24);
-    r = stws_handshake_request(&c->url, &c->hs, c->key, NULL, 0, &need);
-    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: bad request field: %s", stws_result_string(r));
+    memset(c->key, 'A', 24); /* a stand-in of the right length */
+    if ((r = stws__conn_set_url(c, desc->url)) != STWS_OK) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL or request field: %s", stws_result_string(r));
         goto fail;
     }
-    c->req_cap = need + 1;
-    c->req = (char *)stws__alloc(&a, c->req_cap);
     c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
-    if (!c->req || !c->rx) goto fail;
+    if (!c->rx) goto fail;
 
     if (desc->random.fill) {
         c->random = desc->random;
@@ -4234,6 +4257,17 @@ stws_result stws_conn_connect(stws_conn *c) {
     return STWS_OK;
 }
 
+/* w from the transport is a would-block: remember which way to poll (added
+   to, or instead of, what is already wanted).  0 if w is not one. */
+static int stws__would_block(stws_conn *c, int w, int add) {
+    int f;
+    if (w == STWS_WANT_WRITE) f = STWS_POLL_WRITE;
+    else if (w == STWS_WANT_READ) f = STWS_POLL_READ;
+    else return 0;
+    c->want = add ? c->want | f : f;
+    return 1;
+}
+
 /* Write queued codec output until it is gone or the transport would block. */
 static stws_result stws__conn_flush(stws_conn *c) {
     for (;;) {
@@ -4246,10 +4280,7 @@ static stws_result stws__conn_flush(stws_conn *c) {
             stws_codec_output_consumed(c->codec, (size_t)w);
             continue;
         }
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 1)) return STWS_OK;
         return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
     }
 }
@@ -4260,10 +4291,7 @@ static stws_result stws__conn_handshake(stws_conn *c) {
     stws_result r;
     while (c->req_off < c->req_len) {
         w = c->tr.send(c->tr.ctx, (const unsigned char *)c->req + c->req_off, c->req_len - c->req_off);
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 0)) return STWS_OK;
         if (w <= 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w ? w : STWS_ERR_IO), "upgrade request");
         c->req_off += (size_t)w;
     }
@@ -4271,10 +4299,7 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (c->rx_len == c->rx_cap)
             return stws__conn_abort(c, STWS_ERR_HANDSHAKE_TOO_BIG, "upgrade response");
         w = c->tr.recv(c->tr.ctx, c->rx + c->rx_len, c->rx_cap - c->rx_len);
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 0)) return STWS_OK;
         if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
         if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
         c->rx_len += (size_t)w;
@@ -4311,10 +4336,7 @@ static stws_result stws__conn_read(stws_conn *c) {
         c->rx_len = (size_t)w;
         return STWS_OK;
     }
-    if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
-        c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-        return STWS_OK;
-    }
+    if (stws__would_block(c, w, 1)) return STWS_OK;
     if (w == 0) {
         stws_codec_state cs = stws_codec_get_state(c->codec);
         /* §7.1.1: after the closing handshake the server closes TCP first */
@@ -4347,10 +4369,7 @@ stws_result stws_conn_step(stws_conn *c) {
         break;
     case STWS_CONN_CONNECTING:
         w = c->tr.open(c->tr.ctx, c->host, c->url.port);
-        if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            break;
-        }
+        if (stws__would_block(c, w, 0)) break;
         if (w != 0) {
             r = stws__conn_abort(c, (stws_result)stws__tr_err(w), "connect");
             break;
@@ -4658,44 +4677,6 @@ static void stws__sb_form(stws__sb *b, const char *s) {
     }
 }
 
-/* Point the connection at another URL (a reconnect hook may change the
-   query).  Rare: allocation is fine here. */
-static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
-    stws_url u;
-    size_t n = strlen(url), need = 0;
-    char *copy;
-    stws_result r;
-    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
-    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
-    copy = (char *)stws__alloc(&c->alloc, n + 1);
-    if (!copy) return STWS_ERR_NOMEM;
-    memcpy(copy, url, n + 1);
-    if ((r = stws_url_parse(copy, &u)) != STWS_OK || u.secure != c->url.secure) {
-        stws__free(&c->alloc, copy);
-        return r != STWS_OK ? r : STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
-    }
-    r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need);
-    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
-        stws__free(&c->alloc, copy);
-        return r;
-    }
-    if (need + 1 > c->req_cap) {
-        char *req = (char *)stws__alloc(&c->alloc, need + 1);
-        if (!req) {
-            stws__free(&c->alloc, copy);
-            return STWS_ERR_NOMEM;
-        }
-        stws__free(&c->alloc, c->req);
-        c->req = req;
-        c->req_cap = need + 1;
-    }
-    stws__free(&c->alloc, c->url_copy);
-    c->url_copy = copy;
-    c->url = u;
-    memset(c->host, 0, sizeof c->host);
-    memcpy(c->host, u.host.ptr, STWS__MIN(u.host.len, sizeof c->host - 1));
-    return STWS_OK;
-}
 
 #ifndef STWS_NO_SOCKETS
 static int64_t stws__default_unix_s(void *user_data) {
