@@ -1197,7 +1197,7 @@ static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) 
     return NULL;
 }
 static void stws__drbg_free(stws__drbg *d) { (void)d; }
-#define STWS__NO_RANDOM "a random hook is required (built with STWS_NO_DEFAULT_RANDOM)"
+#define STWS__NO_RANDOM "STWS_NO_DEFAULT_RANDOM needs a random hook"
 #endif
 
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
@@ -4118,7 +4118,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
 #endif
     if (!c->clock.now_ms) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: a clock hook is required with STWS_NO_SOCKETS");
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a clock hook");
         goto fail;
     }
     c->hs.origin = desc->origin;
@@ -4158,7 +4158,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
         c->tr = desc->transport;
     } else {
 #ifdef STWS_NO_SOCKETS
-        stws__log(&lg, STWS_LOG_ERROR, "conn: a transport is required with STWS_NO_SOCKETS");
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a transport");
         goto fail;
 #else
         stws_tcp_desc td;
@@ -5346,13 +5346,21 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
         goto fail;
     }
 
-    /* The scratch buffer holds the auth message: the token and the user's
-       fields, escaped (up to 6x).  First it holds the connect URL, which the
-       conn copies; PROTOCOL.md §1: ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
-    auth_cap = 512 + STWS__MAX_TOKEN + 6 * (strlen(c->user_id) + (c->user_name ? strlen(c->user_name) : 0) +
-                                            (c->user_image ? strlen(c->user_image) : 0) +
-                                            (c->products ? strlen(c->products) : 0)) +
-               (c->user_custom ? strlen(c->user_custom) : 0);
+    /* PROTOCOL.md §2: custom is an object; every field must make valid JSON,
+       or each attempt would fail the same way.  Built without a buffer, the
+       auth message is measured: with an empty token, as a token is written
+       as is (stws__jwt_ok: no character needs an escape). */
+    k = c->user_custom ? strspn(c->user_custom, " \t\r\n") : 0;
+    if ((c->user_custom && c->user_custom[k] != '{') ||
+        stws__client_auth_build(c, "", &auth_cap) != STWS_ERR_BUFFER_TOO_SMALL) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: user_custom_json is not a JSON object, or a user field is not UTF-8");
+        goto fail;
+    }
+    auth_cap += STWS__MAX_TOKEN; /* the longest token and the NUL */
+
+    /* The scratch buffer holds the auth message; first it holds the connect
+       URL, which the conn copies.  PROTOCOL.md §1:
+       ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
     b.buf = NULL;
     b.cap = 0;
     for (k = 0; k < 2; k++) {
@@ -5389,13 +5397,6 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     cd.random = c->random;
     c->conn = stws_conn_create(&cd);
     if (!c->conn) goto fail;
-    /* PROTOCOL.md §2: custom is an object; every field must make valid JSON,
-       or each attempt would fail the same way */
-    k = c->user_custom ? strspn(c->user_custom, " \t\r\n") : 0;
-    if ((c->user_custom && c->user_custom[k] != '{') || stws__client_auth_build(c, "", &k) != STWS_OK) {
-        stws__log(&lg, STWS_LOG_ERROR, "client: user_custom_json is not a JSON object, or a user field is not UTF-8");
-        goto fail;
-    }
     c->state = STWS__C_IDLE;
     return c;
 fail:
