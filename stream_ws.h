@@ -1873,11 +1873,19 @@ static stws_result stws__fail(stws_codec *c, stws_result err, int close_code,
     return err;
 }
 
+/* The close code a receive error fails the connection with (§7.4.1, as the
+   result codes list them). */
+static int stws__close_code_for(stws_result r) {
+    if (r == STWS_ERR_INVALID_UTF8) return STWS_CLOSE_INVALID_DATA;
+    if (r == STWS_ERR_FRAME_TOO_BIG || r == STWS_ERR_MESSAGE_TOO_BIG) return STWS_CLOSE_TOO_BIG;
+    if (r == STWS_ERR_NOMEM) return STWS_CLOSE_INTERNAL_ERROR;
+    return STWS_CLOSE_PROTOCOL_ERROR;
+}
+
 /* Check what can be known from the first two header bytes, as soon as they
    arrive, so that a bad frame fails before its payload (fail fast). */
-static stws_result stws__check_b0(stws_codec *c, uint8_t b0, int *close_code) {
+static stws_result stws__check_b0(stws_codec *c, uint8_t b0) {
     int op = b0 & 0x0F;
-    *close_code = STWS_CLOSE_PROTOCOL_ERROR;
     if (b0 & 0x70) return STWS_ERR_RESERVED_BITS; /* §5.2: no extension negotiated */
     if ((op >= 3 && op <= 7) || op >= 0xB) return STWS_ERR_RESERVED_OPCODE;
     if (op >= 8 && !(b0 & 0x80)) return STWS_ERR_CONTROL_FRAGMENTED; /* §5.5 */
@@ -1951,7 +1959,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                              stws_codec_event *ev) {
     const uint8_t *in = (const uint8_t *)in_;
     size_t pos = 0;
-    int cc = 0;
     stws_result r = STWS_OK;
     if (!c || !used || !ev || (!in && len)) return STWS_ERR_INVALID_ARG;
     memset(ev, 0, sizeof *ev);
@@ -1975,11 +1982,10 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
             uint8_t b = in[pos++];
             c->hdr[c->hdr_len++] = b;
             if (c->hdr_len == 1) {
-                if ((r = stws__check_b0(c, b, &cc)) != STWS_OK) break;
+                if ((r = stws__check_b0(c, b)) != STWS_OK) break;
                 continue;
             }
             if (c->hdr_len == 2) {
-                cc = STWS_CLOSE_PROTOCOL_ERROR;
                 if (b & 0x80) { r = STWS_ERR_MASKED_FRAME; break; } /* §5.1 */
                 if ((c->hdr[0] & 0x0F) >= 8 && (b & 0x7F) > 125) { r = STWS_ERR_CONTROL_TOO_LONG; break; }
                 c->hdr_need = (uint8_t)(2 + ((b & 0x7F) == 126 ? 2 : (b & 0x7F) == 127 ? 8 : 0));
@@ -1993,14 +1999,13 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     fl = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
                 } else if (l7 == 127) {
                     int k;
-                    if (c->hdr[2] & 0x80) { r = STWS_ERR_BAD_LENGTH; cc = STWS_CLOSE_PROTOCOL_ERROR; break; }
+                    if (c->hdr[2] & 0x80) { r = STWS_ERR_BAD_LENGTH; break; }
                     for (fl = 0, k = 0; k < 8; k++) fl = fl << 8 | c->hdr[2 + k];
                 }
                 c->fin = c->hdr[0] >> 7;
                 c->opcode = c->hdr[0] & 0x0F;
                 c->hdr_len = 0;
                 c->in_payload = 1;
-                cc = STWS_CLOSE_TOO_BIG;
                 if (c->opcode >= 8) {
                     c->ctrl_len = 0;
                 } else {
@@ -2030,7 +2035,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     if (ok != avail) {
                         pos += ok;
                         r = STWS_ERR_INVALID_UTF8;
-                        cc = STWS_CLOSE_INVALID_DATA;
                         break;
                     }
                 }
@@ -2038,7 +2042,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     /* unfragmented and all here: a view into the input, no copy */
                     ev->data = src;
                 } else {
-                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; cc = STWS_CLOSE_INTERNAL_ERROR; break; }
+                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; break; }
                     if (avail) memcpy(c->msg + c->msg_len, src, avail);
                     c->msg_len += avail;
                 }
@@ -2060,7 +2064,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         }
         if (c->msg_opcode == STWS_OP_TEXT && c->utf8) { /* truncated sequence at the end */
             r = STWS_ERR_INVALID_UTF8;
-            cc = STWS_CLOSE_INVALID_DATA;
             break;
         }
         c->msg_active = 0;
@@ -2077,7 +2080,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         return STWS_OK;
     }
     *used = pos;
-    if (r != STWS_OK) return stws__fail(c, r, cc, ev);
+    if (r != STWS_OK) return stws__fail(c, r, stws__close_code_for(r), ev);
     return STWS_OK;
 }
 
