@@ -4869,11 +4869,9 @@ static void stws__queue_pump(stws_client *c) {
     while (c->q_moved < c->q_len && stws_conn_buffered(c->conn) < 65536) {
         uint32_t n;
         uint64_t end;
-        size_t before = stws_conn_buffered(c->conn);
         memcpy(&n, c->q + c->q_moved, 4);
         if (stws_conn_send(c->conn, STWS_OP_TEXT, c->q + c->q_moved + STWS__QHDR, n) != STWS_OK) break;
         end = c->conn->codec->out_total + stws_conn_buffered(c->conn);
-        (void)before;
         memcpy(c->q + c->q_moved + 4, &end, 8);
         c->q_moved += STWS__QHDR + n;
     }
@@ -4982,15 +4980,16 @@ static void stws__client_reconnecting(stws_client *c) {
 
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
-    int64_t code = 0, status = 0;
+    int64_t code = 0;
     char msg[200];
     size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
-    (void)stws_json_int_at(doc, "error.StatusCode", &status);
     if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
         stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
         (void)stws_json_find(doc, "error.message", &raw);
-        snprintf(msg, sizeof msg, "%.*s", (int)STWS__MIN(raw.len, sizeof msg - 1), raw.ptr);
+        n = STWS__MIN(raw.len, sizeof msg - 1);
+        memcpy(msg, raw.ptr, n);
+        msg[n] = 0;
     }
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
@@ -4999,14 +4998,12 @@ static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
         c->retry_after_error = 1;
     } else if (code == 40 || code == 41 || code == 42 || code == 43 || code == 2 || code == 4 ||
                code == 6) {
-        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg);
-        c->pending[c->npending - 1].error_code = (int)code;
+        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg); /* its event carries the code */
     } else {
         c->retry_after_error = 1; /* other codes and 5xx: transient */
     }
     /* the server closes with 1000 next; close from our side too so that a
        server that does not never holds the client (PROTOCOL.md §3) */
-    (void)status;
     (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
 }
 
@@ -5041,10 +5038,13 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                 stws__conn_abort(c->conn, ce.error, "auth message not sent");
             }
             continue;
+        case STWS_CONN_EVENT_PING:
+        case STWS_CONN_EVENT_PONG:
         case STWS_CONN_EVENT_MESSAGE: {
             stws_result r;
             c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms; /* any frame is life */
-            if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
+            if (ce.type != STWS_CONN_EVENT_MESSAGE || ce.opcode != STWS_OP_TEXT)
+                continue; /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
             ev->json.len = ce.len;
             /* one tokenless pass: grammar, limits and the type; jsmn runs
@@ -5069,22 +5069,19 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                 c->failures = 0;
                 c->watchdog_at = 0;
                 c->last_error = STWS_OK;
-                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
                 stws__cpush(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
                             STWS_OK, 0);
                 c->ever_connected = 1;
             } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "connection.error")) {
                 stws__client_conn_error(c, &ev->doc);
-            } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "health.check") &&
-                       c->state == STWS__C_CONNECTED) {
-                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms; /* §4 */
+                return 1;
+            } else if (!stws__ieq(ev->event_type.ptr, ev->event_type.len, "health.check")) {
+                return 1;
             }
+            /* connection.ok or health.check: the next check is due in health_ms (§4) */
+            if (c->state == STWS__C_CONNECTED) c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
             return 1;
         }
-        case STWS_CONN_EVENT_PING:
-        case STWS_CONN_EVENT_PONG:
-            c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms;
-            continue;
         case STWS_CONN_EVENT_ERROR:
             if (c->last_error == STWS_OK || c->last_error == STWS_ERR_AUTH_TRANSIENT)
                 c->last_error = ce.error;
