@@ -1787,9 +1787,9 @@ static stws_result stws__queue_frame(stws_codec *c, int opcode, const void *data
         h[3] = (uint8_t)len;
     } else {
         int k;
-        uint64_t l = (uint64_t)len;
+        size_t l = len; /* big-endian from the last byte: no 64-bit shifts on 32-bit */
         h[1] = 0x80 | 127;
-        for (k = 0; k < 8; k++) h[2 + k] = (uint8_t)(l >> (56 - 8 * k));
+        for (k = 9; k >= 2; k--, l >>= 8) h[k] = (uint8_t)l;
     }
     memcpy(h + hlen, key, 4);
     if (len) stws__mask_copy(h + hlen + 4, (const uint8_t *)data, len, key);
@@ -4043,14 +4043,16 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
 
 /* A failure that ends the connection without a closing handshake. */
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
-    const char *extra = "";
-#ifndef STWS_NO_TLS
-    if (c->tls && stws_tls_error_detail(c->tls)[0]) extra = stws_tls_error_detail(c->tls);
-#endif
     c->last_error = err;
-    if (!c->detail[0])
-        snprintf(c->detail, sizeof c->detail, "%s: %s%s%.200s", what, stws_result_string(err),
-                 extra[0] ? ": " : "", extra);
+    if (!c->detail[0]) {
+#ifndef STWS_NO_TLS
+        const char *tls = c->tls ? stws_tls_error_detail(c->tls) : "";
+        if (tls[0]) /* the TLS layer's own reason too */
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), tls);
+        else
+#endif
+            snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
+    }
     stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
     stws__push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
     c->close_code = STWS_CLOSE_ABNORMAL;
@@ -5228,11 +5230,9 @@ stws_result stws_client_close(stws_client *c) {
     c->user_closed = 1; /* wins over backoff and connect (issue: a user close always wins) */
     switch (stws_conn_get_state(c->conn)) {
     case STWS_CONN_OPEN:
-        (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
-        break;
-    case STWS_CONN_CONNECTING:
+    case STWS_CONN_CONNECTING: /* these two just drop the socket */
     case STWS_CONN_HANDSHAKE:
-        (void)stws_conn_close(c->conn, 0, NULL);
+        (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
         break;
     case STWS_CONN_CLOSING: break;
     default:
