@@ -29,8 +29,11 @@ $(BUILD)/impl.o: tests/impl.c stream_ws.h
 $(BUILD)/test_%: tests/test_%.c $(BUILD)/impl.o $(TEST_HDRS)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/impl.o -lcmocka $(LIBS)
 
-# The header as C99, C11 and C++ with gcc and clang, in STWS_STATIC mode too;
-# an implementation object must export nothing but stws_* symbols.
+# The header as C99, C11 and C++ with gcc and clang, in STWS_STATIC mode too,
+# and in the firmware set (which must not reference sockets, stdio or
+# mbedTLS's entropy/CTR-DRBG); an implementation object must export nothing
+# but stws_* symbols.
+FW_DEFS = -DSTWS_NO_SOCKETS -DSTWS_NO_TLS -DSTWS_NO_STDIO -DSTWS_NO_DEFAULT_RANDOM
 compile-check: $(BUILD)/impl.o
 	@mkdir -p $(BUILD)/compile
 	@set -e; for cc in gcc clang; do \
@@ -39,6 +42,7 @@ compile-check: $(BUILD)/impl.o
 	    $$cc -std=$$std $(WARN) -Wpedantic -DSTWS_STATIC -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-$$std-static.o; \
 	    $$cc -std=$$std $(WARN) -Wpedantic -c tests/compile/decl_only.c -o $(BUILD)/compile/$$cc-$$std-decl.o; \
 	  done; \
+	  $$cc -std=c99 $(WARN) -Wpedantic $(FW_DEFS) -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-fw.o; \
 	done; \
 	for cxx in g++ clang++; do \
 	  $$cxx -std=c++11 $(WARN) -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx.o; \
@@ -46,8 +50,10 @@ compile-check: $(BUILD)/impl.o
 	done; \
 	bad=$$(nm -g --defined-only $(BUILD)/compile/gcc-c99.o $(BUILD)/compile/g++.o | awk 'NF==3 {print $$3}' | grep -v '^stws_' || true); \
 	if [ -n "$$bad" ]; then echo "compile-check: non-stws_ symbols exported: $$bad"; exit 1; fi; \
+	bad=$$(nm -u $(BUILD)/compile/gcc-fw.o | grep -E 'mbedtls_(ctr_drbg|entropy)|getaddrinfo|poll$$|fprintf' || true); \
+	if [ -n "$$bad" ]; then echo "compile-check: the firmware set still references: $$bad"; exit 1; fi; \
 	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
-	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, exports only stws_*: ok"
+	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, exports only stws_*: ok"
 
 deps:
 	@sh tools/deps.sh

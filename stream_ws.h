@@ -25,6 +25,10 @@
        STWS_NO_SOCKETS      no built-in TCP, poll() or default clock: give a
                             transport and a clock (firmware)
        STWS_NO_TLS          no TLS layer (wss:// then needs your transport)
+       STWS_NO_DEFAULT_RANDOM  no built-in CTR-DRBG, so mbedTLS's entropy,
+                            CTR-DRBG and AES modules are not linked: every
+                            desc needs a random hook (create fails and logs
+                            without one; stws_handshake_key(NULL, ..) fails)
        STWS_MAX_URL         longest accepted URL in bytes (default 2048)
        STWS_SYSTEM_CA_FILE  default CA bundle (/etc/ssl/certs/ca-certificates.crt)
 
@@ -234,7 +238,8 @@ typedef struct stws_allocator {
 /* Random source: fill buf with len bytes, return 0 on success, anything else
    on failure.  Used for masking keys (RFC 6455 §5.3) and Sec-WebSocket-Key
    (§4.1), which must be unpredictable.  Default: mbedTLS CTR-DRBG seeded from
-   mbedTLS's entropy source, one generator per object. */
+   mbedTLS's entropy source, one generator per object; none with
+   STWS_NO_DEFAULT_RANDOM (the hook is then required). */
 typedef struct stws_random {
     int (*fill)(void *buf, size_t len, void *user_data);
     void *user_data;
@@ -943,8 +948,12 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #include <mbedtls/version.h>
 #include <mbedtls/base64.h>
 #include <mbedtls/sha1.h>
+#ifndef STWS_NO_DEFAULT_RANDOM
 #include <mbedtls/entropy.h>
-#include <mbedtls/ctr_drbg.h>
+#endif
+#if !defined(STWS_NO_DEFAULT_RANDOM) || !defined(STWS_NO_TLS)
+#include <mbedtls/ctr_drbg.h> /* the generator; TLS uses its error code */
+#endif
 #include <mbedtls/platform_util.h>
 #ifndef STWS_NO_TLS
 #include <mbedtls/ssl.h>
@@ -956,6 +965,15 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 
 #define STWS__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define STWS__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Timers are absolute milliseconds, 0 for none; timeouts are what poll()
+   takes: milliseconds from now, 0 for "step now", -1 for none. */
+static int stws__ms_until(uint64_t deadline, uint64_t now) {
+    if (!deadline) return -1;
+    if (now >= deadline) return 0;
+    return (int)STWS__MIN(deadline - now, (uint64_t)0x7FFFFFFF);
+}
+static int stws__sooner(int a, int b) { return a < 0 || (b >= 0 && b < a) ? b : a; }
 
 static void *stws__default_alloc(size_t size, void *user_data) {
     (void)user_data;
@@ -1008,6 +1026,16 @@ static void stws__default_log(stws_log_level level, const char *msg, void *user_
 #endif
 }
 
+/* A string as is: cut to fit cap (> 0), always terminated.  Not snprintf
+   "%s": that needs a literal shared across layers, and gc-sections then keeps
+   the section the compiler put it in, with all its other strings. */
+static void stws__copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static stws_logger stws__logger_def(const stws_logger *l) {
     stws_logger r;
     if (l && l->func) return *l;
@@ -1027,73 +1055,96 @@ static void stws__log(const stws_logger *l, stws_log_level level, const char *fm
     va_end(ap);
     l->func(level, buf, l->user_data);
 }
+/* A finished line (no formatting). */
+static void stws__log_line(const stws_logger *l, stws_log_level level, const char *line) {
+    l->func(level, line, l->user_data);
+}
+
+/* The codes are sparse (0, 1, -0x101 .. -0x1C7), so a switch becomes a jump
+   table of ~460 pointers (1.8 KB on a 32-bit MCU).  Instead one list, kept
+   as pairs, expands into a code array and one string of NUL-separated texts
+   in the same order: 2 bytes per code, no pointers. */
+#define STWS__RESULT_TEXTS(X) \
+    X(STWS_OK, "ok") \
+    X(STWS_INCOMPLETE, "incomplete: more input needed") \
+    X(STWS_ERR_INVALID_ARG, "invalid argument") \
+    X(STWS_ERR_NOMEM, "out of memory") \
+    X(STWS_ERR_STATE, "not allowed in this state") \
+    X(STWS_ERR_OUTPUT_FULL, "output queue full") \
+    X(STWS_ERR_BUFFER_TOO_SMALL, "buffer too small") \
+    X(STWS_ERR_RANDOM, "random source failed") \
+    X(STWS_ERR_CLOSED, "connection closed") \
+    X(STWS_ERR_URL_SCHEME, "URL scheme is not ws:// or wss://") \
+    X(STWS_ERR_URL_HOST, "URL host is empty or malformed") \
+    X(STWS_ERR_URL_PORT, "URL port is invalid or out of range") \
+    X(STWS_ERR_URL_FRAGMENT, "URL has a fragment (forbidden by RFC 6455 section 3)") \
+    X(STWS_ERR_URL_CHAR, "URL contains a control, space or non-ASCII character") \
+    X(STWS_ERR_URL_TOO_LONG, "URL is too long") \
+    X(STWS_ERR_URL_USERINFO, "URL user information is not supported") \
+    X(STWS_ERR_RESERVED_BITS, "reserved bits set without a negotiated extension") \
+    X(STWS_ERR_RESERVED_OPCODE, "reserved opcode") \
+    X(STWS_ERR_MASKED_FRAME, "masked frame from the server") \
+    X(STWS_ERR_BAD_LENGTH, "invalid 64-bit payload length") \
+    X(STWS_ERR_CONTROL_TOO_LONG, "control frame payload over 125 bytes") \
+    X(STWS_ERR_CONTROL_FRAGMENTED, "fragmented control frame") \
+    X(STWS_ERR_UNEXPECTED_CONTINUATION, "continuation frame without a message to continue") \
+    X(STWS_ERR_EXPECTED_CONTINUATION, "new data frame inside a fragmented message") \
+    X(STWS_ERR_BAD_CLOSE_PAYLOAD, "close frame with a 1-byte payload") \
+    X(STWS_ERR_BAD_CLOSE_CODE, "invalid close code") \
+    X(STWS_ERR_INVALID_UTF8, "invalid UTF-8") \
+    X(STWS_ERR_FRAME_TOO_BIG, "frame larger than max_frame_size") \
+    X(STWS_ERR_MESSAGE_TOO_BIG, "message larger than max_message_size") \
+    X(STWS_ERR_HANDSHAKE_TOO_BIG, "handshake response header too big") \
+    X(STWS_ERR_HANDSHAKE_MALFORMED, "malformed handshake response") \
+    X(STWS_ERR_HANDSHAKE_STATUS, "handshake status is not 101") \
+    X(STWS_ERR_HANDSHAKE_UPGRADE, "handshake response lacks Upgrade: websocket") \
+    X(STWS_ERR_HANDSHAKE_CONNECTION, "handshake response lacks Connection: upgrade") \
+    X(STWS_ERR_HANDSHAKE_ACCEPT, "Sec-WebSocket-Accept does not match the key") \
+    X(STWS_ERR_HANDSHAKE_EXTENSION, "server chose an extension that was not requested") \
+    X(STWS_ERR_HANDSHAKE_SUBPROTOCOL, "server chose a subprotocol that was not requested") \
+    X(STWS_ERR_HEADER_VALUE, "CR, LF, NUL or invalid character in a request header") \
+    X(STWS_ERR_RESOLVE, "host name resolution failed") \
+    X(STWS_ERR_CONNECT, "TCP connect failed") \
+    X(STWS_ERR_TIMEOUT, "timed out") \
+    X(STWS_ERR_IO, "send or receive failed") \
+    X(STWS_ERR_EOF, "connection closed by the peer without a close frame") \
+    X(STWS_ERR_TLS, "TLS error") \
+    X(STWS_ERR_TLS_VERIFY, "TLS certificate verification failed") \
+    X(STWS_ERR_PROXY, "HTTP proxy CONNECT failed") \
+    X(STWS_ERR_JSON, "malformed JSON") \
+    X(STWS_ERR_JSON_PATH, "JSON path not found or of another type") \
+    X(STWS_ERR_JSON_TOO_BIG, "JSON has more tokens than max_json_tokens") \
+    X(STWS_ERR_EVENT_SHAPE, "event is not a JSON object with a string type") \
+    X(STWS_ERR_AUTH, "authentication failed (fatal connection.error)") \
+    X(STWS_ERR_AUTH_TRANSIENT, "connection.error (transient, retrying)") \
+    X(STWS_ERR_TOKEN, "no token could be obtained") \
+    X(STWS_ERR_QUEUE_FULL, "send queue full") \
+    X(STWS_ERR_ATTEMPTS, "reconnect attempts exhausted") \
+    X(STWS_ERR_ABORTED, "stopped by on_reconnecting") \
+    X(STWS_ERR_DEAD, "connection silent for too long") \
+    X(STWS_ERR_WATCHDOG, "no connection.ok in time")
+
+#define STWS__RESULT_CODE(code, text) code,
+#define STWS__RESULT_TEXT(code, text) text "\0"
+static const int16_t stws__result_codes[] = {STWS__RESULT_TEXTS(STWS__RESULT_CODE)};
+static const char stws__result_texts[] = STWS__RESULT_TEXTS(STWS__RESULT_TEXT);
+#undef STWS__RESULT_CODE
+#undef STWS__RESULT_TEXT
+#undef STWS__RESULT_TEXTS
 
 const char *stws_result_string(stws_result r) {
-    switch (r) {
-    case STWS_OK: return "ok";
-    case STWS_INCOMPLETE: return "incomplete: more input needed";
-    case STWS_ERR_INVALID_ARG: return "invalid argument";
-    case STWS_ERR_NOMEM: return "out of memory";
-    case STWS_ERR_STATE: return "not allowed in this state";
-    case STWS_ERR_OUTPUT_FULL: return "output queue full";
-    case STWS_ERR_BUFFER_TOO_SMALL: return "buffer too small";
-    case STWS_ERR_RANDOM: return "random source failed";
-    case STWS_ERR_CLOSED: return "connection closed";
-    case STWS_ERR_URL_SCHEME: return "URL scheme is not ws:// or wss://";
-    case STWS_ERR_URL_HOST: return "URL host is empty or malformed";
-    case STWS_ERR_URL_PORT: return "URL port is invalid or out of range";
-    case STWS_ERR_URL_FRAGMENT: return "URL has a fragment (forbidden by RFC 6455 section 3)";
-    case STWS_ERR_URL_CHAR: return "URL contains a control, space or non-ASCII character";
-    case STWS_ERR_URL_TOO_LONG: return "URL is too long";
-    case STWS_ERR_URL_USERINFO: return "URL user information is not supported";
-    case STWS_ERR_RESERVED_BITS: return "reserved bits set without a negotiated extension";
-    case STWS_ERR_RESERVED_OPCODE: return "reserved opcode";
-    case STWS_ERR_MASKED_FRAME: return "masked frame from the server";
-    case STWS_ERR_BAD_LENGTH: return "invalid 64-bit payload length";
-    case STWS_ERR_CONTROL_TOO_LONG: return "control frame payload over 125 bytes";
-    case STWS_ERR_CONTROL_FRAGMENTED: return "fragmented control frame";
-    case STWS_ERR_UNEXPECTED_CONTINUATION: return "continuation frame without a message to continue";
-    case STWS_ERR_EXPECTED_CONTINUATION: return "new data frame inside a fragmented message";
-    case STWS_ERR_BAD_CLOSE_PAYLOAD: return "close frame with a 1-byte payload";
-    case STWS_ERR_BAD_CLOSE_CODE: return "invalid close code";
-    case STWS_ERR_INVALID_UTF8: return "invalid UTF-8";
-    case STWS_ERR_FRAME_TOO_BIG: return "frame larger than max_frame_size";
-    case STWS_ERR_MESSAGE_TOO_BIG: return "message larger than max_message_size";
-    case STWS_ERR_HANDSHAKE_TOO_BIG: return "handshake response header too big";
-    case STWS_ERR_HANDSHAKE_MALFORMED: return "malformed handshake response";
-    case STWS_ERR_HANDSHAKE_STATUS: return "handshake status is not 101";
-    case STWS_ERR_HANDSHAKE_UPGRADE: return "handshake response lacks Upgrade: websocket";
-    case STWS_ERR_HANDSHAKE_CONNECTION: return "handshake response lacks Connection: upgrade";
-    case STWS_ERR_HANDSHAKE_ACCEPT: return "Sec-WebSocket-Accept does not match the key";
-    case STWS_ERR_HANDSHAKE_EXTENSION: return "server chose an extension that was not requested";
-    case STWS_ERR_HANDSHAKE_SUBPROTOCOL: return "server chose a subprotocol that was not requested";
-    case STWS_ERR_HEADER_VALUE: return "CR, LF, NUL or invalid character in a request header";
-    case STWS_ERR_RESOLVE: return "host name resolution failed";
-    case STWS_ERR_CONNECT: return "TCP connect failed";
-    case STWS_ERR_TIMEOUT: return "timed out";
-    case STWS_ERR_IO: return "send or receive failed";
-    case STWS_ERR_EOF: return "connection closed by the peer without a close frame";
-    case STWS_ERR_TLS: return "TLS error";
-    case STWS_ERR_TLS_VERIFY: return "TLS certificate verification failed";
-    case STWS_ERR_PROXY: return "HTTP proxy CONNECT failed";
-    case STWS_ERR_JSON: return "malformed JSON";
-    case STWS_ERR_JSON_PATH: return "JSON path not found or of another type";
-    case STWS_ERR_JSON_TOO_BIG: return "JSON has more tokens than max_json_tokens";
-    case STWS_ERR_EVENT_SHAPE: return "event is not a JSON object with a string type";
-    case STWS_ERR_AUTH: return "authentication failed (fatal connection.error)";
-    case STWS_ERR_AUTH_TRANSIENT: return "connection.error (transient, retrying)";
-    case STWS_ERR_TOKEN: return "no token could be obtained";
-    case STWS_ERR_QUEUE_FULL: return "send queue full";
-    case STWS_ERR_ATTEMPTS: return "reconnect attempts exhausted";
-    case STWS_ERR_ABORTED: return "stopped by on_reconnecting";
-    case STWS_ERR_DEAD: return "connection silent for too long";
-    case STWS_ERR_WATCHDOG: return "no connection.ok in time";
+    const char *s = stws__result_texts;
+    size_t i;
+    for (i = 0; i < sizeof stws__result_codes / sizeof stws__result_codes[0]; i++) {
+        if (stws__result_codes[i] == (int)r) return s;
+        s += strlen(s) + 1;
     }
     return "unknown result";
 }
 
 /* ---- default random: CTR-DRBG seeded from mbedTLS's entropy source ------- */
 
+#ifndef STWS_NO_DEFAULT_RANDOM
 typedef struct stws__drbg {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context ctr;
@@ -1135,6 +1186,20 @@ static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) 
     out->user_data = d;
     return d;
 }
+#define STWS__NO_RANDOM "cannot seed the default random generator"
+#else
+/* Firmware with a hardware RNG: no generator of our own, so mbedTLS's
+   entropy, CTR-DRBG and AES modules are not linked.  The type stays
+   incomplete; no object ever holds one. */
+typedef struct stws__drbg stws__drbg;
+static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) {
+    (void)a;
+    (void)out;
+    return NULL;
+}
+static void stws__drbg_free(stws__drbg *d) { (void)d; }
+#define STWS__NO_RANDOM "STWS_NO_DEFAULT_RANDOM needs a random hook"
+#endif
 
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -1221,7 +1286,9 @@ stws_result stws_url_parse(const char *url, stws_url *out) {
                        (c >= 'A' && c <= 'F') || c == '.'))
                 return STWS_ERR_URL_HOST;
         }
-        if (he >= pe || he == hs || colons < 2) return STWS_ERR_URL_HOST;
+        /* 45: the longest IPv6 text (RFC 4291 §2.2, IPv4 tail); this also
+           bounds what stws_conn copies into its host buffer */
+        if (he >= pe || he == hs || colons < 2 || he - hs > 45) return STWS_ERR_URL_HOST;
         out->ipv6 = 1;
         i = he + 1;
     } else {
@@ -1284,10 +1351,14 @@ stws_result stws_handshake_key(const stws_random *random, char key[STWS_HANDSHAK
     if (random && random->fill) {
         rc = random->fill(raw, sizeof raw, random->user_data);
     } else {
+#ifdef STWS_NO_DEFAULT_RANDOM
+        rc = -1; /* no generator to fall back on */
+#else
         stws__drbg d;
         rc = stws__drbg_init(&d);
         if (rc == 0) rc = stws__drbg_fill(raw, sizeof raw, &d);
         stws__drbg_free(&d);
+#endif
     }
     if (rc != 0) return STWS_ERR_RANDOM;
     if (mbedtls_base64_encode((unsigned char *)key, STWS_HANDSHAKE_KEY_SIZE, &olen, raw,
@@ -1564,7 +1635,9 @@ struct stws_codec {
     uint8_t hdr[14];
     uint8_t hdr_len, hdr_need;
     uint8_t in_payload, fin, opcode;
-    uint64_t frame_len, remaining;
+    size_t frame_len, remaining; /* set once the length passed max_frame_size
+                                    (or is <= 125), so size_t holds it; no
+                                    64-bit arithmetic per byte on 32-bit */
 
     /* receive: the message being reassembled */
     uint8_t msg_active;          /* a fragmented message awaits continuation */
@@ -1715,9 +1788,9 @@ static stws_result stws__queue_frame(stws_codec *c, int opcode, const void *data
         h[3] = (uint8_t)len;
     } else {
         int k;
-        uint64_t l = (uint64_t)len;
+        size_t l = len; /* big-endian from the last byte: no 64-bit shifts on 32-bit */
         h[1] = 0x80 | 127;
-        for (k = 0; k < 8; k++) h[2 + k] = (uint8_t)(l >> (56 - 8 * k));
+        for (k = 9; k >= 2; k--, l >>= 8) h[k] = (uint8_t)l;
     }
     memcpy(h + hlen, key, 4);
     if (len) stws__mask_copy(h + hlen + 4, (const uint8_t *)data, len, key);
@@ -1801,11 +1874,19 @@ static stws_result stws__fail(stws_codec *c, stws_result err, int close_code,
     return err;
 }
 
+/* The close code a receive error fails the connection with (§7.4.1, as the
+   result codes list them). */
+static int stws__close_code_for(stws_result r) {
+    if (r == STWS_ERR_INVALID_UTF8) return STWS_CLOSE_INVALID_DATA;
+    if (r == STWS_ERR_FRAME_TOO_BIG || r == STWS_ERR_MESSAGE_TOO_BIG) return STWS_CLOSE_TOO_BIG;
+    if (r == STWS_ERR_NOMEM) return STWS_CLOSE_INTERNAL_ERROR;
+    return STWS_CLOSE_PROTOCOL_ERROR;
+}
+
 /* Check what can be known from the first two header bytes, as soon as they
    arrive, so that a bad frame fails before its payload (fail fast). */
-static stws_result stws__check_b0(stws_codec *c, uint8_t b0, int *close_code) {
+static stws_result stws__check_b0(stws_codec *c, uint8_t b0) {
     int op = b0 & 0x0F;
-    *close_code = STWS_CLOSE_PROTOCOL_ERROR;
     if (b0 & 0x70) return STWS_ERR_RESERVED_BITS; /* §5.2: no extension negotiated */
     if ((op >= 3 && op <= 7) || op >= 0xB) return STWS_ERR_RESERVED_OPCODE;
     if (op >= 8 && !(b0 & 0x80)) return STWS_ERR_CONTROL_FRAGMENTED; /* §5.5 */
@@ -1879,7 +1960,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                              stws_codec_event *ev) {
     const uint8_t *in = (const uint8_t *)in_;
     size_t pos = 0;
-    int cc = 0;
     stws_result r = STWS_OK;
     if (!c || !used || !ev || (!in && len)) return STWS_ERR_INVALID_ARG;
     memset(ev, 0, sizeof *ev);
@@ -1903,11 +1983,10 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
             uint8_t b = in[pos++];
             c->hdr[c->hdr_len++] = b;
             if (c->hdr_len == 1) {
-                if ((r = stws__check_b0(c, b, &cc)) != STWS_OK) break;
+                if ((r = stws__check_b0(c, b)) != STWS_OK) break;
                 continue;
             }
             if (c->hdr_len == 2) {
-                cc = STWS_CLOSE_PROTOCOL_ERROR;
                 if (b & 0x80) { r = STWS_ERR_MASKED_FRAME; break; } /* §5.1 */
                 if ((c->hdr[0] & 0x0F) >= 8 && (b & 0x7F) > 125) { r = STWS_ERR_CONTROL_TOO_LONG; break; }
                 c->hdr_need = (uint8_t)(2 + ((b & 0x7F) == 126 ? 2 : (b & 0x7F) == 127 ? 8 : 0));
@@ -1921,15 +2000,13 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     fl = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
                 } else if (l7 == 127) {
                     int k;
-                    if (c->hdr[2] & 0x80) { r = STWS_ERR_BAD_LENGTH; cc = STWS_CLOSE_PROTOCOL_ERROR; break; }
+                    if (c->hdr[2] & 0x80) { r = STWS_ERR_BAD_LENGTH; break; }
                     for (fl = 0, k = 0; k < 8; k++) fl = fl << 8 | c->hdr[2 + k];
                 }
                 c->fin = c->hdr[0] >> 7;
                 c->opcode = c->hdr[0] & 0x0F;
-                c->frame_len = c->remaining = fl;
                 c->hdr_len = 0;
                 c->in_payload = 1;
-                cc = STWS_CLOSE_TOO_BIG;
                 if (c->opcode >= 8) {
                     c->ctrl_len = 0;
                 } else {
@@ -1941,11 +2018,12 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     }
                     if (fl > c->max_message - c->msg_len) { r = STWS_ERR_MESSAGE_TOO_BIG; break; }
                 }
+                c->frame_len = c->remaining = (size_t)fl;
             }
         }
         /* payload */
         {
-            size_t avail = (size_t)STWS__MIN((uint64_t)(len - pos), c->remaining);
+            size_t avail = STWS__MIN(len - pos, c->remaining);
             const uint8_t *src = in + pos;
             if (c->opcode >= 8) {
                 memcpy(c->ctrl + c->ctrl_len, src, avail);
@@ -1958,7 +2036,6 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     if (ok != avail) {
                         pos += ok;
                         r = STWS_ERR_INVALID_UTF8;
-                        cc = STWS_CLOSE_INVALID_DATA;
                         break;
                     }
                 }
@@ -1966,7 +2043,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     /* unfragmented and all here: a view into the input, no copy */
                     ev->data = src;
                 } else {
-                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; cc = STWS_CLOSE_INTERNAL_ERROR; break; }
+                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; break; }
                     if (avail) memcpy(c->msg + c->msg_len, src, avail);
                     c->msg_len += avail;
                 }
@@ -1988,14 +2065,13 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         }
         if (c->msg_opcode == STWS_OP_TEXT && c->utf8) { /* truncated sequence at the end */
             r = STWS_ERR_INVALID_UTF8;
-            cc = STWS_CLOSE_INVALID_DATA;
             break;
         }
         c->msg_active = 0;
         ev->type = STWS_EVENT_MESSAGE;
         ev->opcode = (stws_opcode)c->msg_opcode;
         if (ev->data) {
-            ev->len = (size_t)c->frame_len;
+            ev->len = c->frame_len;
         } else {
             ev->data = c->msg;
             ev->len = c->msg_len;
@@ -2005,7 +2081,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         return STWS_OK;
     }
     *used = pos;
-    if (r != STWS_OK) return stws__fail(c, r, cc, ev);
+    if (r != STWS_OK) return stws__fail(c, r, stws__close_code_for(r), ev);
     return STWS_OK;
 }
 
@@ -2226,7 +2302,7 @@ struct stws_proxy {
     stws_transport inner;
     char host[256];             /* the proxy itself */
     uint16_t port;
-    char auth[192];             /* base64 user:pass, or "" */
+    char auth[208];             /* "Proxy-Authorization: Basic <base64 user:pass>\r\n", or "" */
     int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
     char buf[1024];             /* request, then reply */
     size_t len, off;
@@ -2236,34 +2312,18 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
     stws_proxy *p = (stws_proxy *)ctx;
     int r;
     if (p->state == 0) {
-        stws__sb b;
-        char ps[8];
+        /* RFC 9110 §9.3.6: CONNECT authority-form, IPv6 literals in
+           brackets.  Whole formats, so that no string here is shared with
+           another function (a firmware build that never makes a proxy would
+           keep them all, see stws__copy). */
+        const char *fmt = strchr(host, ':') ? "CONNECT [%s]:%u HTTP/1.1\r\nHost: [%s]:%u\r\n%s\r\n"
+                                            : "CONNECT %s:%u HTTP/1.1\r\nHost: %s:%u\r\n%s\r\n";
+        int n;
         r = p->inner.open(p->inner.ctx, p->host, p->port);
         if (r != 0) return stws__tr_err(r);
-        b.buf = p->buf;
-        b.cap = sizeof p->buf;
-        b.len = 0;
-        snprintf(ps, sizeof ps, ":%u", (unsigned)port);
-        /* RFC 9110 §9.3.6: CONNECT authority-form, IPv6 literals in brackets */
-        stws__sb_puts(&b, "CONNECT ");
-        if (strchr(host, ':')) stws__sb_puts(&b, "[");
-        stws__sb_puts(&b, host);
-        if (strchr(host, ':')) stws__sb_puts(&b, "]");
-        stws__sb_puts(&b, ps);
-        stws__sb_puts(&b, " HTTP/1.1\r\nHost: ");
-        if (strchr(host, ':')) stws__sb_puts(&b, "[");
-        stws__sb_puts(&b, host);
-        if (strchr(host, ':')) stws__sb_puts(&b, "]");
-        stws__sb_puts(&b, ps);
-        stws__sb_puts(&b, "\r\n");
-        if (p->auth[0]) {
-            stws__sb_puts(&b, "Proxy-Authorization: Basic ");
-            stws__sb_puts(&b, p->auth);
-            stws__sb_puts(&b, "\r\n");
-        }
-        stws__sb_puts(&b, "\r\n");
-        if (b.len >= sizeof p->buf) return STWS_ERR_PROXY;
-        p->len = b.len;
+        n = snprintf(p->buf, sizeof p->buf, fmt, host, (unsigned)port, host, (unsigned)port, p->auth);
+        if (n < 0 || (size_t)n >= sizeof p->buf) return STWS_ERR_PROXY;
+        p->len = (size_t)n;
         p->off = 0;
         p->state = 1;
     }
@@ -2359,14 +2419,22 @@ stws_proxy *stws_proxy_create(const stws_proxy_desc *desc) {
     at = (const char *)memchr(u, '@', (size_t)(end - u));
     hs = u;
     if (at) {
+        static const char field[] = "Proxy-Authorization: Basic ";
+        const size_t fl = sizeof field - 1;
         char cred[128];
         size_t olen = 0, n = (size_t)(at - u);
+        int rc;
         if (n >= sizeof cred) goto fail;
         n = stws__pct_decode(u, n, cred);
-        if (mbedtls_base64_encode((unsigned char *)p->auth, sizeof p->auth, &olen,
-                                  (const unsigned char *)cred, n) != 0)
-            goto fail;
+        memcpy(p->auth, field, fl);
+        /* room left for CR LF after the base64 and its NUL */
+        rc = mbedtls_base64_encode((unsigned char *)p->auth + fl, sizeof p->auth - fl - 2, &olen,
+                                   (const unsigned char *)cred, n);
         mbedtls_platform_zeroize(cred, sizeof cred);
+        if (rc != 0) goto fail;
+        p->auth[fl + olen] = '\r';
+        p->auth[fl + olen + 1] = '\n';
+        p->auth[fl + olen + 2] = 0;
         hs = at + 1;
     }
     if (*hs == '[') {
@@ -2552,7 +2620,7 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
                 t->ip_host = 1;
             }
 #endif
-            if (!t->fixed_name) snprintf(t->server_name, sizeof t->server_name, "%s", host);
+            if (!t->fixed_name) stws__copy(t->server_name, sizeof t->server_name, host);
             /* RFC 6066 §3: no IP literal in SNI; IPs are checked by SAN above */
             if (mbedtls_ssl_set_hostname(&t->ssl, t->ip_host ? NULL : name) != 0)
                 return STWS_ERR_TLS;
@@ -2589,7 +2657,7 @@ static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
 #endif
     if (r == MBEDTLS_ERR_SSL_CONN_EOF) {
         /* the stream ended without close_notify: a truncation (RFC 8446 §6.1) */
-        snprintf(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
+        stws__copy(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
         return STWS_ERR_EOF;
     }
     return stws__tls_fail(t, r);
@@ -2628,7 +2696,7 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     t->inner = desc->inner;
     t->insecure = desc->insecure;
     if (desc->server_name) {
-        snprintf(t->server_name, sizeof t->server_name, "%s", desc->server_name);
+        stws__copy(t->server_name, sizeof t->server_name, desc->server_name);
         t->fixed_name = 1;
     }
     mbedtls_ssl_init(&t->ssl);
@@ -2637,7 +2705,7 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     if (desc->random.fill) {
         t->random = desc->random;
     } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {
-        stws__log(&t->log, STWS_LOG_ERROR, "TLS: cannot seed the random generator");
+        stws__log(&t->log, STWS_LOG_ERROR, "TLS: %s", STWS__NO_RANDOM);
         goto fail;
     }
     if (!t->insecure) {
@@ -4052,11 +4120,11 @@ struct stws_conn {
     stws_transport tr;          /* top of the stack */
 #ifndef STWS_NO_SOCKETS
     stws_tcp *tcp;
+    stws_proxy *proxy;          /* only ever over our own TCP */
 #endif
 #ifndef STWS_NO_TLS
     stws_tls *tls;
 #endif
-    stws_proxy *proxy;
     stws_codec *codec;
 
     stws_conn_state state;
@@ -4113,19 +4181,59 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
 
 /* A failure that ends the connection without a closing handshake. */
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
-    const char *extra = "";
-#ifndef STWS_NO_TLS
-    if (c->tls && stws_tls_error_detail(c->tls)[0]) extra = stws_tls_error_detail(c->tls);
-#endif
     c->last_error = err;
-    if (!c->detail[0])
-        snprintf(c->detail, sizeof c->detail, "%s: %s%s%.200s", what, stws_result_string(err),
-                 extra[0] ? ": " : "", extra);
-    stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+    if (!c->detail[0]) {
+#ifndef STWS_NO_TLS
+        const char *tls = c->tls ? stws_tls_error_detail(c->tls) : "";
+        if (tls[0]) /* the TLS layer's own reason too */
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), tls);
+        else
+#endif
+            snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
+    }
+    stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
     stws__push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
     c->close_code = STWS_CLOSE_ABNORMAL;
     stws__conn_teardown(c, 0);
     return err;
+}
+
+/* Point the connection at a URL: at create, and when a reconnect hook
+   changes it (rare: allocation is fine here).  The request is the same size
+   on every connect (the key has a fixed length), so its buffer is made here;
+   this also validates the request fields. */
+static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
+    stws_url u;
+    size_t n = strlen(url), need = 0;
+    char *copy, *req;
+    stws_result r;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
+    copy = (char *)stws__alloc(&c->alloc, n + 1);
+    if (!copy) return STWS_ERR_NOMEM;
+    memcpy(copy, url, n + 1);
+    if ((r = stws_url_parse(copy, &u)) != STWS_OK) goto fail;
+    r = STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
+    if (c->url_copy && u.secure != c->url.secure) goto fail;
+    if ((r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need)) != STWS_ERR_BUFFER_TOO_SMALL)
+        goto fail;
+    if (need + 1 > c->req_cap) {
+        r = STWS_ERR_NOMEM;
+        if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        stws__free(&c->alloc, c->req);
+        c->req = req;
+        c->req_cap = need + 1;
+    }
+    stws__free(&c->alloc, c->url_copy);
+    c->url_copy = copy;
+    c->url = u;
+    n = STWS__MIN(u.host.len, sizeof c->host - 1); /* <= 253 after stws_url_parse */
+    memcpy(c->host, u.host.ptr, n);
+    c->host[n] = 0;
+    return STWS_OK;
+fail:
+    stws__free(&c->alloc, copy);
+    return r;
 }
 
 stws_conn *stws_conn_create(const stws_conn_desc *desc) {
@@ -4133,7 +4241,6 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     stws_logger lg;
     stws_conn *c;
     stws_codec_desc cd;
-    size_t need = 0, n;
     stws_result r;
     if (!desc) return NULL;
     lg = stws__logger_def(&desc->logger);
@@ -4154,18 +4261,9 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
 #endif
     if (!c->clock.now_ms) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: a clock hook is required with STWS_NO_SOCKETS");
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a clock hook");
         goto fail;
     }
-    n = strlen(desc->url);
-    c->url_copy = (char *)stws__alloc(&a, n + 1);
-    if (!c->url_copy) goto fail;
-    memcpy(c->url_copy, desc->url, n + 1);
-    if ((r = stws_url_parse(c->url_copy, &c->url)) != STWS_OK) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL: %s", stws_result_string(r));
-        goto fail;
-    }
-    memcpy(c->host, c->url.host.ptr, c->url.host.len);
     c->hs.origin = desc->origin;
     c->hs.subprotocols = desc->subprotocols;
     c->hs.num_subprotocols = desc->num_subprotocols;
@@ -4177,21 +4275,20 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
     c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
 
-    /* The request is the same size on every connect (the key has a fixed
-       length), so its buffer is made once; this also validates the fields. */
-    memset(c->key, 'A', 24);
-    r = stws_handshake_request(&c->url, &c->hs, c->key, NULL, 0, &need);
-    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: bad request field: %s", stws_result_string(r));
+    memset(c->key, 'A', 24); /* a stand-in of the right length */
+    if ((r = stws__conn_set_url(c, desc->url)) != STWS_OK) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL or request field: %s", stws_result_string(r));
         goto fail;
     }
-    c->req_cap = need + 1;
-    c->req = (char *)stws__alloc(&a, c->req_cap);
     c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
-    if (!c->req || !c->rx) goto fail;
+    if (!c->rx) goto fail;
 
-    if (desc->random.fill) c->random = desc->random;
-    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+    if (desc->random.fill) {
+        c->random = desc->random;
+    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: %s", STWS__NO_RANDOM);
+        goto fail;
+    }
     memset(&cd, 0, sizeof cd);
     cd.max_frame_size = desc->max_frame_size;
     cd.max_message_size = desc->max_message_size;
@@ -4204,7 +4301,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
         c->tr = desc->transport;
     } else {
 #ifdef STWS_NO_SOCKETS
-        stws__log(&lg, STWS_LOG_ERROR, "conn: a transport is required with STWS_NO_SOCKETS");
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a transport");
         goto fail;
 #else
         stws_tcp_desc td;
@@ -4262,8 +4359,8 @@ void stws_conn_destroy(stws_conn *c) {
 #ifndef STWS_NO_TLS
     stws_tls_destroy(c->tls);
 #endif
-    stws_proxy_destroy(c->proxy);
 #ifndef STWS_NO_SOCKETS
+    stws_proxy_destroy(c->proxy);
     stws_tcp_destroy(c->tcp);
 #endif
     stws_codec_destroy(c->codec);
@@ -4303,6 +4400,17 @@ stws_result stws_conn_connect(stws_conn *c) {
     return STWS_OK;
 }
 
+/* w from the transport is a would-block: remember which way to poll (added
+   to, or instead of, what is already wanted).  0 if w is not one. */
+static int stws__would_block(stws_conn *c, int w, int add) {
+    int f;
+    if (w == STWS_WANT_WRITE) f = STWS_POLL_WRITE;
+    else if (w == STWS_WANT_READ) f = STWS_POLL_READ;
+    else return 0;
+    c->want = add ? c->want | f : f;
+    return 1;
+}
+
 /* Write queued codec output until it is gone or the transport would block. */
 static stws_result stws__conn_flush(stws_conn *c) {
     for (;;) {
@@ -4315,10 +4423,7 @@ static stws_result stws__conn_flush(stws_conn *c) {
             stws_codec_output_consumed(c->codec, (size_t)w);
             continue;
         }
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 1)) return STWS_OK;
         return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
     }
 }
@@ -4329,10 +4434,7 @@ static stws_result stws__conn_handshake(stws_conn *c) {
     stws_result r;
     while (c->req_off < c->req_len) {
         w = c->tr.send(c->tr.ctx, (const unsigned char *)c->req + c->req_off, c->req_len - c->req_off);
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 0)) return STWS_OK;
         if (w <= 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w ? w : STWS_ERR_IO), "upgrade request");
         c->req_off += (size_t)w;
     }
@@ -4340,10 +4442,7 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (c->rx_len == c->rx_cap)
             return stws__conn_abort(c, STWS_ERR_HANDSHAKE_TOO_BIG, "upgrade response");
         w = c->tr.recv(c->tr.ctx, c->rx + c->rx_len, c->rx_cap - c->rx_len);
-        if (w == STWS_WANT_WRITE || w == STWS_WANT_READ) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            return STWS_OK;
-        }
+        if (stws__would_block(c, w, 0)) return STWS_OK;
         if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
         if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
         c->rx_len += (size_t)w;
@@ -4380,10 +4479,7 @@ static stws_result stws__conn_read(stws_conn *c) {
         c->rx_len = (size_t)w;
         return STWS_OK;
     }
-    if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
-        c->want |= w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-        return STWS_OK;
-    }
+    if (stws__would_block(c, w, 1)) return STWS_OK;
     if (w == 0) {
         stws_codec_state cs = stws_codec_get_state(c->codec);
         /* §7.1.1: after the closing handshake the server closes TCP first */
@@ -4416,10 +4512,7 @@ stws_result stws_conn_step(stws_conn *c) {
         break;
     case STWS_CONN_CONNECTING:
         w = c->tr.open(c->tr.ctx, c->host, c->url.port);
-        if (w == STWS_WANT_READ || w == STWS_WANT_WRITE) {
-            c->want = w == STWS_WANT_WRITE ? STWS_POLL_WRITE : STWS_POLL_READ;
-            break;
-        }
+        if (stws__would_block(c, w, 0)) break;
         if (w != 0) {
             r = stws__conn_abort(c, (stws_result)stws__tr_err(w), "connect");
             break;
@@ -4490,7 +4583,7 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
             c->close_code = ce.close_code;
             snprintf(c->detail, sizeof c->detail, "protocol error: %s (sent close %d)",
                      stws_result_string(r), ce.close_code);
-            stws__log(&c->log, STWS_LOG_ERROR, "%s", c->detail);
+            stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
             c->state = STWS_CONN_CLOSING;
             c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
             c->rx_pos = c->rx_len;
@@ -4525,7 +4618,6 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
 }
 
 int stws_conn_timeout(const stws_conn *c) {
-    uint64_t now;
     if (!c) return -1;
     if (c->npending) return 0;
     if ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && !c->failed &&
@@ -4533,9 +4625,7 @@ int stws_conn_timeout(const stws_conn *c) {
         return 0;
     if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
     if (!c->deadline) return -1;
-    now = stws__now(c);
-    if (now >= c->deadline) return 0;
-    return (int)STWS__MIN(c->deadline - now, (uint64_t)0x7FFFFFFF);
+    return stws__ms_until(c->deadline, stws__now(c));
 }
 
 intptr_t stws_conn_handle(const stws_conn *c) {
@@ -4652,6 +4742,7 @@ struct stws_client {
 
     /* configuration (strings copied into one block) */
     char *strings;
+    size_t strings_len;         /* to wipe the block (it holds the secret) */
     const char *api_key, *user_id, *user_name, *user_image, *user_custom, *static_token, *secret,
         *products, *client_id, *base_url;
     stws_token_provider provider;
@@ -4728,44 +4819,6 @@ static void stws__sb_form(stws__sb *b, const char *s) {
     }
 }
 
-/* Point the connection at another URL (a reconnect hook may change the
-   query).  Rare: allocation is fine here. */
-static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
-    stws_url u;
-    size_t n = strlen(url), need = 0;
-    char *copy;
-    stws_result r;
-    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
-    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
-    copy = (char *)stws__alloc(&c->alloc, n + 1);
-    if (!copy) return STWS_ERR_NOMEM;
-    memcpy(copy, url, n + 1);
-    if ((r = stws_url_parse(copy, &u)) != STWS_OK || u.secure != c->url.secure) {
-        stws__free(&c->alloc, copy);
-        return r != STWS_OK ? r : STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
-    }
-    r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need);
-    if (r != STWS_ERR_BUFFER_TOO_SMALL) {
-        stws__free(&c->alloc, copy);
-        return r;
-    }
-    if (need + 1 > c->req_cap) {
-        char *req = (char *)stws__alloc(&c->alloc, need + 1);
-        if (!req) {
-            stws__free(&c->alloc, copy);
-            return STWS_ERR_NOMEM;
-        }
-        stws__free(&c->alloc, c->req);
-        c->req = req;
-        c->req_cap = need + 1;
-    }
-    stws__free(&c->alloc, c->url_copy);
-    c->url_copy = copy;
-    c->url = u;
-    memset(c->host, 0, sizeof c->host);
-    memcpy(c->host, u.host.ptr, STWS__MIN(u.host.len, sizeof c->host - 1));
-    return STWS_OK;
-}
 
 #ifndef STWS_NO_SOCKETS
 static int64_t stws__default_unix_s(void *user_data) {
@@ -4884,8 +4937,9 @@ static void stws__client_stop(stws_client *c) {
     c->connection_id[0] = 0;
 }
 
-static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg, size_t n) {
-    snprintf(c->message, sizeof c->message, "%.*s", (int)STWS__MIN(n, (size_t)200), msg);
+/* msg NULL: the result's own text says it all. */
+static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg) {
+    stws__copy(c->message, 201, msg ? msg : stws_result_string(r)); /* at most 200 bytes of the server's text */
     stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
@@ -4905,7 +4959,7 @@ static void stws__client_attempt(stws_client *c) {
     if (r != STWS_OK) {
         /* no socket was opened: a failed attempt, like a refused connect */
         c->last_error = r;
-        snprintf(c->message, sizeof c->message, "%s", stws_result_string(r));
+        stws__copy(c->message, sizeof c->message, stws_result_string(r));
         stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
         return;
     }
@@ -4954,11 +5008,9 @@ static void stws__queue_pump(stws_client *c) {
     while (c->q_moved < c->q_len && stws_conn_buffered(c->conn) < 65536) {
         uint32_t n;
         uint64_t end;
-        size_t before = stws_conn_buffered(c->conn);
         memcpy(&n, c->q + c->q_moved, 4);
         if (stws_conn_send(c->conn, STWS_OP_TEXT, c->q + c->q_moved + STWS__QHDR, n) != STWS_OK) break;
         end = c->conn->codec->out_total + stws_conn_buffered(c->conn);
-        (void)before;
         memcpy(c->q + c->q_moved + 4, &end, 8);
         c->q_moved += STWS__QHDR + n;
     }
@@ -5013,7 +5065,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
     /* PROTOCOL.md §5: a server close 1000 is permanent, unless it follows a
        connection.error we decided to retry */
     if (peer_close && close_code == STWS_CLOSE_NORMAL && !c->retry_after_error) {
-        snprintf(c->message, sizeof c->message, "server closed the connection (1000)");
+        stws__copy(c->message, sizeof c->message, "server closed the connection (1000)");
         stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
         stws__client_stop(c);
         return;
@@ -5022,7 +5074,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
     delay = stws__client_delay(c, c->failures);
     attempt = ++c->failures;
     if (c->max_attempts > 0 && attempt > c->max_attempts) {
-        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, "reconnect attempts exhausted", 28);
+        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, NULL); /* "reconnect attempts exhausted" */
         stws__client_stop(c);
         return;
     }
@@ -5046,12 +5098,12 @@ static void stws__client_reconnecting(stws_client *c) {
         stop = c->on_reconnecting(c, c->rc_attempt, c->rc_delay, &ctl, c->user_data);
         if (c->state != STWS__C_BACKOFF) return; /* stws_client_close() inside the hook won */
         if (stop) {
-            stws__client_fatal(c, STWS_ERR_ABORTED, 0, "stopped by on_reconnecting", 26);
+            stws__client_fatal(c, STWS_ERR_ABORTED, 0, NULL); /* "stopped by on_reconnecting" */
             stws__client_stop(c);
             return;
         }
         if (ctl.token && stws__jwt_ok(ctl.token, strlen(ctl.token))) {
-            snprintf(c->token, sizeof c->token, "%s", ctl.token);
+            stws__copy(c->token, sizeof c->token, ctl.token);
             c->refresh_token = 0;
         } else if (ctl.token) {
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: malformed token refused");
@@ -5067,15 +5119,16 @@ static void stws__client_reconnecting(stws_client *c) {
 
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
-    int64_t code = 0, status = 0;
+    int64_t code = 0;
     char msg[200];
     size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
-    (void)stws_json_int_at(doc, "error.StatusCode", &status);
     if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
         stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
         (void)stws_json_find(doc, "error.message", &raw);
-        snprintf(msg, sizeof msg, "%.*s", (int)STWS__MIN(raw.len, sizeof msg - 1), raw.ptr);
+        n = STWS__MIN(raw.len, sizeof msg - 1);
+        memcpy(msg, raw.ptr, n);
+        msg[n] = 0;
     }
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
@@ -5084,14 +5137,12 @@ static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
         c->retry_after_error = 1;
     } else if (code == 40 || code == 41 || code == 42 || code == 43 || code == 2 || code == 4 ||
                code == 6) {
-        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg, strlen(msg));
-        c->pending[c->npending - 1].error_code = (int)code;
+        stws__client_fatal(c, STWS_ERR_AUTH, (int)code, msg); /* its event carries the code */
     } else {
         c->retry_after_error = 1; /* other codes and 5xx: transient */
     }
     /* the server closes with 1000 next; close from our side too so that a
        server that does not never holds the client (PROTOCOL.md §3) */
-    (void)status;
     (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
 }
 
@@ -5127,10 +5178,13 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             }
             continue;
         }
+        case STWS_CONN_EVENT_PING:
+        case STWS_CONN_EVENT_PONG:
         case STWS_CONN_EVENT_MESSAGE: {
             stws_result r;
             c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms; /* any frame is life */
-            if (ce.opcode != STWS_OP_TEXT) continue;            /* §8: binary is ignored */
+            if (ce.type != STWS_CONN_EVENT_MESSAGE || ce.opcode != STWS_OP_TEXT)
+                continue; /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
             ev->json.len = ce.len;
             /* one tokenless pass: grammar, limits and the type; look-ups
@@ -5155,26 +5209,23 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                 c->failures = 0;
                 c->watchdog_at = 0;
                 c->last_error = STWS_OK;
-                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
                 stws__cpush(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
                             STWS_OK, 0);
                 c->ever_connected = 1;
             } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "connection.error")) {
                 stws__client_conn_error(c, &ev->doc);
-            } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "health.check") &&
-                       c->state == STWS__C_CONNECTED) {
-                c->health_at = stws__cnow(c) + (uint64_t)c->health_ms; /* §4 */
+                return 1;
+            } else if (!stws__ieq(ev->event_type.ptr, ev->event_type.len, "health.check")) {
+                return 1;
             }
+            /* connection.ok or health.check: the next check is due in health_ms (§4) */
+            if (c->state == STWS__C_CONNECTED) c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
             return 1;
         }
-        case STWS_CONN_EVENT_PING:
-        case STWS_CONN_EVENT_PONG:
-            c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms;
-            continue;
         case STWS_CONN_EVENT_ERROR:
             if (c->last_error == STWS_OK || c->last_error == STWS_ERR_AUTH_TRANSIENT)
                 c->last_error = ce.error;
-            snprintf(c->message, sizeof c->message, "%s", stws_conn_error_detail(c->conn));
+            stws__copy(c->message, sizeof c->message, stws_conn_error_detail(c->conn));
             continue;
         case STWS_CONN_EVENT_CLOSE: {
             int peer = c->conn->peer_closed;
@@ -5248,27 +5299,18 @@ stws_result stws_client_step(stws_client *c) {
 }
 
 int stws_client_timeout(const stws_client *c) {
-    uint64_t now, next = 0;
-    int t;
+    uint64_t now, cand[3];
+    int t, i;
     if (!c) return -1;
     if (c->npending || c->rc_due) return 0;
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
-    if (c->state == STWS__C_BACKOFF) next = c->backoff_until;
-    else {
-        uint64_t cand[3];
-        int i;
-        cand[0] = c->watchdog_at;
-        cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
-        cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
-        for (i = 0; i < 3; i++)
-            if (cand[i] && (!next || cand[i] < next)) next = cand[i];
-    }
-    t = next ? (next <= now ? 0 : (int)STWS__MIN(next - now, (uint64_t)0x7FFFFFFF)) : -1;
-    if (c->state != STWS__C_BACKOFF) {
-        int ct = stws_conn_timeout(c->conn);
-        if (ct >= 0 && (t < 0 || ct < t)) t = ct;
-    }
+    if (c->state == STWS__C_BACKOFF) return stws__ms_until(c->backoff_until, now);
+    cand[0] = c->watchdog_at;
+    cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
+    cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
+    t = stws_conn_timeout(c->conn);
+    for (i = 0; i < 3; i++) t = stws__sooner(t, stws__ms_until(cand[i], now));
     return t;
 }
 
@@ -5326,11 +5368,9 @@ stws_result stws_client_close(stws_client *c) {
     c->user_closed = 1; /* wins over backoff and connect (issue: a user close always wins) */
     switch (stws_conn_get_state(c->conn)) {
     case STWS_CONN_OPEN:
-        (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
-        break;
-    case STWS_CONN_CONNECTING:
+    case STWS_CONN_CONNECTING: /* these two just drop the socket */
     case STWS_CONN_HANDSHAKE:
-        (void)stws_conn_close(c->conn, 0, NULL);
+        (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
         break;
     case STWS_CONN_CLOSING: break;
     default:
@@ -5345,24 +5385,24 @@ const char *stws_client_connection_id(const stws_client *c) { return c ? c->conn
 stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
     if (!c || !type || !fn || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
     if (c->nhandlers == STWS__MAX_HANDLERS) return STWS_ERR_NOMEM;
-    snprintf(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, "%s", type);
+    stws__copy(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, type);
     c->handlers[c->nhandlers].fn = fn;
     c->handlers[c->nhandlers].user_data = ud;
     c->nhandlers++;
     return STWS_OK;
 }
 
-static const char *stws__os_name(void) {
 #if defined(__linux__)
-    return "linux";
+#define STWS__OS_NAME "linux"
 #elif defined(__APPLE__)
-    return "darwin";
+#define STWS__OS_NAME "darwin"
 #elif defined(_WIN32)
-    return "windows";
+#define STWS__OS_NAME "windows"
 #else
-    return "embedded";
+#define STWS__OS_NAME "embedded"
 #endif
-}
+/* PROTOCOL.md §1: the default X-Stream-Client, fixed at compile time */
+#define STWS__CLIENT_ID "stream-ws-c-v" STWS_VERSION_STRING "|os=" STWS__OS_NAME
 
 stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_allocator a;
@@ -5371,7 +5411,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_conn_desc cd;
     stws__sb b;
     size_t total = 0, k, auth_cap;
-    char defid[64], *p;
+    char *p;
     const char *src[10];
     const char **dst[10];
     int nsrc = 0, sources;
@@ -5402,7 +5442,6 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     if (!c->clock.unix_s) c->clock.unix_s = stws__default_unix_s;
 #endif
     if (!c->clock.now_ms) goto fail;
-    snprintf(defid, sizeof defid, "stream-ws-c-v%s|os=%s", STWS_VERSION_STRING, stws__os_name());
     /* one block for every string the client keeps */
 #define STWS__KEEP(field, value) do { src[nsrc] = (value); dst[nsrc] = &c->field; nsrc++; } while (0)
     STWS__KEEP(api_key, desc->api_key);
@@ -5413,12 +5452,13 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     STWS__KEEP(static_token, desc->token);
     STWS__KEEP(secret, desc->api_secret);
     STWS__KEEP(products, desc->products);
-    STWS__KEEP(client_id, desc->client_id ? desc->client_id : defid);
+    STWS__KEEP(client_id, desc->client_id ? desc->client_id : STWS__CLIENT_ID);
     STWS__KEEP(base_url, desc->url ? desc->url : STWS_DEFAULT_URL);
 #undef STWS__KEEP
     for (k = 0; k < (size_t)nsrc; k++) total += src[k] ? strlen(src[k]) + 1 : 0;
     c->strings = (char *)stws__alloc(&a, total);
     if (!c->strings) goto fail;
+    c->strings_len = total;
     for (p = c->strings, k = 0; k < (size_t)nsrc; k++) {
         if (!src[k]) continue;
         memcpy(p, src[k], strlen(src[k]) + 1);
@@ -5426,7 +5466,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
         p += strlen(src[k]) + 1;
     }
     c->provider = desc->token_provider;
-    if (c->static_token) snprintf(c->token, sizeof c->token, "%s", c->static_token);
+    if (c->static_token) stws__copy(c->token, sizeof c->token, c->static_token);
     c->health_ms = desc->health_interval_ms > 0 ? desc->health_interval_ms : 25000;
     c->dead_ms = desc->dead_timeout_ms > 0 ? desc->dead_timeout_ms : 35000;
     c->watchdog_ms = desc->watchdog_ms > 0 ? desc->watchdog_ms : 15000;
@@ -5437,16 +5477,28 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;
-    if (desc->random.fill) c->random = desc->random;
-    else if (!(c->drbg = stws__drbg_create(&a, &c->random))) goto fail;
+    if (desc->random.fill) {
+        c->random = desc->random;
+    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: %s", STWS__NO_RANDOM);
+        goto fail;
+    }
 
-    /* The scratch buffer holds the auth message: the token and the user's
-       fields, escaped (up to 6x).  First it holds the connect URL, which the
-       conn copies; PROTOCOL.md §1: ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
-    auth_cap = 512 + STWS__MAX_TOKEN + 6 * (strlen(c->user_id) + (c->user_name ? strlen(c->user_name) : 0) +
-                                            (c->user_image ? strlen(c->user_image) : 0) +
-                                            (c->products ? strlen(c->products) : 0)) +
-               (c->user_custom ? strlen(c->user_custom) : 0);
+    /* PROTOCOL.md §2: custom is an object; every field must make valid JSON,
+       or each attempt would fail the same way.  Built without a buffer, the
+       auth message is measured: with an empty token, as a token is written
+       as is (stws__jwt_ok: no character needs an escape). */
+    k = c->user_custom ? strspn(c->user_custom, " \t\r\n") : 0;
+    if ((c->user_custom && c->user_custom[k] != '{') ||
+        stws__client_auth_build(c, "", &auth_cap) != STWS_ERR_BUFFER_TOO_SMALL) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: user_custom_json is not a JSON object, or a user field is not UTF-8");
+        goto fail;
+    }
+    auth_cap += STWS__MAX_TOKEN; /* the longest token and the NUL */
+
+    /* The scratch buffer holds the auth message; first it holds the connect
+       URL, which the conn copies.  PROTOCOL.md §1:
+       ?api_key=..&stream-auth-type=jwt&X-Stream-Client=.. */
     b.buf = NULL;
     b.cap = 0;
     for (k = 0; k < 2; k++) {
@@ -5483,13 +5535,6 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     cd.random = c->random;
     c->conn = stws_conn_create(&cd);
     if (!c->conn) goto fail;
-    /* PROTOCOL.md §2: custom is an object; every field must make valid JSON,
-       or each attempt would fail the same way */
-    k = c->user_custom ? strspn(c->user_custom, " \t\r\n") : 0;
-    if ((c->user_custom && c->user_custom[k] != '{') || stws__client_auth_build(c, "", &k) != STWS_OK) {
-        stws__log(&lg, STWS_LOG_ERROR, "client: user_custom_json is not a JSON object, or a user field is not UTF-8");
-        goto fail;
-    }
     c->state = STWS__C_IDLE;
     return c;
 fail:
@@ -5506,17 +5551,7 @@ void stws_client_destroy(stws_client *c) {
         stws__drbg_free(c->drbg);
         stws__free(&a, c->drbg);
     }
-    if (c->strings) {
-        /* the block holds the API secret and maybe a token */
-        size_t n = 0;
-        const char *s[10];
-        int i;
-        s[0] = c->api_key; s[1] = c->user_id; s[2] = c->user_name; s[3] = c->user_image;
-        s[4] = c->user_custom; s[5] = c->static_token; s[6] = c->secret; s[7] = c->products;
-        s[8] = c->client_id; s[9] = c->base_url;
-        for (i = 0; i < 10; i++) n += s[i] ? strlen(s[i]) + 1 : 0;
-        mbedtls_platform_zeroize(c->strings, n);
-    }
+    if (c->strings) mbedtls_platform_zeroize(c->strings, c->strings_len); /* the secret, a token */
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);

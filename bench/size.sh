@@ -2,9 +2,10 @@
 # make size: what stream_ws.h costs in flash and RAM.
 #
 # Cortex-M4 (arm-none-eabi-gcc -Os -mcpu=cortex-m4 -mthumb, newlib), with the
-# built-in sockets and TLS compiled out (STWS_NO_SOCKETS, STWS_NO_TLS) and no
-# stdio logger (STWS_NO_STDIO): the application supplies the transport (its
-# TCP/TLS stack), a clock, a random source and an allocator.
+# built-in sockets and TLS compiled out (STWS_NO_SOCKETS, STWS_NO_TLS), no
+# stdio logger (STWS_NO_STDIO) and no built-in random generator
+# (STWS_NO_DEFAULT_RANDOM): the application supplies the transport (its
+# TCP/TLS stack), a clock, a random source (its TRNG) and an allocator.
 #
 # The header has no switch to leave layers out, so the three configurations
 # are measured by linking: one implementation object built with
@@ -50,9 +51,12 @@ ARCH="-mcpu=cortex-m4 -mthumb"
 ARM_CFLAGS="-std=c99 -Wall -Wextra -Werror -Os $ARCH -ffunction-sections -fdata-sections"
 ARM_INC="-I. -Ibench -I$OUT/inc -DMBEDTLS_CONFIG_FILE=<size_mbedtls_config.h>"
 FW_DEFS="-DSTWS_NO_SOCKETS -DSTWS_NO_TLS -DSTWS_NO_STDIO"
-# A macro that drops the default CTR-DRBG, if the header has one.
+# The macro that drops the default CTR-DRBG, if the header has it (older
+# headers do not): a firmware build gives its TRNG as the random hook.  The
+# rows then also show what keeping the generator costs.
 NORANDOM=""
 grep -q 'STWS_NO_DEFAULT_RANDOM' stream_ws.h && NORANDOM="-DSTWS_NO_DEFAULT_RANDOM"
+FW_DEFS="$FW_DEFS $NORANDOM"
 
 # berkeley FILE -> "text data bss"
 berkeley() { "$1" "$2" | awk 'NR == 2 { print $1, $2, $3 }'; }
@@ -95,14 +99,14 @@ image() {
 
 impl fw ""
 impl fw_ndebug "-DNDEBUG"
-[ -n "$NORANDOM" ] && impl fw_norandom "$NORANDOM"
+[ -n "$NORANDOM" ] && impl fw_random "-USTWS_NO_DEFAULT_RANDOM"
 
 gccv=$(arm-none-eabi-gcc -dumpversion)
 mbedv=$(awk '/define MBEDTLS_VERSION_STRING /{ gsub(/"/, "", $3); print $3 }' "$MBEDTLS_INC/mbedtls/version.h")
 echo "## Firmware size: Cortex-M4"
 echo
 echo "arm-none-eabi-gcc $gccv \`-Os -mcpu=cortex-m4 -mthumb -ffunction-sections -fdata-sections\`, newlib;"
-echo "\`STWS_NO_SOCKETS STWS_NO_TLS STWS_NO_STDIO\`; the application gives the transport, clock, random hook"
+echo "\`$(echo $FW_DEFS | sed 's/-D//g')\`; the application gives the transport, clock, random hook"
 echo "and allocator (bench/size_main.c).  **Our code only**: \`ld -r --gc-sections\` from a main that calls"
 echo "just that configuration's API, minus the main; \`.text\` includes read-only data.  mbedTLS $mbedv is"
 echo "not included (no ARM build in Debian; headers with bench/size_mbedtls_config.h)."
@@ -119,7 +123,7 @@ row "(1) codec alone" 1 fw
 row "(2) codec + handshake + connection" 2 fw
 row "(3) whole Stream client (+ JSON, jsmn, JWT)" 3 fw
 row "(3) with -DNDEBUG" 3 fw_ndebug
-[ -n "$NORANDOM" ] && row "(3) with STWS_NO_DEFAULT_RANDOM" 3 fw_norandom
+[ -n "$NORANDOM" ] && row "(3) keeping the default CTR-DRBG (no STWS_NO_DEFAULT_RANDOM)" 3 fw_random
 set -- $(berkeley arm-none-eabi-size "$OUT/fw.o")
 printf '| every function, no gc (the whole object) | %s B (%s) | %s | %s | — |\n' "$1" "$(kib "$1")" "$2" "$3"
 echo
@@ -168,12 +172,15 @@ cat "$OUT/refs1" "$OUT/refs2" "$OUT/refs3" | grep '^mbedtls_' | sort -u | while 
     echo "| \`$f\` | $m | $c1 | $c2 | $c3 |"
 done
 echo
-echo "The CTR-DRBG and entropy functions stay referenced even when a random hook is given (the default"
-echo "generator is chosen at run time), so the firmware's mbedTLS must include ctr_drbg.c, aes.c and"
-echo "entropy.c (with a hardware entropy source) anyway."
 if [ -n "$NORANDOM" ]; then
-    echo
-    echo "With STWS_NO_DEFAULT_RANDOM, (3) references only: $(refs 3 fw_norandom | grep '^mbedtls_' | tr '\n' ' ' | sed 's/ $//; s/ /, /g')."
+    echo "Without STWS_NO_DEFAULT_RANDOM the CTR-DRBG and entropy functions stay referenced even when a"
+    echo "random hook is given (the default generator is chosen at run time), so the firmware's mbedTLS"
+    echo "would need ctr_drbg.c, aes.c and entropy.c (with a hardware entropy source); (3) then also"
+    echo "references $(refs 3 fw_random | grep -E '^mbedtls_(ctr_drbg|entropy)' | tr '\n' ' ' | sed 's/ $//; s/ /, /g')."
+else
+    echo "The CTR-DRBG and entropy functions stay referenced even when a random hook is given (the default"
+    echo "generator is chosen at run time), so the firmware's mbedTLS must include ctr_drbg.c, aes.c and"
+    echo "entropy.c (with a hardware entropy source) anyway."
 fi
 echo
 for n in 1 2 3; do

@@ -21,7 +21,95 @@ static void hello(void **state) {
     stws_codec_destroy(c);
 }
 
+/* Every result has its own text, and only results do.  The switch has no
+   default, so -Wswitch (-Wall -Werror) stops the build when a code is added
+   to the enum but not here; the test then fails until the header's text
+   table has it too. */
+static int known_result(stws_result r) {
+    switch (r) {
+    case STWS_OK:
+    case STWS_INCOMPLETE:
+    case STWS_ERR_INVALID_ARG:
+    case STWS_ERR_NOMEM:
+    case STWS_ERR_STATE:
+    case STWS_ERR_OUTPUT_FULL:
+    case STWS_ERR_BUFFER_TOO_SMALL:
+    case STWS_ERR_RANDOM:
+    case STWS_ERR_CLOSED:
+    case STWS_ERR_URL_SCHEME:
+    case STWS_ERR_URL_HOST:
+    case STWS_ERR_URL_PORT:
+    case STWS_ERR_URL_FRAGMENT:
+    case STWS_ERR_URL_CHAR:
+    case STWS_ERR_URL_TOO_LONG:
+    case STWS_ERR_URL_USERINFO:
+    case STWS_ERR_RESERVED_BITS:
+    case STWS_ERR_RESERVED_OPCODE:
+    case STWS_ERR_MASKED_FRAME:
+    case STWS_ERR_BAD_LENGTH:
+    case STWS_ERR_CONTROL_TOO_LONG:
+    case STWS_ERR_CONTROL_FRAGMENTED:
+    case STWS_ERR_UNEXPECTED_CONTINUATION:
+    case STWS_ERR_EXPECTED_CONTINUATION:
+    case STWS_ERR_BAD_CLOSE_PAYLOAD:
+    case STWS_ERR_BAD_CLOSE_CODE:
+    case STWS_ERR_INVALID_UTF8:
+    case STWS_ERR_FRAME_TOO_BIG:
+    case STWS_ERR_MESSAGE_TOO_BIG:
+    case STWS_ERR_HANDSHAKE_TOO_BIG:
+    case STWS_ERR_HANDSHAKE_MALFORMED:
+    case STWS_ERR_HANDSHAKE_STATUS:
+    case STWS_ERR_HANDSHAKE_UPGRADE:
+    case STWS_ERR_HANDSHAKE_CONNECTION:
+    case STWS_ERR_HANDSHAKE_ACCEPT:
+    case STWS_ERR_HANDSHAKE_EXTENSION:
+    case STWS_ERR_HANDSHAKE_SUBPROTOCOL:
+    case STWS_ERR_HEADER_VALUE:
+    case STWS_ERR_RESOLVE:
+    case STWS_ERR_CONNECT:
+    case STWS_ERR_TIMEOUT:
+    case STWS_ERR_IO:
+    case STWS_ERR_EOF:
+    case STWS_ERR_TLS:
+    case STWS_ERR_TLS_VERIFY:
+    case STWS_ERR_PROXY:
+    case STWS_ERR_JSON:
+    case STWS_ERR_JSON_PATH:
+    case STWS_ERR_JSON_TOO_BIG:
+    case STWS_ERR_EVENT_SHAPE:
+    case STWS_ERR_AUTH:
+    case STWS_ERR_AUTH_TRANSIENT:
+    case STWS_ERR_TOKEN:
+    case STWS_ERR_QUEUE_FULL:
+    case STWS_ERR_ATTEMPTS:
+    case STWS_ERR_ABORTED:
+    case STWS_ERR_DEAD:
+    case STWS_ERR_WATCHDOG:
+        return 1;
+    }
+    return 0;
+}
+
+static void result_strings(void **state) {
+    const char *seen[128];
+    int r, n = 0, k;
+    (void)state;
+    for (r = -0x300; r <= 0x10; r++) {
+        const char *s = stws_result_string((stws_result)r);
+        assert_non_null(s);
+        if (!known_result((stws_result)r)) {
+            assert_string_equal(s, "unknown result");
+            continue;
+        }
+        assert_true(strcmp(s, "unknown result") != 0 && s[0] != 0);
+        for (k = 0; k < n; k++) assert_true(strcmp(seen[k], s) != 0);
+        assert_true(n < 128);
+        seen[n++] = s;
+    }
+    assert_int_equal(n, 58);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(hello)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(hello), cmocka_unit_test(result_strings)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

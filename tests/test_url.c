@@ -281,6 +281,35 @@ static void host_name_length(void **state) {
     assert_int_equal(stws_url_parse(url, &u), STWS_ERR_URL_HOST);
 }
 
+static void quiet(stws_log_level level, const char *message, void *user_data) {
+    (void)level;
+    (void)message;
+    (void)user_data;
+}
+
+/* An IPv6 literal is at most 45 characters; a longer bracketed "host" once
+   overflowed the connection's host buffer at create. */
+static void ipv6_literal_length(void **state) {
+    static const char longest[] = "ws://[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]/";
+    char url[600];
+    stws_url u;
+    stws_conn_desc d;
+    int i;
+    (void)state;
+    assert_int_equal(stws_url_parse(longest, &u), STWS_OK);
+    assert_int_equal(u.host.len, 45);
+    strcpy(url, "ws://[");
+    for (i = 0; i < 200; i++) strcat(url, "1:");
+    strcat(url, "1]/");
+    assert_int_equal(stws_url_parse(url, &u), STWS_ERR_URL_HOST);
+    strcpy(url, "ws://[1:2:3:4:5:6:7:8:9:a:b:c:d:e:f:1:2:3:4:5:6:7:8:9]/"); /* 47 characters */
+    assert_int_equal(stws_url_parse(url, &u), STWS_ERR_URL_HOST);
+    memset(&d, 0, sizeof d);
+    d.url = url;
+    d.logger.func = quiet;
+    assert_null(stws_conn_create(&d));
+}
+
 /* Views point into the caller's string and never past its end: parse every
    table URL from an exactly sized heap copy (so ASan sees any over-read). */
 static void exact_size_copies(void **state) {
@@ -315,6 +344,7 @@ int main(void) {
         cmocka_unit_test(null_arguments),
         cmocka_unit_test(url_length_limit),
         cmocka_unit_test(host_name_length),
+        cmocka_unit_test(ipv6_literal_length),
         cmocka_unit_test(exact_size_copies),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
