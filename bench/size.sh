@@ -121,7 +121,7 @@ row() { # label cfg impl
 }
 row "(1) codec alone" 1 fw
 row "(2) codec + handshake + connection" 2 fw
-row "(3) whole Stream client (+ JSON, jsmn, JWT)" 3 fw
+row "(3) whole Stream client (+ JSON reader and writer, JWT)" 3 fw
 row "(3) with -DNDEBUG" 3 fw_ndebug
 [ -n "$NORANDOM" ] && row "(3) keeping the default CTR-DRBG (no STWS_NO_DEFAULT_RANDOM)" 3 fw_random
 set -- $(berkeley arm-none-eabi-size "$OUT/fw.o")
