@@ -4787,9 +4787,11 @@ struct stws_client {
 
 static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
 
-static void stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
+/* Queue a lifecycle event with the current message; NULL when the queue is
+   full (the event is dropped). */
+static stws_client_event *stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
     stws_client_event *e;
-    if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return;
+    if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return NULL;
     memcpy(c->pending_msg[c->npending], c->message, sizeof c->pending_msg[0]);
     e = &c->pending[c->npending++];
     memset(e, 0, sizeof *e);
@@ -4797,6 +4799,7 @@ static void stws__cpush(stws_client *c, stws_client_event_type type, stws_result
     e->result = r;
     e->close_code = code;
     e->error_code = code;
+    return e;
 }
 
 /* application/x-www-form-urlencoded (space as '+', '|' as %7C), PROTOCOL.md §1 */
@@ -5090,6 +5093,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
    or URL, then announce it.  Only from step, so that the hook, like every
    callback, runs inside the pump. */
 static void stws__client_reconnecting(stws_client *c) {
+    stws_client_event *e;
     c->rc_due = 0;
     if (c->on_reconnecting) {
         stws_reconnect_ctl ctl;
@@ -5111,9 +5115,10 @@ static void stws__client_reconnecting(stws_client *c) {
         if (ctl.url && stws__conn_set_url(c->conn, ctl.url) != STWS_OK)
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: URL refused, keeping the old one");
     }
-    stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code);
-    c->pending[c->npending - 1].attempt = c->rc_attempt;
-    c->pending[c->npending - 1].delay_ms = c->rc_delay;
+    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code)) != NULL) {
+        e->attempt = c->rc_attempt;
+        e->delay_ms = c->rc_delay;
+    }
     stws__log(&c->log, STWS_LOG_INFO, "reconnecting: attempt %d in %d ms", c->rc_attempt, c->rc_delay);
 }
 
@@ -5305,11 +5310,11 @@ int stws_client_timeout(const stws_client *c) {
     if (c->npending || c->rc_due) return 0;
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
-    if (c->state == STWS__C_BACKOFF) return stws__ms_until(c->backoff_until, now);
-    cand[0] = c->watchdog_at;
+    /* in backoff only its own timer counts: there is no socket */
+    cand[0] = c->state == STWS__C_BACKOFF ? c->backoff_until : c->watchdog_at;
     cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
     cand[2] = c->state == STWS__C_CONNECTED ? c->dead_at : 0;
-    t = stws_conn_timeout(c->conn);
+    t = c->state == STWS__C_BACKOFF ? -1 : stws_conn_timeout(c->conn);
     for (i = 0; i < 3; i++) t = stws__sooner(t, stws__ms_until(cand[i], now));
     return t;
 }
