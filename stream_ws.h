@@ -5,7 +5,8 @@
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
      transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
-     json/jwt   escaping writer, jsmn-based reader, HS256 minter
+     json/jwt   escaping writer, strict reader (one tokenless pass; look-ups
+                walk the checked text; jsmn for eager token documents), HS256 minter
      client     Stream's protocol: auth, health checks, reconnect, token
                 refresh, a lossless send queue (stws_client_*)
 
