@@ -752,7 +752,7 @@ typedef enum stws_json_type {
    the quotes, still escaped).  Returns the value's type, STWS_JSON_NONE if
    the path does not exist. */
 STWS_API stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out);
-/* The string at path, unescaped (\uXXXX and surrogate pairs to UTF-8) into
+/* The string at path, unescaped (\u escapes, surrogate pairs included, to UTF-8) into
    buf (NUL-terminated).  STWS_ERR_JSON_PATH if absent or not a string,
    STWS_ERR_BUFFER_TOO_SMALL with *len set to the size needed. */
 STWS_API stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf,
