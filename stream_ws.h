@@ -16,7 +16,8 @@
            #include "stream_ws.h"
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
-       (Debian: libmbedtls-dev, libjsmn-dev; mbedTLS 2.28 and 3.x both work.)
+       (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28 and 3.x,
+       switching on MBEDTLS_VERSION_NUMBER; tested here with 2.28.)
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
@@ -717,7 +718,7 @@ STWS_API void stws_json_raw(stws_json_writer *w, const char *json, size_t n);
    unbalanced, value without key, bad raw JSON). */
 STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
 
-/* ==== JSON: reading inbound events (jsmn, strict) ========================= */
+/* ==== JSON: reading inbound events (strict RFC 8259) ====================== */
 
 /* A parsed JSON document: a view of text, with tokens if it was tokenized.
    Path look-ups take dotted paths with array indices: "me.id", "error.code",
