@@ -3422,13 +3422,6 @@ static int stws__json_path(const stws_json_doc *doc, const char *path) {
    look-ups of one event.  The walk is bounds-safe on any text (it never
    reads past len and always moves on), but answers only for valid JSON. */
 
-/* The top bit of each byte of w that is '"' or '\\', at least in the
-   lowest one (see stws__json_specials). */
-static uint64_t stws__json_quote_or_bs(uint64_t w) {
-    uint64_t q = w ^ (STWS__ONES * '"'), b = w ^ (STWS__ONES * '\\');
-    return (((q - STWS__ONES) & ~q) | ((b - STWS__ONES) & ~b)) & STWS__HIGHS;
-}
-
 /* The offset past the closing quote of the string whose body starts at p
    (len if there is none).  Keys and most values are short: the first 8
    bytes are looked at in one word.  Past them, memchr finds the next quote
@@ -3441,9 +3434,9 @@ static size_t stws__json_skip_string(const char *s, size_t len, size_t p) {
     if (len - p >= 8) {
         uint64_t w, m;
         memcpy(&w, s + p, 8);
-        m = stws__json_quote_or_bs(w);
+        m = stws__json_specials(w); /* '"', '\\' or (only in invalid text) a control byte */
         if (m) {
-            size_t q = p + ((size_t)__builtin_ctzll(m) >> 3); /* the first '"' or '\\' */
+            size_t q = p + ((size_t)__builtin_ctzll(m) >> 3); /* the first of them */
             if (s[q] == '"') return q + 1;
         }
     }
