@@ -680,6 +680,13 @@ STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
 STWS_API int stws_conn_http_status(const stws_conn *conn);
 /* A human-readable line for the last error ("" if none); no secrets. */
 STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
+/* Bytes ever written to the transport by this object, over all its
+   connects (it only grows): a sender that notes stws_conn_bytes_written() +
+   stws_conn_buffered() after a send knows its message has left once the count
+   reaches that offset. */
+STWS_API uint64_t stws_conn_bytes_written(const stws_conn *conn);
+/* 1 if the peer's close frame arrived on the current (or last) socket. */
+STWS_API int stws_conn_peer_closed(const stws_conn *conn);
 
 /* ==== JSON: a safe writer for outbound events ============================= */
 
@@ -4705,6 +4712,8 @@ stws_result stws_conn_close(stws_conn *c, int code, const char *reason) {
 stws_conn_state stws_conn_get_state(const stws_conn *c) { return c ? c->state : STWS_CONN_CLOSED; }
 int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
 const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
+uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
+int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
 
 /* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
 
