@@ -798,7 +798,8 @@ typedef enum stws_client_event_type {
     STWS_CLIENT_EVENT_RECONNECTING,  /* attempt, delay_ms */
     STWS_CLIENT_EVENT_RECONNECTED,   /* connection.ok after a drop: new connection_id;
                                         subscriptions are gone, re-watch now */
-    STWS_CLIENT_EVENT_FATAL,         /* the client stopped: result, error_code, message */
+    STWS_CLIENT_EVENT_FATAL,         /* the client stopped: result, error_code, http_status,
+                                        cause, message (see stws_client_connect) */
     STWS_CLIENT_EVENT_MALFORMED,     /* an inbound message that is not an event:
                                         result, json; the client goes on */
     STWS_CLIENT_EVENT_CLOSED         /* stopped after stws_client_close() or a server 1000 */
@@ -816,8 +817,13 @@ typedef struct stws_client_event {
     int delay_ms;              /* RECONNECTING */
     stws_result result;        /* DISCONNECTED, FATAL, MALFORMED */
     int close_code;            /* DISCONNECTED, CLOSED */
-    int error_code;            /* FATAL: Stream's connection.error code (40, 43, ...) */
-    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason */
+    int error_code;            /* FATAL: Stream's connection.error code (40, 43, ...);
+                                  after max_attempts that of the last attempt, if any */
+    int http_status;           /* DISCONNECTED, FATAL: the status of a refused
+                                  upgrade (404, 503, ...), 0 if none */
+    stws_result cause;         /* FATAL with STWS_ERR_ATTEMPTS: the last attempt's result */
+    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason (empty
+                                  in CONNECTED, RECONNECTED) */
 } stws_client_event;
 
 typedef struct stws_client stws_client;
@@ -846,6 +852,11 @@ typedef void (*stws_client_event_fn)(stws_client *client, const stws_client_even
                                      void *user_data);
 
 #define STWS_DEFAULT_URL "wss://chat.stream-io-api.com/api/v2/connect"
+/* A socket that ends sooner than this after its connection.ok was not a
+   healthy connection: a failure for the backoff and max_attempts (a server
+   that accepts and drops at once must not be retried every 250-500 ms
+   forever).  5 s is well before the first health check (25 s). */
+#define STWS_CLIENT_STABLE_MS 5000
 
 typedef struct stws_client_desc {
     const char *url;               /* default STWS_DEFAULT_URL */
@@ -855,7 +866,9 @@ typedef struct stws_client_desc {
     const char *user_image;
     const char *user_custom_json;  /* optional JSON object text */
     /* exactly one of: */
-    const char *token;             /* static user JWT */
+    const char *token;             /* static user JWT: header.payload.signature in
+                                      base64url, the header a JSON object; anything
+                                      else (an API secret, say) is refused */
     const char *api_secret;        /* mint user tokens (HS256, iat = now - 5 s) */
     stws_token_provider token_provider;
     const char *products;          /* "chat,video,feeds" subset; NULL = no filter */
@@ -864,12 +877,16 @@ typedef struct stws_client_desc {
     int dead_timeout_ms;           /* 0 = 35000: silence -> reconnect */
     int watchdog_ms;               /* 0 = 15000: connect until connection.ok */
     int backoff_cap_ms;            /* 0 = 25000 */
-    int max_attempts;              /* 0 = unlimited consecutive failures */
+    int max_attempts;              /* 0 = unlimited consecutive failures (a socket
+                                      that dies within STWS_CLIENT_STABLE_MS of its
+                                      connection.ok counts as one) */
     size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
     size_t max_message_size;       /* 0 = 16 MiB */
     int max_json_tokens;           /* 0 = 65536 per event */
     stws_reconnecting_fn on_reconnecting;
-    stws_client_event_fn on_event; /* optional push delivery (inside the pump) */
+    stws_client_event_fn on_event; /* optional push delivery of every event (inside
+                                      the pump); set, stws_client_next_event() has
+                                      nothing left to return */
     void *user_data;
     /* connection options, see stws_conn_desc */
     stws_transport transport;
@@ -886,23 +903,47 @@ typedef struct stws_client_desc {
 } stws_client_desc;
 
 /* Make a client (nothing connects yet).  NULL on a bad desc (logged): a
-   missing or doubled token source, a token that is not a JWT, user fields
+   missing or doubled token source, a token that is not a JWT (the same check
+   refuses what a token provider or on_reconnecting returns), user fields
    that are not UTF-8, user_custom_json that is not a JSON object. */
 STWS_API stws_client *stws_client_create(const stws_client_desc *desc);
+/* Free everything.  Inside a callback (handler, on_event, on_reconnecting,
+   token provider) it is deferred: no callback runs after it, and the client
+   is freed when the step returns (STWS_ERR_CLOSED); do not touch it again. */
 STWS_API void stws_client_destroy(stws_client *client);
 /* Start connecting: the first attempt (token provider included) runs in the
    next step.  From here on the client reconnects by itself.  Also restarts
-   a client that stopped (closed or fatal). */
+   a client that stopped (closed or fatal).
+   Failures that a retry cannot mend stop the client at once (FATAL, no
+   retry): a fatal connection.error code (PROTOCOL.md §6), an upgrade answered
+   4xx other than 408 and 429 (result STWS_ERR_HANDSHAKE_STATUS, http_status:
+   a wrong URL or key), and a TLS handshake that fails as TLS before the
+   upgrade (STWS_ERR_TLS_VERIFY: the certificate; STWS_ERR_TLS: a peer that
+   does not speak TLS, e.g. wss:// to a plain port).  Everything else (refused
+   TCP, 5xx, 408, 429, resets, timeouts) is retried with backoff; after
+   max_attempts the FATAL event (STWS_ERR_ATTEMPTS) carries the last attempt's
+   result in cause, its http_status, connection.error code and reason.  A
+   drop that is retried is logged at WARN or below; ERROR only when the
+   client stops. */
 STWS_API stws_result stws_client_connect(stws_client *client);
-/* Advance without blocking (connect, auth, timers, I/O), then read events. */
+/* Advance without blocking (connect, auth, timers, I/O), then read events.
+   Not from inside a callback (STWS_ERR_STATE). */
 STWS_API stws_result stws_client_step(stws_client *client);
 /* Wait at most timeout_ms for the socket or the next timer, then step. */
 STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
 /* Next event or 0.  Protocol messages (connection.ok, health.check) are
-   acted on here as well as delivered. */
+   acted on here as well as delivered.  Push and pull together: with
+   desc.on_event set every event is pushed and nothing is left to pull; with
+   only stws_client_on() handlers the step hands SERVER events to the
+   handlers (MALFORMED ones are logged and dropped), and the lifecycle events (CONNECTED,
+   DISCONNECTED, RECONNECTING, RECONNECTED, FATAL, CLOSED) stay here to be
+   pulled (the latest 8 are kept when nobody pulls). */
 STWS_API int stws_client_next_event(stws_client *client, stws_client_event *ev);
 /* Push handlers by event type ("message.new"), "*" for every server event;
-   called only from inside stws_client_step()/poll(). */
+   called only from inside stws_client_step()/poll(), in the order they were
+   added; a server event no handler matches is dropped.  fn NULL removes
+   the handlers of exactly that event_type ("*" too; STWS_ERR_INVALID_ARG if
+   there was none).  At most 32 (STWS_ERR_NOMEM). */
 STWS_API stws_result stws_client_on(stws_client *client, const char *event_type,
                                     stws_client_event_fn fn, void *user_data);
 /* 0 = step now, -1 = no timer, else ms to the next timer. */
@@ -911,12 +952,18 @@ STWS_API intptr_t stws_client_handle(const stws_client *client);
 STWS_API int stws_client_wants(const stws_client *client);
 /* Queue one text message (JSON).  Kept across reconnects, in order, and
    written after the next connection.ok; removed only once fully written.
-   STWS_ERR_QUEUE_FULL when it would pass send_queue_limit (nothing queued
-   is dropped). */
+   Refused, with nothing queued or dropped, checked in this order:
+   STWS_ERR_MESSAGE_TOO_BIG (it could never be written: its frame would not
+   fit the connection's 64 MiB output, STWS_DEFAULT_MAX_OUTPUT_SIZE),
+   STWS_ERR_QUEUE_FULL (it would pass send_queue_limit),
+   STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (not exactly one JSON value, RFC 8259:
+   the protocol is JSON, and a server would drop the socket for it). */
 STWS_API stws_result stws_client_send(stws_client *client, const char *text, size_t len);
 /* Bytes of messages waiting in the send queue. */
 STWS_API size_t stws_client_queued(const stws_client *client);
-/* Stop: close 1000 if connected, no more reconnects (also during backoff). */
+/* Stop: close 1000 if connected, no more reconnects (also during backoff);
+   a CLOSED event follows.  STWS_ERR_STATE (and no event) on a client that
+   was never connected; STWS_OK and nothing more if already stopped. */
 STWS_API stws_result stws_client_close(stws_client *client);
 /* The current connection_id ("" when not connected). */
 STWS_API const char *stws_client_connection_id(const stws_client *client);
@@ -4759,7 +4806,13 @@ struct stws_client {
     int nhandlers;
 
     stws__cstate state;
-    int failures;               /* consecutive failed attempts (PROTOCOL.md §5) */
+    int failures;               /* consecutive failed attempts: n of PROTOCOL.md §5 */
+    int retries;                /* retries since the last healthy socket (max_attempts) */
+    uint64_t ok_at;             /* when connection.ok arrived (STWS_CLIENT_STABLE_MS) */
+    int last_http;              /* the ended socket's refused-upgrade status, 0 none */
+    int last_code;              /* its connection.error code, 0 none */
+    int depth;                  /* inside stws_client_step() (callbacks run there) */
+    int doomed;                 /* destroy was called inside a callback */
     int ever_connected;
     int refresh_token;          /* fetch or mint a new token before the next attempt */
     int retry_after_error;      /* connection.error handled: its close 1000 is not a stop */
@@ -4785,6 +4838,10 @@ struct stws_client {
     stws_client_event pending[8];
     char pending_msg[8][256];
     int npending;
+    /* handlers only: lifecycle events the step kept for the pull API */
+    stws_client_event kept[8];
+    char kept_msg[8][256];
+    int nkept;
 
     stws__json_lazy json;       /* the delivered event's checked text */
 };
@@ -4796,7 +4853,10 @@ static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clo
 static stws_client_event *stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
     stws_client_event *e;
     if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return NULL;
-    memcpy(c->pending_msg[c->npending], c->message, sizeof c->pending_msg[0]);
+    if (type == STWS_CLIENT_EVENT_CONNECTED || type == STWS_CLIENT_EVENT_RECONNECTED)
+        c->pending_msg[c->npending][0] = 0; /* not the reason of the drop before */
+    else
+        memcpy(c->pending_msg[c->npending], c->message, sizeof c->pending_msg[0]);
     e = &c->pending[c->npending++];
     memset(e, 0, sizeof *e);
     e->type = type;
@@ -4834,14 +4894,27 @@ static int64_t stws__default_unix_s(void *user_data) {
 }
 #endif
 
-/* A JWT is printable ASCII without quote or backslash; anything else is
-   refused before it reaches the auth message (and a retry loop). */
+/* A JWT (RFC 7519 §7.2, RFC 7515 §7.1): three non-empty base64url parts
+   joined by dots, the first a JSON object ("{" once decoded: its first
+   character 'e').  Anything else, an API secret given as the token above
+   all, is refused before it reaches the wire (and a retry loop).  No
+   character of it needs a JSON escape. */
 static int stws__jwt_ok(const char *t, size_t n) {
-    size_t i;
-    if (!n || n >= STWS__MAX_TOKEN) return 0;
-    for (i = 0; i < n; i++)
-        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7F || t[i] == '"' || t[i] == '\\') return 0;
-    return 1;
+    size_t i, part = 0, dots = 0;
+    if (!n || n >= STWS__MAX_TOKEN || t[0] != 'e') return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        if (ch == '.') {
+            if (!part || ++dots > 2) return 0;
+            part = 0;
+        } else if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                   ch == '_') {
+            part++;
+        } else {
+            return 0;
+        }
+    }
+    return dots == 2 && part > 0;
 }
 
 /* Get the token for the next attempt: static, provider, or minted. */
@@ -4946,8 +5019,9 @@ static void stws__client_stop(stws_client *c) {
 
 /* msg NULL: the result's own text says it all. */
 static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg) {
+    stws_client_event *e;
     stws__copy(c->message, 201, msg ? msg : stws_result_string(r)); /* at most 200 bytes of the server's text */
-    stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code);
+    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code)) != NULL) e->http_status = c->last_http;
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
     c->fatal = 1;
@@ -4955,13 +5029,18 @@ static void stws__client_fatal(stws_client *c, stws_result r, int code, const ch
 }
 
 static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close);
+static void stws__queue_settle(stws_client *c, int socket_gone);
 
 /* Start one connection attempt (inside step: the token provider is user code). */
 static void stws__client_attempt(stws_client *c) {
     stws_result r = STWS_OK;
     c->state = STWS__C_CONNECTING;
     c->backoff_until = 0;
+    c->last_code = 0;
+    c->last_error = STWS_OK; /* this attempt's own result, not the one before */
+    stws__queue_settle(c, 1); /* what the old socket did not write goes on this one */
     if (c->refresh_token || !c->token[0]) r = stws__client_token(c);
+    if (c->doomed) return; /* the token provider destroyed the client */
     if (r == STWS_OK) r = stws_conn_connect(c->conn);
     if (r != STWS_OK) {
         /* no socket was opened: a failed attempt, like a refused connect */
@@ -4986,9 +5065,13 @@ static int stws__client_delay(stws_client *c, int n) {
 }
 
 /* Queue entries that were fully written leave the queue; the rest become
-   unsent again when the socket is gone. */
+   unsent again when the socket is gone: told so, or seen here (a closed
+   connection whose CLOSE event nobody read yet, stws_client_close() in
+   between: every path to the next socket passes here first). */
 static void stws__queue_settle(stws_client *c, int socket_gone) {
-    uint64_t written = c->conn->codec->out_total;
+    uint64_t written = stws_conn_bytes_written(c->conn);
+    stws_conn_state cs = stws_conn_get_state(c->conn);
+    if (cs == STWS_CONN_CLOSED || cs == STWS_CONN_IDLE) socket_gone = 1;
     size_t off = 0;
     while (off < c->q_moved) {
         uint32_t n;
@@ -5017,7 +5100,7 @@ static void stws__queue_pump(stws_client *c) {
         uint64_t end;
         memcpy(&n, c->q + c->q_moved, 4);
         if (stws_conn_send(c->conn, STWS_OP_TEXT, c->q + c->q_moved + STWS__QHDR, n) != STWS_OK) break;
-        end = c->conn->codec->out_total + stws_conn_buffered(c->conn);
+        end = stws_conn_bytes_written(c->conn) + stws_conn_buffered(c->conn);
         memcpy(c->q + c->q_moved + 4, &end, 8);
         c->q_moved += STWS__QHDR + n;
     }
@@ -5028,8 +5111,17 @@ stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
     uint64_t zero = 0;
     if (!c || (!text && len) || len > 0xFFFFFFFFu) return STWS_ERR_INVALID_ARG;
     if (c->state == STWS__C_STOPPED) return STWS_ERR_CLOSED;
-    if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
+    /* the codec takes a message only if its frame (header <= 14 bytes) fits
+       the output cap: anything bigger would sit at the head of the queue
+       forever, blocking every later message */
+    if (len > STWS_DEFAULT_MAX_OUTPUT_SIZE - 14) return STWS_ERR_MESSAGE_TOO_BIG;
     if (c->q_payload + len > c->queue_limit) return STWS_ERR_QUEUE_FULL;
+    if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
+    {
+        stws__json_info info; /* the reader's strict one-pass check, no tokens */
+        if (!len || stws__json_scan(text, len, (size_t)-1, STWS__JSON_MAX_NESTING, &info) != STWS_OK)
+            return STWS_ERR_JSON;
+    }
     if (c->q_cap - c->q_len < STWS__QHDR + len) {
         size_t want = STWS__MAX(c->q_len + STWS__QHDR + len, c->q_cap * 2);
         uint8_t *nq;
@@ -5053,10 +5145,26 @@ stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
 
 size_t stws_client_queued(const stws_client *c) { return c ? c->q_payload : 0; }
 
+/* A retry cannot mend it (stws_client_connect): a 4xx upgrade answer but
+   408/429, or TLS failing as TLS before the upgrade (the transport's own
+   errors, a reset say, come through as themselves, not as STWS_ERR_TLS). */
+static int stws__client_permanent(const stws_client *c) {
+    if (c->state != STWS__C_CONNECTING) return 0;
+    if (c->last_error == STWS_ERR_HANDSHAKE_STATUS)
+        return c->last_http >= 400 && c->last_http < 500 && c->last_http != 408 && c->last_http != 429;
+    return c->last_error == STWS_ERR_TLS || c->last_error == STWS_ERR_TLS_VERIFY;
+}
+
 /* A socket ended (CLOSE from the connection): stop or schedule a retry. */
 static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close) {
-    int delay, attempt;
+    int delay, attempt, healthy;
+    stws_client_event *e;
     stws__queue_settle(c, 1);
+    /* PROTOCOL.md §5: n counts the attempts that failed since the last
+       healthy socket; one that lived less than STWS_CLIENT_STABLE_MS past
+       its connection.ok is a failure too */
+    healthy = c->state == STWS__C_CONNECTED && stws__cnow(c) - c->ok_at >= STWS_CLIENT_STABLE_MS;
+    c->last_http = c->last_error == STWS_ERR_HANDSHAKE_STATUS ? stws_conn_http_status(c->conn) : 0;
     c->connection_id[0] = 0;
     c->health_at = c->dead_at = c->watchdog_at = 0;
     if (c->fatal) {
@@ -5068,7 +5176,15 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
         stws__client_stop(c);
         return;
     }
-    stws__cpush(c, STWS_CLIENT_EVENT_DISCONNECTED, c->last_error, close_code);
+    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_DISCONNECTED, c->last_error, close_code)) != NULL)
+        e->http_status = c->last_http;
+    if (stws__client_permanent(c)) {
+        char msg[201];
+        snprintf(msg, sizeof msg, "not retried: %.180s", c->message);
+        stws__client_fatal(c, c->last_error, 0, msg);
+        stws__client_stop(c);
+        return;
+    }
     /* PROTOCOL.md §5: a server close 1000 is permanent, unless it follows a
        connection.error we decided to retry */
     if (peer_close && close_code == STWS_CLOSE_NORMAL && !c->retry_after_error) {
@@ -5078,10 +5194,17 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
         return;
     }
     c->retry_after_error = 0;
+    if (healthy) c->failures = c->retries = 0;
+    else c->failures++;
     delay = stws__client_delay(c, c->failures);
-    attempt = ++c->failures;
+    attempt = ++c->retries;
     if (c->max_attempts > 0 && attempt > c->max_attempts) {
-        stws__client_fatal(c, STWS_ERR_ATTEMPTS, 0, NULL); /* "reconnect attempts exhausted" */
+        char msg[201];
+        stws_result cause = c->last_error;
+        snprintf(msg, sizeof msg, "reconnect attempts exhausted (%d), last: %.150s", c->max_attempts, c->message);
+        stws__client_fatal(c, STWS_ERR_ATTEMPTS, c->last_code, msg);
+        if (c->npending && c->pending[c->npending - 1].type == STWS_CLIENT_EVENT_FATAL)
+            c->pending[c->npending - 1].cause = cause;
         stws__client_stop(c);
         return;
     }
@@ -5140,6 +5263,7 @@ static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
         msg[n] = 0;
     }
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
+    c->last_code = (int)code;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
     if (code == 40 && (c->secret || c->provider.fetch)) {
         c->refresh_token = 1; /* refresh only on an auth code, never on every reconnect */
@@ -5215,7 +5339,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                                         &n) != STWS_OK)
                     c->connection_id[0] = 0;
                 c->state = STWS__C_CONNECTED;
-                c->failures = 0;
+                c->ok_at = stws__cnow(c); /* failures reset once it proves healthy */
                 c->watchdog_at = 0;
                 c->last_error = STWS_OK;
                 stws__cpush(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
@@ -5237,7 +5361,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             stws__copy(c->message, sizeof c->message, stws_conn_error_detail(c->conn));
             continue;
         case STWS_CONN_EVENT_CLOSE: {
-            int peer = c->conn->peer_closed;
+            int peer = stws_conn_peer_closed(c->conn);
             if (!c->message[0] || c->last_error == STWS_OK)
                 snprintf(c->message, sizeof c->message, "socket closed (code %d)", ce.close_code);
             stws__client_socket_ended(c, ce.close_code, peer);
@@ -5250,30 +5374,86 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
 
 int stws_client_next_event(stws_client *c, stws_client_event *ev) {
     if (!c || !ev) return 0;
+    if (c->nkept) { /* handlers only: the lifecycle events the step kept */
+        *ev = c->kept[0];
+        memcpy(c->event_msg, c->kept_msg[0], sizeof c->event_msg);
+        ev->message.ptr = c->event_msg;
+        ev->message.len = strlen(c->event_msg);
+        if (ev->type == STWS_CLIENT_EVENT_CONNECTED || ev->type == STWS_CLIENT_EVENT_RECONNECTED) {
+            ev->connection_id.ptr = c->connection_id;
+            ev->connection_id.len = strlen(c->connection_id);
+        }
+        memmove(c->kept, c->kept + 1, (size_t)(c->nkept - 1) * sizeof c->kept[0]);
+        memmove(c->kept_msg, c->kept_msg + 1, (size_t)(c->nkept - 1) * sizeof c->kept_msg[0]);
+        c->nkept--;
+        return 1;
+    }
     return stws__client_next(c, ev);
 }
 
+/* Keep a lifecycle event for the pull API (the oldest goes when full). */
+static void stws__client_keep(stws_client *c, const stws_client_event *ev) {
+    int cap = (int)(sizeof c->kept / sizeof c->kept[0]);
+    if (c->nkept == cap) {
+        memmove(c->kept, c->kept + 1, (size_t)(cap - 1) * sizeof c->kept[0]);
+        memmove(c->kept_msg, c->kept_msg + 1, (size_t)(cap - 1) * sizeof c->kept_msg[0]);
+        c->nkept--;
+    }
+    c->kept[c->nkept] = *ev;
+    c->kept[c->nkept].message.ptr = NULL; /* views are set again when pulled */
+    c->kept[c->nkept].message.len = 0;
+    c->kept[c->nkept].connection_id.ptr = NULL;
+    c->kept[c->nkept].connection_id.len = 0;
+    stws__copy(c->kept_msg[c->nkept], sizeof c->kept_msg[0], ev->message.ptr ? ev->message.ptr : "");
+    c->nkept++;
+}
+
+/* Push delivery (stws_client_next_event: who sees what).  A callback may
+   destroy the client: then nothing more is called. */
 static void stws__client_dispatch(stws_client *c) {
     stws_client_event ev;
-    while (stws__client_next(c, &ev)) {
+    while (!c->doomed && stws__client_next(c, &ev)) {
         int i;
-        if (c->on_event) c->on_event(c, &ev, c->user_data);
+        if (c->on_event) {
+            c->on_event(c, &ev, c->user_data);
+        } else if (ev.type != STWS_CLIENT_EVENT_SERVER && ev.type != STWS_CLIENT_EVENT_MALFORMED) {
+            stws__client_keep(c, &ev);
+            continue;
+        }
         if (ev.type != STWS_CLIENT_EVENT_SERVER) continue;
-        for (i = 0; i < c->nhandlers; i++)
+        for (i = 0; i < c->nhandlers && !c->doomed; i++)
             if (strcmp(c->handlers[i].type, "*") == 0 ||
                 stws__ieq(ev.event_type.ptr, ev.event_type.len, c->handlers[i].type))
                 c->handlers[i].fn(c, &ev, c->handlers[i].user_data);
     }
 }
 
+static void stws__client_free(stws_client *c);
+static stws_result stws__client_step(stws_client *c);
+
 stws_result stws_client_step(stws_client *c) {
-    uint64_t now;
+    stws_result r;
     if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->depth) return STWS_ERR_STATE; /* from inside a callback */
+    c->depth = 1;
+    r = stws__client_step(c);
+    c->depth = 0;
+    if (c->doomed) { /* stws_client_destroy() inside a callback */
+        stws__client_free(c);
+        return STWS_ERR_CLOSED;
+    }
+    return r;
+}
+
+static stws_result stws__client_step(stws_client *c) {
+    uint64_t now;
     if (c->rc_due) stws__client_reconnecting(c); /* the pull API saw the socket end */
+    if (c->doomed) return STWS_ERR_CLOSED;
     now = stws__cnow(c);
     switch (c->state) {
     case STWS__C_BACKOFF:
         if (now >= c->backoff_until) stws__client_attempt(c);
+        if (c->doomed) return STWS_ERR_CLOSED;
         break;
     case STWS__C_CONNECTING:
     case STWS__C_AUTH:
@@ -5285,6 +5465,9 @@ stws_result stws_client_step(stws_client *c) {
         }
         break;
     case STWS__C_CONNECTED:
+        /* a connection that closed already has its CLOSE event on the way:
+           aborting it again would log the old error and overwrite the reason */
+        if (stws_conn_get_state(c->conn) == STWS_CONN_CLOSED) break;
         if (c->dead_at && now >= c->dead_at) {
             c->last_error = STWS_ERR_DEAD; /* §4: 35 s of silence */
             stws__conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
@@ -5299,11 +5482,12 @@ stws_result stws_client_step(stws_client *c) {
     stws__queue_pump(c);
     if (c->on_event || c->nhandlers) {
         stws__client_dispatch(c);
-        if (c->rc_due) {
+        if (c->rc_due && !c->doomed) {
             stws__client_reconnecting(c);
             stws__client_dispatch(c);
         }
     }
+    if (c->doomed) return STWS_ERR_CLOSED;
     return c->fatal ? c->last_error : STWS_OK;
 }
 
@@ -5311,7 +5495,7 @@ int stws_client_timeout(const stws_client *c) {
     uint64_t now, cand[3];
     int t, i;
     if (!c) return -1;
-    if (c->npending || c->rc_due) return 0;
+    if (c->npending || c->nkept || c->rc_due) return 0;
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
     /* in backoff only its own timer counts: there is no socket */
@@ -5358,7 +5542,7 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
 stws_result stws_client_connect(stws_client *c) {
     if (!c) return STWS_ERR_INVALID_ARG;
     if (c->state != STWS__C_IDLE && c->state != STWS__C_STOPPED) return STWS_ERR_STATE;
-    c->failures = 0;
+    c->failures = c->retries = 0;
     c->fatal = 0;
     c->user_closed = 0;
     c->retry_after_error = 0;
@@ -5373,6 +5557,7 @@ stws_result stws_client_connect(stws_client *c) {
 
 stws_result stws_client_close(stws_client *c) {
     if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state == STWS__C_IDLE) return STWS_ERR_STATE; /* a CLOSED now would greet the next connect */
     if (c->state == STWS__C_STOPPED || c->user_closed) return STWS_OK;
     c->user_closed = 1; /* wins over backoff and connect (issue: a user close always wins) */
     switch (stws_conn_get_state(c->conn)) {
@@ -5382,7 +5567,8 @@ stws_result stws_client_close(stws_client *c) {
         (void)stws_conn_close(c->conn, STWS_CLOSE_NORMAL, NULL);
         break;
     case STWS_CONN_CLOSING: break;
-    default:
+    default: /* no socket (backoff), or one whose CLOSE event is unread */
+        stws__queue_settle(c, 1);
         stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, 0);
         stws__client_stop(c);
     }
@@ -5392,7 +5578,15 @@ stws_result stws_client_close(stws_client *c) {
 const char *stws_client_connection_id(const stws_client *c) { return c ? c->connection_id : ""; }
 
 stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
-    if (!c || !type || !fn || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
+    if (!c || !type || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
+    if (!fn) { /* remove: the order of the others stays */
+        int i, n = 0;
+        for (i = 0; i < c->nhandlers; i++)
+            if (strcmp(c->handlers[i].type, type) != 0) c->handlers[n++] = c->handlers[i];
+        if (n == c->nhandlers) return STWS_ERR_INVALID_ARG;
+        c->nhandlers = n;
+        return STWS_OK;
+    }
     if (c->nhandlers == STWS__MAX_HANDLERS) return STWS_ERR_NOMEM;
     stws__copy(c->handlers[c->nhandlers].type, sizeof c->handlers[0].type, type);
     c->handlers[c->nhandlers].fn = fn;
@@ -5412,6 +5606,13 @@ stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_f
 #endif
 /* PROTOCOL.md §1: the default X-Stream-Client, fixed at compile time */
 #define STWS__CLIENT_ID "stream-ws-c-v" STWS_VERSION_STRING "|os=" STWS__OS_NAME
+
+/* The connection's log lines, one level down from ERROR: a socket that fails
+   is retried, and the client logs ERROR itself when it stops (FATAL). */
+static void stws__client_conn_log(stws_log_level level, const char *msg, void *user_data) {
+    stws_client *c = (stws_client *)user_data;
+    c->log.func(level == STWS_LOG_ERROR ? STWS_LOG_WARN : level, msg, c->log.user_data);
+}
 
 stws_client *stws_client_create(const stws_client_desc *desc) {
     stws_allocator a;
@@ -5539,11 +5740,15 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     cd.max_message_size = desc->max_message_size;
     cd.connect_timeout_ms = c->watchdog_ms;
     cd.allocator = a;
-    cd.logger = lg;
+    cd.logger.func = stws__client_conn_log; /* the client decides what is an error */
+    cd.logger.user_data = c;
     cd.clock = c->clock;
     cd.random = c->random;
     c->conn = stws_conn_create(&cd);
-    if (!c->conn) goto fail;
+    if (!c->conn) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: connection options refused (see above)");
+        goto fail;
+    }
     c->state = STWS__C_IDLE;
     return c;
 fail:
@@ -5552,9 +5757,16 @@ fail:
 }
 
 void stws_client_destroy(stws_client *c) {
-    stws_allocator a;
     if (!c) return;
-    a = c->alloc;
+    if (c->depth) { /* inside a callback: the step frees it on its way out */
+        c->doomed = 1;
+        return;
+    }
+    stws__client_free(c);
+}
+
+static void stws__client_free(stws_client *c) {
+    stws_allocator a = c->alloc;
     stws_conn_destroy(c->conn);
     if (c->drbg) {
         stws__drbg_free(c->drbg);

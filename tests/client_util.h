@@ -46,6 +46,11 @@
 #define CU_MAX_EVENTS 4096
 #define CU_MAX_FRAMES 512
 #define CU_MAX_CALLS 64
+/* JWT-shaped tokens (the client refuses anything else): one header and
+   payload, a signature part that tells them apart */
+#define CU_JWT_HP "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiYWxpY2UifQ."
+#define CU_TOKEN CU_JWT_HP "c3RhdGlj"
+#define CU_PTOK CU_JWT_HP "cHJvdmlkZWQ-" /* the provider's n-th token: CU_PTOK "<n>" */
 
 /* ==== recorded events ===================================================== */
 
@@ -111,7 +116,7 @@ static struct cu_fx {
     int fetch_outside;          /* calls outside stws_client_step() */
     int fetch_fail;             /* next fetch fails (and is consumed) */
     uint64_t fetch_at[CU_MAX_CALLS];
-    char fetch_prefix[32];
+    char fetch_prefix[128];
 
     /* on_reconnecting */
     int rc_calls;
@@ -345,7 +350,7 @@ CU_FN void cu_desc_defaults(void) {
     X.d.url = "ws://127.0.0.1:8080/api/v2/connect";
     X.d.api_key = "key123";
     X.d.user_id = "alice";
-    X.d.token = "static-token";
+    X.d.token = CU_TOKEN;
     X.d.client_id = "stream-ws-c-v0.1.0|os=linux";
     X.d.transport.open = cu_tr_open;
     X.d.transport.send = cu_tr_send;
@@ -384,7 +389,7 @@ static int cu_setup(void **state) {
     X.now = CU_T0;
     X.unix_s = CU_UNIX0;
     X.rng = CU_SEED;
-    snprintf(X.fetch_prefix, sizeof X.fetch_prefix, "provided-token-");
+    snprintf(X.fetch_prefix, sizeof X.fetch_prefix, "%s", CU_PTOK);
     cu_desc_defaults();
     return 0;
 }

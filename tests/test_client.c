@@ -6,7 +6,7 @@
 
 #define AT(ms) (CU_T0 + (uint64_t)(ms))
 
-static const char AUTH0[] = "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\"}}";
+static const char AUTH0[] = "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\"}}";
 
 /* ==== helpers ============================================================= */
 
@@ -151,7 +151,7 @@ static void test_upgrade_request_query(void **state) {
         assert_string_equal(X.sock[0].host, cases[i].host);
         assert_int_equal(X.sock[0].port, cases[i].port);
         /* §1: no token in the URL in this flavour */
-        assert_null(strstr(X.req, "static-token"));
+        assert_null(strstr(X.req, "" CU_TOKEN ""));
         assert_null(strstr(X.req, "authorization"));
     }
 }
@@ -162,21 +162,21 @@ static void test_auth_message_exact(void **state) {
     static const struct {
         const char *name, *image, *custom, *products, *want;
     } cases[] = {
-        {NULL, NULL, NULL, NULL, "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\"}}"},
+        {NULL, NULL, NULL, NULL, "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\"}}"},
         {"Alice", "https://example.com/a.png", "{\"team\":\"red\",\"n\":1}", "chat,video",
-         "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\",\"name\":\"Alice\",\"image\":"
+         "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\",\"name\":\"Alice\",\"image\":"
          "\"https://example.com/a.png\",\"custom\":{\"team\":\"red\",\"n\":1}},\"products\":[\"chat\",\"video\"]}"},
         {"Bob", NULL, NULL, "chat,video,feeds",
-         "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\",\"name\":\"Bob\"},\"products\":[\"chat\","
+         "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\",\"name\":\"Bob\"},\"products\":[\"chat\","
          "\"video\",\"feeds\"]}"},
         {NULL, "i", NULL, "feeds",
-         "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\",\"image\":\"i\"},\"products\":[\"feeds\"]}"},
+         "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\",\"image\":\"i\"},\"products\":[\"feeds\"]}"},
         {NULL, NULL, "{\"tags\":[\"a\",\"b\"],\"vip\":true,\"o\":{}}", NULL,
-         "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\",\"custom\":{\"tags\":[\"a\",\"b\"],\"vip\":"
+         "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\",\"custom\":{\"tags\":[\"a\",\"b\"],\"vip\":"
          "true,\"o\":{}}}}"},
         /* user input: quotes, backslashes, control characters, non-ASCII */
         {"Q\"uo\\te\x01\x1f\n\t\r/\xc3\xa9", "a\"b\\c", NULL, NULL,
-         "{\"token\":\"static-token\",\"user_details\":{\"id\":\"alice\",\"name\":\"Q\\\"uo\\\\te\\u0001\\u001f\\n\\t"
+         "{\"token\":\"" CU_TOKEN "\",\"user_details\":{\"id\":\"alice\",\"name\":\"Q\\\"uo\\\\te\\u0001\\u001f\\n\\t"
          "\\r/\xc3\xa9\",\"image\":\"a\\\"b\\\\c\"}}"},
     };
     size_t i;
@@ -281,7 +281,7 @@ static void test_auth_token_provider_calls(void **state) {
     assert_int_equal(stws_client_connect(X.c), STWS_OK);
     cu_settle();
     assert_int_equal(X.fetches, 1);
-    auth_min(want, sizeof want, "provided-token-1");
+    auth_min(want, sizeof want, "" CU_PTOK "1");
     cu_expect_texts(0, 1, want);
 
     /* drops of every other kind reuse the token */
@@ -323,7 +323,7 @@ static void test_auth_token_provider_calls(void **state) {
     assert_int_equal(last_ev()->type, STWS_CLIENT_EVENT_RECONNECTING);
     reconnect_ok("c-6");
     assert_int_equal(X.fetches, 2);
-    auth_min(want, sizeof want, "provided-token-2");
+    auth_min(want, sizeof want, "" CU_PTOK "2");
     cu_expect_texts(6, 1, want);
     /* and not again on the next ordinary drop */
     srv_eof(6);
@@ -381,7 +381,7 @@ static void test_token_provider_failure_is_retried(void **state) {
     assert_int_equal(e->attempt, 1);
     reconnect_ok("c-0");
     assert_int_equal(X.fetches, 2);
-    auth_min(want, sizeof want, "provided-token-2");
+    auth_min(want, sizeof want, "" CU_PTOK "2");
     cu_expect_texts(0, 1, want);
 }
 
@@ -396,7 +396,7 @@ static void test_token_refresh_failure_is_retried(void **state) {
     X.fetches = 1; /* tokens count from 2 as in the first part */
     up("c-0");
     assert_int_equal(X.fetches, 2);
-    auth_min(want, sizeof want, "provided-token-2");
+    auth_min(want, sizeof want, "" CU_PTOK "2");
     cu_expect_texts(0, 1, want);
     srv_eof(0);
     cu_settle();
@@ -421,7 +421,7 @@ static void test_token_refresh_failure_is_retried(void **state) {
     }
     reconnect_ok("c-2");
     assert_int_equal(X.fetches, 4);
-    auth_min(want, sizeof want, "provided-token-4");
+    auth_min(want, sizeof want, "" CU_PTOK "4");
     cu_expect_texts(2, 1, want);
 }
 
@@ -664,8 +664,8 @@ static void check_delay(int n, int cap, int d, uint32_t rnd) {
     if (!ok) fail_msg("n=%d cap=%d rnd=0x%08x: delay %d not in [%d, %d)", n, cap, (unsigned)rnd, d, lo, hi);
 }
 
-/* n = 0..15 consecutive failures (every connect fails), several random
-   values, the default and custom caps. */
+/* n = 1..16 consecutive failures (every connect fails, the first one
+   included), several random values, the default and custom caps. */
 static void test_backoff_bounds(void **state) {
     static const uint32_t rnds[] = {0u, 1u, 0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu, 123456789u, 0xDEADBEEFu};
     static const int caps[] = {0, 5000, 7777, 300};
@@ -693,7 +693,7 @@ static void test_backoff_bounds(void **state) {
                 }
                 assert_int_equal(e->attempt, n + 1);
                 d = e->delay_ms;
-                check_delay(n, cap, d, rnds[ri]);
+                check_delay(n + 1, cap, d, rnds[ri]); /* PROTOCOL.md §5: the first attempt failed: n = 1 */
                 delays[ci][ri][n] = d;
                 assert_int_equal(X.nsock, n + 1);
                 assert_int_equal(stws_client_timeout(X.c), d);
@@ -718,7 +718,7 @@ static void test_backoff_bounds(void **state) {
         /* the random value matters where the range has room */
         for (n = 0; n < 16; n++) {
             int distinct = 0;
-            if (hi_of(n, cap) - lo_of(n, cap) < 2) continue;
+            if (hi_of(n + 1, cap) - lo_of(n + 1, cap) < 2) continue;
             for (ri = 1; ri < sizeof rnds / sizeof rnds[0]; ri++) distinct += delays[ci][ri][n] != delays[ci][0][n];
             if (!distinct) fail_msg("cap %d n %d: the delay ignores the random value", cap, n);
         }
@@ -731,6 +731,8 @@ static void test_attempt_number_resets_after_connection_ok(void **state) {
     X.pin_delay = 1;
     X.delay_value = 0xFFFFFFFFu;
     up("c-0");
+    X.now += STWS_CLIENT_STABLE_MS; /* a healthy socket */
+    cu_settle();
     srv_eof(0);
     cu_settle();
     /* three failed attempts */
@@ -746,6 +748,8 @@ static void test_attempt_number_resets_after_connection_ok(void **state) {
     }
     reconnect_ok("c-4");
     assert_int_equal(X.nsock, 5);
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
     from = X.nev;
     srv_eof(4);
     cu_settle();
@@ -849,7 +853,7 @@ static void test_transient_error_codes_reconnect(void **state) {
         e = ev_of(STWS_CLIENT_EVENT_RECONNECTING, 0);
         assert_int_equal(e->attempt, 1);
         d = e->delay_ms;
-        check_delay(0, 25000, d, 0);
+        check_delay(1, 25000, d, 0); /* the first attempt failed: n = 1 (PROTOCOL.md §5) */
         reconnect_ok("c-1");
         assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_CONNECTED), 1);
         cu_expect_texts(1, 1, AUTH0); /* a static token stays */
@@ -897,13 +901,13 @@ static void test_code_40_refreshes_provider_token(void **state) {
     X.now += (uint64_t)last_delay();
     cu_settle();
     assert_int_equal(X.fetches, 2);
-    auth_min(a, sizeof a, "provided-token-2");
+    auth_min(a, sizeof a, "" CU_PTOK "2");
     cu_expect_texts(1, 1, a);
     assert_int_equal(last_ev()->type, STWS_CLIENT_EVENT_RECONNECTING);
     assert_int_equal(last_ev()->attempt, 2);
     reconnect_ok("c-2");
     assert_int_equal(X.fetches, 3);
-    auth_min(a, sizeof a, "provided-token-3");
+    auth_min(a, sizeof a, "" CU_PTOK "3");
     cu_expect_texts(2, 1, a);
 }
 
@@ -1367,41 +1371,41 @@ static void test_queue_kept_while_disconnected(void **state) {
 static void test_queue_order_across_three_reconnects(void **state) {
     (void)state;
     up("c-0");
-    assert_int_equal(stws_client_send(X.c, "a1", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "11", 2), STWS_OK);
     cu_settle();
-    cu_expect_texts(0, 2, AUTH0, "a1");
+    cu_expect_texts(0, 2, AUTH0, "11");
     /* drop 1 (EOF); two messages during the backoff */
     srv_eof(0);
     cu_settle();
-    assert_int_equal(stws_client_send(X.c, "b1", 2), STWS_OK);
-    assert_int_equal(stws_client_send(X.c, "b2", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "21", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "22", 2), STWS_OK);
     assert_int_equal(stws_client_queued(X.c), 4);
     reconnect_ok("c-1");
-    cu_expect_texts(1, 3, AUTH0, "b1", "b2");
-    /* drop 2 (silence); c1 queued; socket 2 authenticates but gets no
+    cu_expect_texts(1, 3, AUTH0, "21", "22");
+    /* drop 2 (silence); 31 queued; socket 2 authenticates but gets no
        connection.ok and dies at the watchdog: nothing of the queue on it */
     X.now += 35000;
     cu_settle();
-    assert_int_equal(stws_client_send(X.c, "c1", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "31", 2), STWS_OK);
     X.now += (uint64_t)last_delay();
     cu_settle();
     assert_int_equal(X.nsock, 3);
-    assert_int_equal(stws_client_send(X.c, "c2", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "32", 2), STWS_OK);
     cu_settle();
     cu_expect_texts(2, 1, AUTH0);
     X.now += 15000;
     cu_settle();
     assert_int_equal(last_ev()->type, STWS_CLIENT_EVENT_RECONNECTING);
-    assert_int_equal(stws_client_send(X.c, "c3", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "33", 2), STWS_OK);
     assert_int_equal(stws_client_queued(X.c), 6);
-    /* reconnect 3: everything in order, then the newer d1 */
+    /* reconnect 3: everything in order, then the newer 41 */
     reconnect_ok("c-3");
-    assert_int_equal(stws_client_send(X.c, "d1", 2), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "41", 2), STWS_OK);
     cu_settle();
-    cu_expect_texts(3, 5, AUTH0, "c1", "c2", "c3", "d1");
+    cu_expect_texts(3, 5, AUTH0, "31", "32", "33", "41");
     assert_int_equal(stws_client_queued(X.c), 0);
-    cu_expect_texts(0, 2, AUTH0, "a1"); /* nothing was sent twice */
-    cu_expect_texts(1, 3, AUTH0, "b1", "b2");
+    cu_expect_texts(0, 2, AUTH0, "11"); /* nothing was sent twice */
+    cu_expect_texts(1, 3, AUTH0, "21", "22");
 }
 
 /* A message cut off by the drop is sent again in full; one fully written is
@@ -1909,13 +1913,13 @@ static void test_on_reconnecting_sets_token(void **state) {
     char a[256];
     (void)state;
     X.d.on_reconnecting = cu_reconnecting;
-    X.rc_token = "override-token";
+    X.rc_token = CU_JWT_HP "b3ZlcnJpZGU";
     X.rc_token_at = 1;
     up("c-0");
     srv_eof(0);
     cu_settle();
     reconnect_ok("c-1");
-    auth_min(a, sizeof a, "override-token");
+    auth_min(a, sizeof a, CU_JWT_HP "b3ZlcnJpZGU");
     cu_expect_texts(1, 1, a);
 }
 
@@ -1925,7 +1929,7 @@ static void test_on_reconnecting_token_wins_over_provider(void **state) {
     X.d.token = NULL;
     X.d.token_provider.fetch = cu_fetch;
     X.d.on_reconnecting = cu_reconnecting;
-    X.rc_token = "hook-token";
+    X.rc_token = CU_JWT_HP "aG9vaw";
     srv_error(0, 40, 401, "expired");
     srv_close(0, 1000);
     srv_eof(0);
@@ -1933,7 +1937,7 @@ static void test_on_reconnecting_token_wins_over_provider(void **state) {
     assert_int_equal(X.fetches, 1);
     reconnect_ok("c-1");
     assert_int_equal(X.fetches, 1); /* the hook's token was used instead */
-    auth_min(a, sizeof a, "hook-token");
+    auth_min(a, sizeof a, CU_JWT_HP "aG9vaw");
     cu_expect_texts(1, 1, a);
 }
 
@@ -2040,7 +2044,8 @@ static void test_max_attempts_never_connected(void **state) {
     assert_int_equal(X.nsock, 3);
 }
 
-/* A connection.ok in between resets the count. */
+/* A healthy connection (connection.ok, then STWS_CLIENT_STABLE_MS) in
+   between resets the count. */
 static void test_max_attempts_counts_consecutive_only(void **state) {
     int i;
     (void)state;
@@ -2048,6 +2053,8 @@ static void test_max_attempts_counts_consecutive_only(void **state) {
     up("c-0");
     for (i = 0; i < 4; i++) {
         int k = X.nsock;
+        X.now += STWS_CLIENT_STABLE_MS; /* a healthy socket, then the drop */
+        cu_settle();
         X.sock[k].open_result = STWS_ERR_CONNECT; /* attempt 1 fails */
         srv_eof(k - 1);
         cu_settle();
