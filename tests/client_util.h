@@ -63,6 +63,8 @@ typedef struct cu_ev {
     int attempt, delay_ms;
     stws_result result;
     int close_code, error_code;
+    int http_status;
+    stws_result cause;
     char message[256];
     uint64_t at;                /* fake time of delivery */
     int sock;                   /* socket index current at delivery */
@@ -481,6 +483,8 @@ CU_FN void cu_record(const stws_client_event *ev, int via) {
     r->result = ev->result;
     r->close_code = ev->close_code;
     r->error_code = ev->error_code;
+    r->http_status = ev->http_status;
+    r->cause = ev->cause;
     cu_copy_str(r->message, sizeof r->message, ev->message);
     r->at = X.now;
     r->sock = cu_cur();

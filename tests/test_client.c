@@ -2262,6 +2262,659 @@ static void test_timeout_values(void **state) {
     assert_int_equal(stws_client_timeout(X.c), -1);
 }
 
+/* ==== issue 13: reliability, second round =================================== */
+
+/* One step, the events left unread (an app that reads later). */
+static stws_result raw_step(void) {
+    stws_result r;
+    X.in_step++;
+    r = stws_client_step(X.c);
+    X.in_step--;
+    return r;
+}
+
+static int log_count(const char *needle) {
+    int n = 0;
+    const char *p = X.log;
+    while (p && (p = strstr(p, needle)) != NULL) {
+        n++;
+        p += strlen(needle);
+    }
+    return n;
+}
+
+/* Finding 2: the step saw EOF, the app calls stws_client_close() before it
+   reads that step's events, then connects again: what the dead socket never
+   wrote goes on the new one, in order, exactly once. */
+static void test_close_before_reading_eof_keeps_the_queue(void **state) {
+    (void)state;
+    up("c-0");
+    X.sock[0].send_mode = ST_SEND_BLOCK; /* nothing more leaves socket 0 */
+    assert_int_equal(stws_client_send(X.c, "{\"m\":1}", 7), STWS_OK);
+    assert_int_equal(stws_client_send(X.c, "{\"m\":22}", 8), STWS_OK);
+    srv_eof(0);
+    assert_int_equal(raw_step(), STWS_OK); /* reads the EOF; nobody reads the events */
+    assert_false(sock_open(0));
+    assert_int_equal(stws_client_close(X.c), STWS_OK);
+    cu_drain();
+    assert_int_equal(last_ev()->type, STWS_CLIENT_EVENT_CLOSED);
+    assert_int_equal(stws_client_queued(X.c), 15);
+    cu_expect_texts(0, 1, AUTH0);
+    srv_ok(1, "c-1");
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    assert_int_equal(X.nsock, 2);
+    cu_expect_texts(1, 3, AUTH0, "{\"m\":1}", "{\"m\":22}");
+    assert_int_equal(stws_client_queued(X.c), 0);
+    /* and the next message is not taken for one of the old ones */
+    assert_int_equal(stws_client_send(X.c, "{\"m\":333}", 9), STWS_OK);
+    cu_settle();
+    cu_expect_texts(1, 4, AUTH0, "{\"m\":1}", "{\"m\":22}", "{\"m\":333}");
+    assert_int_equal(stws_client_queued(X.c), 0);
+}
+
+/* The delays of the RECONNECTING events from index `from`, in order. */
+static int delays_from(int from, int *out, int max) {
+    int i, n = 0;
+    for (i = from; i < X.nev && n < max; i++)
+        if (X.ev[i].type == STWS_CLIENT_EVENT_RECONNECTING) out[n++] = X.ev[i].delay_ms;
+    return n;
+}
+
+/* Let `fails` attempts fail (refused TCP) one after the other, pinning the
+   backoff draw before each failure to rnd[k]. */
+static void fail_attempts(int fails, const uint32_t *rnd) {
+    int k;
+    X.pin_delay = 1;
+    for (k = 0; k < fails; k++) {
+        X.delay_value = rnd[k];
+        X.sock[X.nsock].open_result = STWS_ERR_CONNECT;
+        if (k == 0 && !X.nsock) {
+            start();
+        } else {
+            X.now += (uint64_t)last_delay();
+            cu_settle();
+        }
+    }
+}
+
+/* Finding 5 (PROTOCOL.md §5): a first attempt that fails waits in the n = 1
+   window [250, 2500), a second in n = 2 [2000, 4500), then [4000, 6500),
+   [6000, 8500); after a healthy socket drops n = 0 [250, 500).  Both ends of
+   each window, exactly (random 0 gives lo, hi - lo - 1 gives hi - 1). */
+static void test_backoff_windows_first_failures(void **state) {
+    static const uint32_t zero[4] = {0, 0, 0, 0};
+    static const uint32_t top_start[4] = {2249, 2499, 2499, 2499};
+    static const uint32_t top_drop[4] = {249, 2249, 2499, 2499};
+    int d[8], from;
+    (void)state;
+    /* start-up */
+    fail_attempts(4, zero);
+    assert_int_equal(delays_from(0, d, 8), 4);
+    assert_int_equal(d[0], 250);
+    assert_int_equal(d[1], 2000);
+    assert_int_equal(d[2], 4000);
+    assert_int_equal(d[3], 6000);
+    assert_int_equal(ev_of(STWS_CLIENT_EVENT_RECONNECTING, 0)->attempt, 1);
+    cu_reset();
+    fail_attempts(4, top_start);
+    assert_int_equal(delays_from(0, d, 8), 4);
+    assert_int_equal(d[0], 2499);
+    assert_int_equal(d[1], 4499);
+    assert_int_equal(d[2], 6499);
+    assert_int_equal(d[3], 8499);
+    /* after a healthy drop: the drop, then three failed attempts */
+    cu_reset();
+    up("c-0");
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
+    from = X.nev;
+    X.pin_delay = 1;
+    X.delay_value = 0;
+    srv_eof(0);
+    cu_settle();
+    fail_attempts(3, zero + 1);
+    assert_int_equal(delays_from(from, d, 8), 4);
+    assert_int_equal(d[0], 250);
+    assert_int_equal(d[1], 250);
+    assert_int_equal(d[2], 2000);
+    assert_int_equal(d[3], 4000);
+    cu_reset();
+    up("c-0");
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
+    from = X.nev;
+    X.pin_delay = 1;
+    X.delay_value = top_drop[0];
+    srv_eof(0);
+    cu_settle();
+    fail_attempts(3, top_drop + 1);
+    assert_int_equal(delays_from(from, d, 8), 4);
+    assert_int_equal(d[0], 499);
+    assert_int_equal(d[1], 2499);
+    assert_int_equal(d[2], 4499);
+    assert_int_equal(d[3], 6499);
+}
+
+/* Finding 9: a server that answers connection.ok and drops at once is a
+   failure for the backoff and max_attempts; STWS_CLIENT_STABLE_MS after its
+   connection.ok a socket counts as healthy. */
+static void test_drop_soon_after_connection_ok_is_a_failure(void **state) {
+    int d[8], i;
+    const cu_ev *e;
+    (void)state;
+    X.pin_delay = 1;
+    X.delay_value = 0;
+    X.d.max_attempts = 3;
+    up("c-0");
+    srv_eof(0);
+    cu_settle();
+    for (i = 1; i <= 3; i++) {
+        srv_ok(i, "flap");
+        srv_eof(i);
+        X.now += (uint64_t)last_delay();
+        cu_settle();
+        assert_int_equal(X.nsock, i + 1);
+    }
+    assert_int_equal(delays_from(0, d, 8), 3);
+    assert_int_equal(d[0], 250);  /* n = 1 */
+    assert_int_equal(d[1], 2000); /* n = 2 */
+    assert_int_equal(d[2], 4000); /* n = 3 */
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_RECONNECTED), 3);
+    e = ev_of(STWS_CLIENT_EVENT_FATAL, 0);
+    assert_int_equal(e->result, STWS_ERR_ATTEMPTS);
+    assert_int_equal(e->cause, STWS_ERR_EOF);
+    expect_dead_quiet();
+
+    /* the boundary: 1 ms short of STWS_CLIENT_STABLE_MS fails, at it is healthy */
+    cu_reset();
+    X.d.max_attempts = 0;
+    up("c-0");
+    X.now += STWS_CLIENT_STABLE_MS - 1;
+    cu_settle();
+    srv_eof(0);
+    cu_settle();
+    assert_int_equal(last_delay(), 250);
+    assert_int_equal(last_ev()->attempt, 1);
+    srv_ok(1, "c-1");
+    X.now += 250;
+    cu_settle();
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
+    X.delay_value = 249;
+    srv_eof(1);
+    cu_settle();
+    assert_int_equal(last_delay(), 499); /* n = 0 */
+    assert_int_equal(last_ev()->attempt, 1);
+}
+
+static int n_msg_pushes, n_other_pushes, n_star_pushes;
+static void count_msg_cb(stws_client *c, const stws_client_event *ev, void *u) {
+    (void)c;
+    (void)u;
+    if (ev->type == STWS_CLIENT_EVENT_SERVER && ev->event_type.len == 11 &&
+        memcmp(ev->event_type.ptr, "message.new", 11) == 0) n_msg_pushes++;
+    else n_other_pushes++;
+}
+static void count_star_cb(stws_client *c, const stws_client_event *ev, void *u) {
+    (void)c;
+    (void)u;
+    (void)ev;
+    n_star_pushes++;
+}
+
+/* Finding 7: with stws_client_on() handlers (and no desc.on_event) the
+   handlers see the server events and the lifecycle events stay pullable; a
+   handler can be removed. */
+static void test_handlers_leave_lifecycle_events_pullable(void **state) {
+    (void)state;
+    n_msg_pushes = n_other_pushes = n_star_pushes = 0;
+    cu_create();
+    assert_int_equal(stws_client_on(X.c, "message.new", count_msg_cb, NULL), STWS_OK);
+    assert_int_equal(stws_client_on(X.c, "*", count_star_cb, NULL), STWS_OK);
+    srv_ok(0, "c-0");
+    srv_event(0, "message.new", 1);
+    srv_event(0, "reaction.new", 2);
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    assert_int_equal(n_msg_pushes, 1);
+    assert_int_equal(n_other_pushes, 0);
+    assert_int_equal(n_star_pushes, 3); /* connection.ok, message.new, reaction.new */
+    cu_expect_types(0, 1, STWS_CLIENT_EVENT_CONNECTED);
+    assert_string_equal(X.ev[0].conn_id, "c-0");
+    /* a drop and a reconnect: DISCONNECTED, RECONNECTING, RECONNECTED pulled */
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
+    srv_eof(0);
+    cu_settle();
+    reconnect_ok("c-1");
+    cu_expect_types(0, 4, STWS_CLIENT_EVENT_CONNECTED, STWS_CLIENT_EVENT_DISCONNECTED,
+                    STWS_CLIENT_EVENT_RECONNECTING, STWS_CLIENT_EVENT_RECONNECTED);
+    assert_string_equal(X.ev[3].conn_id, "c-1");
+    /* removed: the other handler goes on */
+    assert_int_equal(stws_client_on(X.c, "message.new", NULL, NULL), STWS_OK);
+    assert_int_equal(stws_client_on(X.c, "message.new", NULL, NULL), STWS_ERR_INVALID_ARG);
+    srv_event(1, "message.new", 3);
+    cu_settle();
+    assert_int_equal(n_msg_pushes, 1);
+    assert_int_equal(n_star_pushes, 5);
+    assert_int_equal(stws_client_on(X.c, "*", NULL, NULL), STWS_OK);
+    srv_event(1, "message.new", 4);
+    cu_settle();
+    assert_int_equal(n_star_pushes, 5);
+    /* without handlers server events are pulled again */
+    assert_int_equal(cu_count_server("message.new"), 1);
+    assert_int_equal(cu_count_server("connection.ok"), 0);
+    /* FATAL and CLOSED are pullable with handlers too */
+    assert_int_equal(stws_client_on(X.c, "*", count_star_cb, NULL), STWS_OK);
+    srv_close(1, 1000);
+    srv_eof(1);
+    cu_settle();
+    assert_int_equal(last_ev()->type, STWS_CLIENT_EVENT_CLOSED);
+}
+
+/* Nobody pulls: the latest 8 lifecycle events are kept, no more. */
+static void test_handlers_keep_only_the_latest_lifecycle_events(void **state) {
+    stws_client_event ev;
+    int i, n = 0, last_attempt = 0;
+    (void)state;
+    n_star_pushes = 0;
+    X.fail_from = 1;
+    cu_create();
+    assert_int_equal(stws_client_on(X.c, "*", count_star_cb, NULL), STWS_OK);
+    srv_ok(0, "c-0");
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    for (i = 0; i < 40; i++) {
+        X.in_step++;
+        (void)stws_client_step(X.c);
+        X.in_step--;
+        X.now += 30000;
+        if (i == 1) srv_eof(0);
+    }
+    while (stws_client_next_event(X.c, &ev)) {
+        n++;
+        if (ev.type == STWS_CLIENT_EVENT_RECONNECTING) last_attempt = ev.attempt;
+    }
+    assert_int_equal(n, 8);
+    assert_true(last_attempt >= 15); /* the newest ones */
+}
+
+static int destroy_calls;
+static void destroy_cb(stws_client *c, const stws_client_event *ev, void *u) {
+    (void)ev;
+    (void)u;
+    destroy_calls++;
+    stws_client_destroy(c);
+    assert_int_equal(stws_client_step(c), STWS_ERR_STATE); /* still alive: deferred */
+    X.c = NULL;
+}
+
+static int destroy_on_reconnecting(stws_client *c, int attempt, int delay_ms, stws_reconnect_ctl *ctl, void *u) {
+    (void)attempt;
+    (void)delay_ms;
+    (void)ctl;
+    (void)u;
+    destroy_calls++;
+    stws_client_destroy(c);
+    X.c = NULL;
+    return 0;
+}
+
+static int destroy_fetch(char *buf, size_t cap, void *u) {
+    (void)buf;
+    (void)cap;
+    (void)u;
+    destroy_calls++;
+    stws_client_destroy(X.c);
+    X.c = NULL;
+    return -1;
+}
+
+/* Finding 7: stws_client_destroy() inside a callback is deferred to the end
+   of the step: no callback after it, no use after free (ASan), no leak. */
+static void test_destroy_inside_callbacks(void **state) {
+    stws_client *c;
+    (void)state;
+    /* a handler, with two more events behind the one that destroys */
+    destroy_calls = 0;
+    cu_create();
+    c = X.c;
+    assert_int_equal(stws_client_on(c, "message.new", destroy_cb, NULL), STWS_OK);
+    assert_int_equal(stws_client_on(c, "*", destroy_cb, NULL), STWS_OK);
+    srv_ok(0, "c-0");
+    srv_event(0, "message.new", 1);
+    srv_event(0, "message.new", 2);
+    assert_int_equal(stws_client_connect(c), STWS_OK);
+    for (int i = 0; i < 20 && X.c; i++) {
+        stws_result r;
+        X.in_step++;
+        r = stws_client_step(c);
+        X.in_step--;
+        if (!X.c) assert_int_equal(r, STWS_ERR_CLOSED);
+    }
+    assert_null(X.c);
+    assert_int_equal(destroy_calls, 1);
+    assert_int_equal(X.live, 0);
+    /* desc.on_event */
+    cu_reset();
+    destroy_calls = 0;
+    X.d.on_event = destroy_cb;
+    cu_create();
+    c = X.c;
+    srv_ok(0, "c-0");
+    srv_event(0, "message.new", 1);
+    assert_int_equal(stws_client_connect(c), STWS_OK);
+    for (int i = 0; i < 20 && X.c; i++) {
+        X.in_step++;
+        (void)stws_client_step(c);
+        X.in_step--;
+    }
+    assert_null(X.c);
+    assert_int_equal(destroy_calls, 1);
+    assert_int_equal(X.live, 0);
+    X.d.on_event = NULL;
+    /* on_reconnecting */
+    cu_reset();
+    destroy_calls = 0;
+    X.d.on_reconnecting = destroy_on_reconnecting;
+    X.fail_from = 0;
+    X.sock[0].open_result = STWS_ERR_CONNECT;
+    cu_create();
+    c = X.c;
+    assert_int_equal(stws_client_connect(c), STWS_OK);
+    for (int i = 0; i < 20 && X.c; i++) {
+        X.in_step++;
+        (void)stws_client_step(c);
+        X.in_step--;
+        if (X.c) cu_drain();
+    }
+    assert_null(X.c);
+    assert_int_equal(destroy_calls, 1);
+    assert_int_equal(X.live, 0);
+    X.d.on_reconnecting = NULL;
+    /* the token provider */
+    cu_reset();
+    destroy_calls = 0;
+    X.d.token = NULL;
+    X.d.token_provider.fetch = destroy_fetch;
+    cu_create();
+    c = X.c;
+    assert_int_equal(stws_client_connect(c), STWS_OK);
+    X.in_step++;
+    assert_int_equal(stws_client_step(c), STWS_ERR_CLOSED);
+    X.in_step--;
+    assert_null(X.c);
+    assert_int_equal(destroy_calls, 1);
+    assert_int_equal(X.nsock, 0); /* no socket opened after it */
+    assert_int_equal(X.live, 0);
+}
+
+/* Finding 7: close() on a client that was never connected is refused and
+   leaves no CLOSED for the next connect to deliver first. */
+static void test_close_never_connected(void **state) {
+    (void)state;
+    cu_create();
+    assert_int_equal(stws_client_close(X.c), STWS_ERR_STATE);
+    assert_int_equal(cu_drain(), 0);
+    assert_int_equal(stws_client_timeout(X.c), -1);
+    srv_ok(0, "c-0");
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    cu_expect_types(0, 2, STWS_CLIENT_EVENT_SERVER, STWS_CLIENT_EVENT_CONNECTED);
+}
+
+/* Finding 7: CONNECTED and RECONNECTED carry no reason of an earlier event. */
+static void test_connected_event_has_no_stale_message(void **state) {
+    (void)state;
+    X.sock[0].open_result = STWS_ERR_CONNECT;
+    start();
+    assert_string_equal(ev_of(STWS_CLIENT_EVENT_DISCONNECTED, 0)->message, "connect: TCP connect failed");
+    reconnect_ok("c-1");
+    assert_string_equal(ev_of(STWS_CLIENT_EVENT_CONNECTED, 0)->message, "");
+    srv_close(1, 4000);
+    srv_eof(1);
+    cu_settle();
+    assert_true(ev_of(STWS_CLIENT_EVENT_DISCONNECTED, 2)->message[0] != 0);
+    reconnect_ok("c-2");
+    assert_string_equal(ev_of(STWS_CLIENT_EVENT_RECONNECTED, 0)->message, "");
+}
+
+static int secret_fetch(char *buf, size_t cap, void *u) {
+    (void)u;
+    return snprintf(buf, cap, "%s", "Zr8qW3xk7mNpT2vY9bLcD4fGhJ6sAeUq1oIiKx5tRwVz0yE8nMbQ3uCjHlOa7dS"); /* a secret */
+}
+
+/* Finding 7: only a JWT is a token: an API secret given as token (or
+   returned by a provider, or by on_reconnecting) never reaches the wire. */
+static void test_token_must_be_a_jwt(void **state) {
+    static const char *bad[] = {
+        "Zr8qW3xk7mNpT2vY9bLcD4fGhJ6sAeUq1oIiKx5tRwVz0yE8nMbQ3uCjHlOa7dS", /* a secret */
+        "static-token",
+        "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYSJ9",          /* two parts */
+        "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYSJ9.",         /* empty signature */
+        "eyJhbGciOiJIUzI1NiJ9..c2ln",                         /* empty payload */
+        ".eyJ1c2VyX2lkIjoiYSJ9.c2ln",                         /* empty header */
+        "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYSJ9.c2ln.eHg", /* four parts */
+        "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYSJ9.c2l+",     /* not base64url */
+        "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYSJ9.c2l=",     /* padding */
+        "YWJj.eyJ1c2VyX2lkIjoiYSJ9.c2ln",                     /* header not a JSON object */
+    };
+    const cu_ev *e;
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        X.d.token = bad[i];
+        X.c = stws_client_create(&X.d);
+        if (X.c) fail_msg("token #%zu (%s) accepted", i, bad[i]);
+    }
+    X.d.token = CU_TOKEN;
+    cu_create();
+    stws_client_destroy(X.c);
+    X.c = NULL;
+    assert_int_equal(X.live, 0);
+    /* a provider that hands out a secret: no socket, a retry later */
+    X.d.token = NULL;
+    X.d.token_provider.fetch = secret_fetch;
+    start();
+    assert_int_equal(X.nsock, 0);
+    e = ev_of(STWS_CLIENT_EVENT_DISCONNECTED, 0);
+    assert_int_equal(e->result, STWS_ERR_TOKEN);
+    assert_null(strstr(X.log ? X.log : "", "Zr8qW3xk"));
+    /* on_reconnecting with a secret: refused, the good token stays */
+    cu_reset();
+    X.d.token_provider.fetch = NULL;
+    X.d.token = CU_TOKEN;
+    X.d.on_reconnecting = cu_reconnecting;
+    X.rc_token = "Zr8qW3xk7mNpT2vY9bLcD4fGhJ6sAeUq1oIiKx5tRwVz0yE8nMbQ3uCjHlOa7dS";
+    up("c-0");
+    srv_eof(0);
+    cu_settle();
+    reconnect_ok("c-1");
+    cu_expect_texts(1, 1, AUTH0);
+    for (i = 0; i < 2; i++) assert_null(cu_find(X.sock[i].sent, X.sock[i].sent_len, "Zr8qW3xk"));
+}
+
+/* Finding 7: the client sends JSON only. */
+static void test_send_refuses_non_json(void **state) {
+    static const char *bad[] = {"hello", "{", "{\"a\":1}{}", "[1,]", "{\"a\":1} x", "{'a':1}", "\"unterminated",
+                                "01", "{\"a\":}", " ", "nul", "[1]]"};
+    static const char *good[] = {"{\"a\":1}", " [1, 2] ", "\"s\"", "42", "null", "[[{\"t\":\"health.check\"}]]"};
+    size_t i;
+    (void)state;
+    up("c-0");
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (stws_client_send(X.c, bad[i], strlen(bad[i])) != STWS_ERR_JSON) fail_msg("not JSON #%zu accepted", i);
+    assert_int_equal(stws_client_send(X.c, "", 0), STWS_ERR_JSON);
+    assert_int_equal(stws_client_queued(X.c), 0);
+    for (i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_int_equal(stws_client_send(X.c, good[i], strlen(good[i])), STWS_OK);
+    cu_settle();
+    cu_expect_texts(0, 7, AUTH0, good[0], good[1], good[2], good[3], good[4], good[5]);
+}
+
+/* Finding 7: an upgrade answered 4xx (but 408 and 429) is permanent: FATAL
+   at once with the status; 408, 429 and 5xx are retried. */
+static void test_permanent_upgrade_refusals_are_fatal(void **state) {
+    static const int fatal_st[] = {400, 401, 403, 404, 410};
+    static const int retry_st[] = {408, 429, 500, 503};
+    char answer[128], want[64];
+    size_t i;
+    const cu_ev *e;
+    (void)state;
+    for (i = 0; i < sizeof fatal_st / sizeof fatal_st[0]; i++) {
+        cu_reset();
+        snprintf(answer, sizeof answer, "HTTP/1.1 %d Nope\r\nContent-Length: 0\r\n\r\n", fatal_st[i]);
+        X.answer[0] = answer;
+        start();
+        cu_expect_types(0, 2, STWS_CLIENT_EVENT_DISCONNECTED, STWS_CLIENT_EVENT_FATAL);
+        assert_int_equal(X.ev[0].result, STWS_ERR_HANDSHAKE_STATUS);
+        assert_int_equal(X.ev[0].http_status, fatal_st[i]);
+        e = &X.ev[1];
+        assert_int_equal(e->result, STWS_ERR_HANDSHAKE_STATUS);
+        assert_int_equal(e->http_status, fatal_st[i]);
+        snprintf(want, sizeof want, "HTTP %d", fatal_st[i]);
+        if (!strstr(e->message, want)) fail_msg("FATAL message without the status: %s", e->message);
+        assert_int_equal(X.last_step, STWS_ERR_HANDSHAKE_STATUS);
+        expect_dead_quiet();
+        assert_int_equal(X.nsock, 1);
+    }
+    for (i = 0; i < sizeof retry_st / sizeof retry_st[0]; i++) {
+        cu_reset();
+        snprintf(answer, sizeof answer, "HTTP/1.1 %d Later\r\nContent-Length: 0\r\n\r\n", retry_st[i]);
+        X.answer[0] = answer;
+        start();
+        assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_FATAL), 0);
+        assert_int_equal(ev_of(STWS_CLIENT_EVENT_DISCONNECTED, 0)->http_status, retry_st[i]);
+        reconnect_ok("c-1");
+    }
+}
+
+/* Finding 7: TLS failing as TLS before the upgrade (certificate, a peer that
+   is no TLS server) is fatal; a TLS error on an open socket is retried. */
+static void test_tls_failures_before_the_upgrade_are_fatal(void **state) {
+    static const stws_result codes[] = {STWS_ERR_TLS_VERIFY, STWS_ERR_TLS};
+    size_t i;
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        cu_reset();
+        X.sock[0].open_result = codes[i];
+        start();
+        cu_expect_types(0, 2, STWS_CLIENT_EVENT_DISCONNECTED, STWS_CLIENT_EVENT_FATAL);
+        assert_int_equal(X.ev[1].result, codes[i]);
+        expect_dead_quiet();
+    }
+    /* refused TCP or a reset are retried (for comparison) */
+    cu_reset();
+    X.sock[0].open_result = STWS_ERR_IO;
+    start();
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_FATAL), 0);
+    reconnect_ok("c-1");
+    /* a TLS error after the upgrade: retried */
+    X.now += STWS_CLIENT_STABLE_MS;
+    cu_settle();
+    st_push_error(&X.sock[1], STWS_ERR_TLS);
+    cu_settle();
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_FATAL), 0);
+    reconnect_ok("c-2");
+}
+
+/* Finding 7: after max_attempts the FATAL event says what kept failing. */
+static void test_attempts_exhausted_carries_the_cause(void **state) {
+    const cu_ev *e;
+    int i;
+    (void)state;
+    X.d.max_attempts = 2;
+    for (i = 0; i < 3; i++) X.answer[i] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    start();
+    for (i = 0; i < 2; i++) {
+        X.now += (uint64_t)last_delay();
+        cu_settle();
+    }
+    assert_int_equal(X.nsock, 3);
+    e = ev_of(STWS_CLIENT_EVENT_FATAL, 0);
+    assert_int_equal(e->result, STWS_ERR_ATTEMPTS);
+    assert_int_equal(e->cause, STWS_ERR_HANDSHAKE_STATUS);
+    assert_int_equal(e->http_status, 503);
+    if (!strstr(e->message, "exhausted (2)") || !strstr(e->message, "HTTP 503"))
+        fail_msg("FATAL message: %s", e->message);
+    /* the connection.error code of the last attempt */
+    cu_reset();
+    X.d.max_attempts = 1;
+    srv_error(0, 99, 503, "busy");
+    srv_close(0, 1000);
+    srv_eof(0);
+    srv_error(1, 17, 429, "slow down");
+    srv_close(1, 1000);
+    srv_eof(1);
+    start();
+    X.now += (uint64_t)last_delay();
+    cu_settle();
+    e = ev_of(STWS_CLIENT_EVENT_FATAL, 0);
+    assert_int_equal(e->result, STWS_ERR_ATTEMPTS);
+    assert_int_equal(e->cause, STWS_ERR_AUTH_TRANSIENT);
+    assert_int_equal(e->error_code, 17);
+    if (!strstr(e->message, "slow down")) fail_msg("FATAL message: %s", e->message);
+}
+
+/* Finding 7: a drop that is retried is no ERROR in the log; the stop is. */
+static void test_recovered_drop_not_logged_as_error(void **state) {
+    (void)state;
+    X.sock[0].open_result = STWS_ERR_CONNECT;
+    start();
+    reconnect_ok("c-1");
+    srv_eof(1);
+    cu_settle();
+    reconnect_ok("c-2");
+    assert_true(log_count("TCP connect failed") >= 1);
+    assert_int_equal(X.log_errors, 0);
+    srv_error(2, 43, 401, "bad signature");
+    cu_settle();
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_FATAL), 1);
+    assert_int_equal(X.log_errors, 1);
+}
+
+/* Finding 9: a message that could never be written is refused at send time
+   and blocks nothing. */
+static void test_send_refuses_what_can_never_be_written(void **state) {
+    size_t big = ((size_t)65 << 20);
+    char *m = (char *)malloc(big);
+    (void)state;
+    if (!m) fail_msg("no memory for the test");
+    memset(m, ' ', big);
+    m[0] = '"';
+    m[big - 1] = '"';
+    X.d.send_queue_limit = (size_t)128 << 20;
+    up("c-0");
+    assert_int_equal(stws_client_send(X.c, m, big), STWS_ERR_MESSAGE_TOO_BIG);
+    assert_int_equal(stws_client_send(X.c, m, STWS_DEFAULT_MAX_OUTPUT_SIZE - 13), STWS_ERR_MESSAGE_TOO_BIG);
+    free(m);
+    assert_int_equal(stws_client_queued(X.c), 0);
+    assert_int_equal(stws_client_send(X.c, "{\"after\":1}", 11), STWS_OK);
+    cu_settle();
+    cu_expect_texts(0, 2, AUTH0, "{\"after\":1}");
+    assert_int_equal(stws_client_queued(X.c), 0);
+}
+
+/* Finding 9: the dead timer leaves a connection alone that closed already
+   (its CLOSE event unread): no second abort, no repeated log line, and the
+   DISCONNECTED reason stays the real one. */
+static void test_dead_timer_spares_a_closed_connection(void **state) {
+    int i, lines;
+    (void)state;
+    up("c-0");
+    srv_eof(0);
+    assert_int_equal(raw_step(), STWS_OK);
+    assert_false(sock_open(0));
+    lines = X.log ? (int)strlen(X.log) : 0;
+    X.now += 35000;
+    for (i = 0; i < 5; i++) assert_int_equal(raw_step(), STWS_OK);
+    assert_int_equal(X.log ? (int)strlen(X.log) : 0, lines);
+    assert_int_equal(log_count("no frame received"), 0);
+    cu_drain();
+    assert_int_equal(ev_of(STWS_CLIENT_EVENT_DISCONNECTED, 0)->result, STWS_ERR_EOF);
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_DISCONNECTED), 1);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, cu_setup, cu_teardown)
     const struct CMUnitTest tests[] = {
@@ -2336,6 +2989,22 @@ int main(void) {
         T(test_create_allocations_match_doc),
         T(test_create_rejects_bad_desc),
         T(test_timeout_values),
+        T(test_close_before_reading_eof_keeps_the_queue),
+        T(test_backoff_windows_first_failures),
+        T(test_drop_soon_after_connection_ok_is_a_failure),
+        T(test_handlers_leave_lifecycle_events_pullable),
+        T(test_handlers_keep_only_the_latest_lifecycle_events),
+        T(test_destroy_inside_callbacks),
+        T(test_close_never_connected),
+        T(test_connected_event_has_no_stale_message),
+        T(test_token_must_be_a_jwt),
+        T(test_send_refuses_non_json),
+        T(test_permanent_upgrade_refusals_are_fatal),
+        T(test_tls_failures_before_the_upgrade_are_fatal),
+        T(test_attempts_exhausted_carries_the_cause),
+        T(test_recovered_drop_not_logged_as_error),
+        T(test_send_refuses_what_can_never_be_written),
+        T(test_dead_timer_spares_a_closed_connection),
     };
 #undef T
     return cmocka_run_group_tests_name("client", tests, NULL, NULL);
