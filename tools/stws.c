@@ -415,7 +415,9 @@ static int listen_main(int argc, char **argv) {
                     stws_result r;
                     if (lr.buf[k] != '\n') continue;
                     if (e > start && lr.buf[e - 1] == '\r') e--;
-                    r = stws_client_send(c, lr.buf + start, e - start);
+                    /* a line is one JSON message (the client refuses anything
+                       else); a blank line is skipped */
+                    r = e > start ? stws_client_send(c, lr.buf + start, e - start) : STWS_OK;
                     if (r != STWS_OK) fprintf(stderr, "stws: send: %s\n", stws_result_string(r));
                     start = k + 1;
                 }
