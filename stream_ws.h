@@ -78,7 +78,9 @@
    THREADING
        No globals, no thread-locals.  One object must not be used from two
        threads at once; distinct objects are independent.  Callbacks run
-       only inside the step/poll call of the object that owns them.
+       only inside the step/poll call of the object that owns them; a
+       client callback may send, close or destroy its client (destroy is
+       deferred to the end of the step), never step it again.
 
    ERRORS
        Every fallible function returns a stws_result: 0 success, positive =
@@ -937,7 +939,7 @@ STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
    only stws_client_on() handlers the step hands SERVER events to the
    handlers (MALFORMED ones are logged and dropped), and the lifecycle events (CONNECTED,
    DISCONNECTED, RECONNECTING, RECONNECTED, FATAL, CLOSED) stay here to be
-   pulled (the latest 8 are kept when nobody pulls). */
+   pulled (the latest 8 are kept when nobody pulls).  0 inside a callback. */
 STWS_API int stws_client_next_event(stws_client *client, stws_client_event *ev);
 /* Push handlers by event type ("message.new"), "*" for every server event;
    called only from inside stws_client_step()/poll(), in the order they were
@@ -5374,6 +5376,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
 
 int stws_client_next_event(stws_client *c, stws_client_event *ev) {
     if (!c || !ev) return 0;
+    if (c->depth) return 0; /* inside a callback: the step is delivering */
     if (c->nkept) { /* handlers only: the lifecycle events the step kept */
         *ev = c->kept[0];
         memcpy(c->event_msg, c->kept_msg[0], sizeof c->event_msg);
@@ -5495,7 +5498,7 @@ int stws_client_timeout(const stws_client *c) {
     uint64_t now, cand[3];
     int t, i;
     if (!c) return -1;
-    if (c->npending || c->nkept || c->rc_due) return 0;
+    if (c->npending || c->rc_due) return 0; /* kept events need no step */
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
     now = stws__cnow(c);
     /* in backoff only its own timer counts: there is no socket */
