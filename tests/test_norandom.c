@@ -93,7 +93,7 @@ static void client_needs_a_hook(void **state) {
     memset(&d, 0, sizeof d);
     d.api_key = "key";
     d.user_id = "alice";
-    d.token = "a.b.c";
+    d.token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYWxpY2UifQ.c2ln"; /* JWT-shaped */
     d.url = "ws://127.0.0.1:9/connect";
     d.clock.now_ms = zero_clock;
     d.logger.func = logger;
