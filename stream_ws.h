@@ -5038,8 +5038,8 @@ static void stws__client_attempt(stws_client *c) {
     stws_result r = STWS_OK;
     c->state = STWS__C_CONNECTING;
     c->backoff_until = 0;
-    c->last_code = 0;
-    c->last_error = STWS_OK; /* this attempt's own result, not the one before */
+    c->last_code = c->last_http = 0;
+    c->last_error = STWS_OK; /* this attempt's own results, not the ones before */
     stws__queue_settle(c, 1); /* what the old socket did not write goes on this one */
     if (c->refresh_token || !c->token[0]) r = stws__client_token(c);
     if (c->doomed) return; /* the token provider destroyed the client */

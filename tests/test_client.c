@@ -2854,6 +2854,17 @@ static void test_attempts_exhausted_carries_the_cause(void **state) {
     assert_int_equal(e->cause, STWS_ERR_AUTH_TRANSIENT);
     assert_int_equal(e->error_code, 17);
     if (!strstr(e->message, "slow down")) fail_msg("FATAL message: %s", e->message);
+    /* a fatal auth code after a refused upgrade: no stale HTTP status */
+    cu_reset();
+    X.answer[0] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+    srv_error(1, 43, 401, "bad signature");
+    start();
+    X.now += (uint64_t)last_delay();
+    cu_settle();
+    e = ev_of(STWS_CLIENT_EVENT_FATAL, 0);
+    assert_int_equal(e->result, STWS_ERR_AUTH);
+    assert_int_equal(e->error_code, 43);
+    assert_int_equal(e->http_status, 0);
 }
 
 /* Finding 7: a drop that is retried is no ERROR in the log; the stop is. */
