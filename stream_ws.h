@@ -937,9 +937,10 @@ STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
    acted on here as well as delivered.  Push and pull together: with
    desc.on_event set every event is pushed and nothing is left to pull; with
    only stws_client_on() handlers the step hands SERVER events to the
-   handlers (MALFORMED ones are logged and dropped), and the lifecycle events (CONNECTED,
-   DISCONNECTED, RECONNECTING, RECONNECTED, FATAL, CLOSED) stay here to be
-   pulled (the latest 8 are kept when nobody pulls).  0 inside a callback. */
+   handlers (MALFORMED ones are logged and dropped), and the lifecycle
+   events (CONNECTED, DISCONNECTED, RECONNECTING, RECONNECTED, FATAL, CLOSED)
+   stay here to be pulled (the latest 8 are kept when nobody pulls).  0
+   inside a callback. */
 STWS_API int stws_client_next_event(stws_client *client, stws_client_event *ev);
 /* Push handlers by event type ("message.new"), "*" for every server event;
    called only from inside stws_client_step()/poll(), in the order they were
