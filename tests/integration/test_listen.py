@@ -682,6 +682,24 @@ class ListenTest(unittest.TestCase):
         self.assertEqual(len(re.findall(r"^stws: reconnecting", r.stderr, re.M)), 2, r.describe())
         self.assertEqual((summary["http_503"], summary["connections_ok"]), (2, 1), summary)
 
+    def test_permanent_failures_are_fatal_at_once(self):
+        """A wrong path (HTTP 404 on the upgrade) and wss:// to a plain ws://
+        port (the TLS handshake meets HTTP) can never succeed: FATAL after
+        the first attempt, exit 1, with the cause; no retry."""
+        creds = ["--api-key", API_KEY, "--user-id", USER, "--secret", SECRET, "--max-attempts", "5"]
+        with peers.mock_coordinator(*mock_args()) as m:
+            r404 = run_listen(["--url", m.url("/api/v2/nowhere")] + creds, timeout=30)
+            rtls = run_listen(["--url", m.url().replace("ws://", "wss://", 1)] + creds, timeout=30)
+            summary = m.terminate()
+        for r in (r404, rtls):
+            self.assertEqual(r.status, 1, r.describe())
+            self.assertNotIn("stws: reconnecting", r.stderr, r.describe())
+            self.assertEqual(len(re.findall(r"^stws: fatal: .*not retried", r.stderr, re.M)), 1, r.describe())
+        self.assertRegex(r404.stderr, r"stws: fatal: handshake status is not 101 .*HTTP 404")
+        self.assertRegex(rtls.stderr, r"stws: fatal: TLS error")
+        self.assertEqual(summary["http_404"], 1, summary)
+        self.assertEqual(summary["connections_ok"], 0, summary)
+
     def test_transient_connection_error_is_retried(self):
         with peers.mock_coordinator(*mock_args("--fail-first", "1", "--fail-code", "-1",
                                                "--fail-status", "500")) as m:
@@ -782,7 +800,8 @@ class ListenTest(unittest.TestCase):
         r = run_listen(["--url", "ws://127.0.0.1:%d/api/v2/connect" % port, "--api-key", API_KEY,
                         "--user-id", USER, "--secret", SECRET, "--max-attempts", "2"], timeout=30)
         self.assertEqual(r.status, 4, r.describe())
-        # backoff before attempts 1 and 2: [250, 500) + [250, 2500) ms
+        # backoff before attempts 1 and 2 (PROTOCOL.md §5, n = 1, 2):
+        # [250, 2500) + [2000, 4500) ms
         self.assertLess(r.elapsed, 15, r.describe())
         self.assertEqual(len(re.findall(r"stws: reconnecting", r.stderr)), 2, r.describe())
         self.assertRegex(r.stderr, r"stws: fatal: .*attempts")
