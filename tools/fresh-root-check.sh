@@ -17,7 +17,7 @@ set -eu
 ROOT=${1:-/work/fresh-root}
 SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-STEPS=${STEPS:-test demo}
+STEPS=${STEPS-test demo}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BRANCH=$(git -C "$REPO" rev-parse --abbrev-ref HEAD)
 
