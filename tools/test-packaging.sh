@@ -5,6 +5,9 @@
 #   2. CMake, find_package() after `make install DESTDIR=... PREFIX=/usr/local`
 #   3. CMake, find_package() after `cmake --install --prefix ...` of CMakeLists.txt
 #   4. $CC with `pkg-config --cflags --libs stream_ws` on the staged install of 2
+#   5. the ESP-IDF component, structurally (no ESP-IDF here): CMakeLists.txt
+#      through imitations of IDF's two passes (tests/consumer/esp-idf-mock/),
+#      Kconfig's symbols against the CMake file's, the manifest's version
 # Everything lands under $1 (default build)/packaging; CC and SAN (sanitizer
 # flags) come from make so the ASan pass builds the consumers with them too.
 set -eu
@@ -62,4 +65,18 @@ echo "pkg-config --cflags --libs stream_ws: $flags" >>"$log"
 $CC -std=c99 -Wall -Wextra -Werror $SAN -o "$OUT/pkg-config-consumer" tests/consumer/main.c $flags >>"$log" 2>&1 &&
     "$OUT/pkg-config-consumer" >>"$log" 2>&1 || fail "pkg-config consumer"
 
-echo "test-packaging: add_subdirectory, find_package (make install DESTDIR, cmake --install), pkg-config: ok"
+# 5. ESP-IDF component structure
+cmake -DCOMPONENT_DIR="$REPO" -P tests/consumer/esp-idf-mock/early.cmake >>"$log" 2>&1 ||
+    fail "esp-idf early expansion"
+for off in OFF ON; do
+    cmake -S tests/consumer/esp-idf-mock -B "$OUT/esp-idf-mock-$off" -DCOMPONENT_DIR="$REPO" \
+        -DALL_OFF=$off >>"$log" 2>&1 || fail "esp-idf mock (options off: $off)"
+done
+used=$(grep -o 'CONFIG_STWS_[A-Z_]*' CMakeLists.txt | sed 's/^CONFIG_//' | sort -u)
+declared=$(sed -n 's/^ *config \(STWS_[A-Z_]*\)$/\1/p' Kconfig | sort -u)
+[ "$used" = "$declared" ] ||
+    { printf 'CMakeLists.txt uses:\n%s\nKconfig declares:\n%s\n' "$used" "$declared" >>"$log"; fail "Kconfig symbols"; }
+[ "$(sed -n 's/^version: *"\(.*\)"$/\1/p' idf_component.yml)" = "$VERSION" ] ||
+    { echo "idf_component.yml's version is not the header's $VERSION" >>"$log"; fail "idf_component.yml version"; }
+
+echo "test-packaging: add_subdirectory, find_package (make install DESTDIR, cmake --install), pkg-config, ESP-IDF structure: ok"
