@@ -18,9 +18,11 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean
+.PHONY: all test check deps compile-check fuzz demo bench size clean install test-packaging
 
-all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
+# A plain `make` needs one C compiler; the compile matrix (gcc, g++, clang,
+# clang++) runs in `make check`, which `make test` runs after installing them.
+all: $(BUILD)/stws $(EXAMPLES) $(TESTS)
 
 $(BUILD)/impl.o: tests/impl.c stream_ws.h
 	@mkdir -p $(BUILD)
@@ -59,7 +61,7 @@ deps:
 	@sh tools/deps.sh
 
 # Build and run every suite; `make test` then does it again under ASan+UBSan.
-check: all
+check: all compile-check test-packaging
 	@sh tools/run-tests.sh $(BUILD)
 
 test: deps
@@ -102,6 +104,32 @@ size:
 
 clean:
 	rm -rf build
+
+# Install for consumers: the header, stream_ws.pc and the CMake package
+# (find_package(stream_ws), relocatable).  DESTDIR stages; PREFIX is what the
+# files name.  CMakeLists.txt's `cmake --install` writes the same layout.
+PREFIX     ?= /usr/local
+INCLUDEDIR ?= $(PREFIX)/include
+LIBDIR     ?= $(PREFIX)/lib
+STWS_VERSION := $(shell sed -n 's/^\#define STWS_VERSION_STRING "\(.*\)"/\1/p' stream_ws.h)
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+install:
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/stream_ws
+	install -m 644 stream_ws.h $(DESTDIR)$(INCLUDEDIR)/stream_ws.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@STWS_VERSION@|$(STWS_VERSION)|' \
+	    -e 's|@STWS_PC_CFLAGS@||' -e 's|@STWS_PC_LIBS@|$(LIBS)|' -e 's| *$$||' \
+	    stream_ws.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/stream_ws.pc
+	sed -e "s|@STWS_CONFIG_TO_INCLUDEDIR@|$$(realpath -m -s --relative-to=$(LIBDIR)/cmake/stream_ws $(INCLUDEDIR))|" \
+	    cmake/stream_wsConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/stream_ws/stream_wsConfig.cmake
+	sed -e 's|@STWS_VERSION@|$(STWS_VERSION)|' cmake/stream_wsConfigVersion.cmake.in \
+	    > $(DESTDIR)$(LIBDIR)/cmake/stream_ws/stream_wsConfigVersion.cmake
+	install -m 644 cmake/stream_wsDependencies.cmake $(DESTDIR)$(LIBDIR)/cmake/stream_ws/
+
+# Consumers built the way users build them (tools/test-packaging.sh): CMake
+# with add_subdirectory, find_package after `make install DESTDIR=...` and
+# after `cmake --install`, and pkg-config flags; each checks JWT known answers.
+test-packaging:
+	@CC="$(CC)" SAN="$(SAN)" sh tools/test-packaging.sh $(BUILD)
 
 $(BUILD)/examples/%: examples/%.c stream_ws.h
 	@mkdir -p $(BUILD)/examples

@@ -1,9 +1,21 @@
 #!/bin/sh
-# Install the Debian packages the build and the tests need, if any is missing.
-# `deps.sh bench` adds the benchmark peers and tools, `deps.sh size` the
-# Cortex-M4 cross compiler.
+# Install the Debian packages the build and the tests need, if any is missing:
+# everything `make test` and `make demo` run, on a Debian 12 that has only git,
+# make, gcc, libc6-dev and ca-certificates (tools/fresh-root-check.sh proves it
+# in a debootstrapped root).  What each is for:
+#   libmbedtls-dev libjsmn-dev   the library's dependencies
+#   libcmocka-dev                the unit suites
+#   g++ clang libclang-rt-14-dev the compile matrix (g++, clang, clang++) and
+#                                the ASan+UBSan pass (clang's sanitizer runtime)
+#   binutils                     nm in the compile matrix (gcc pulls it too)
+#   python3-websockets openssl tinyproxy   the integration suites' peers
+#   cmake pkgconf                the consumer builds in `make test-packaging`
+# /usr/bin/python3 comes with python3-websockets; sh, sed, grep, awk, mkfifo,
+# mktemp are in every Debian base.  `deps.sh bench` adds the benchmark peers
+# and tools, `deps.sh size` the Cortex-M4 cross compiler.
 set -e
-PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev python3-websockets openssl tinyproxy clang libclang-rt-14-dev"
+PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev g++ clang libclang-rt-14-dev binutils
+      python3-websockets openssl tinyproxy cmake pkgconf"
 case "$1" in
 bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
 size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
