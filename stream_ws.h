@@ -254,7 +254,12 @@ typedef enum stws_log_level {
     STWS_LOG_DEBUG = 3
 } stws_log_level;
 
-/* Logger: message is one line without a newline. Never receives secrets.
+/* Logger: message is one line (at most 511 bytes) without a newline.  Never
+   receives secrets.  Text that came from the network (a server's error
+   message, HTTP reason and Location, close reason, proxy status line) is
+   escaped first, here as in stws_conn_error_detail() and the client's event
+   messages: control characters and U+2028/U+2029 as \n \r \t \xHH \uHHHH,
+   a backslash as \\, invalid UTF-8 as U+FFFD, long text cut with "...".
    Default: WARN and ERROR to stderr (nothing with STWS_NO_STDIO). */
 typedef struct stws_logger {
     void (*func)(stws_log_level level, const char *message, void *user_data);
@@ -560,6 +565,9 @@ typedef struct stws_proxy stws_proxy;
 STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
 STWS_API void stws_proxy_destroy(stws_proxy *proxy);
 STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* Why the last CONNECT failed, with the proxy's status line (escaped):
+   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
+STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
 /* The proxy to use for url according to https_proxy/http_proxy/no_proxy
    (and their upper-case forms), or NULL for a direct connection. */
 STWS_API const char *stws_proxy_from_env(const char *url);
@@ -1036,6 +1044,74 @@ static void stws__copy(char *dst, size_t cap, const char *src) {
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
+}
+
+/* Text from the network (a server's error message, a refused upgrade's
+   reason and Location, a close reason, a proxy's status line) made fit for a
+   log line or an event's message, which promise one line of printable UTF-8:
+   a hostile peer must not forge log lines or reach a terminal with escapes.
+   C0 controls, DEL, C1 controls (U+0080-U+009F, 8-bit CSI among them) and
+   U+2028/U+2029 (line breaks to some viewers) become \n \r \t \xHH \uHHHH,
+   a backslash becomes \\ (so an escape is never ambiguous), each invalid
+   UTF-8 byte becomes U+FFFD.  Cut at a character boundary to fit cap (> 0),
+   "..." marking the cut; always terminated.  Returns the length written. */
+static size_t stws__copy_safe(char *dst, size_t cap, const void *src, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    const uint8_t *s = (const uint8_t *)src;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        char e[6];
+        size_t el = 1, used = 1;
+        uint8_t b = s[i];
+        uint32_t cp = 0; /* a code point to write as \uHHHH when non-zero */
+        e[0] = (char)b;
+        if (b < 0x20 || b == 0x7F || b == '\\') {
+            e[0] = '\\';
+            e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : b == '\t' ? 't' : 'x';
+            el = 2;
+            if (e[1] == 'x') {
+                e[2] = hex[b >> 4];
+                e[3] = hex[b & 15];
+                el = 4;
+            }
+        } else if (b >= 0x80) {
+            uint32_t st = 0;
+            size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+            if (i + len <= n && stws_utf8_validate(&st, s + i, len) == len && st == 0) {
+                used = el = len;
+                if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
+                else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+                    cp = 0x2000u | s[i + 2]; /* 0x2028 / 0x2029 */
+                if (cp) {
+                    int k;
+                    e[0] = '\\';
+                    e[1] = 'u';
+                    for (k = 0; k < 4; k++) e[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
+                    el = 6;
+                } else {
+                    memcpy(e, s + i, len);
+                }
+            } else { /* U+FFFD REPLACEMENT CHARACTER */
+                e[0] = (char)0xEF;
+                e[1] = (char)0xBF;
+                e[2] = (char)0xBD;
+                el = 3;
+            }
+        }
+        /* whenever more follows, keep room for the "..." */
+        if (o + el + (i + used < n ? 3 : 0) > cap - 1) {
+            if (cap - 1 - o >= 3) {
+                memcpy(dst + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(dst + o, e, el);
+        o += el;
+        i += used;
+    }
+    dst[o] = 0;
+    return o;
 }
 
 static stws_logger stws__logger_def(const stws_logger *l) {
@@ -2306,9 +2382,50 @@ struct stws_proxy {
     uint16_t port;
     char auth[208];             /* "Proxy-Authorization: Basic <base64 user:pass>\r\n", or "" */
     int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
-    char buf[1024];             /* request, then reply */
+    int status_seen;            /* the reply's status line passed its check */
+    char buf[1024];             /* request, then reply: the limit of a reply header */
     size_t len, off;
+    char detail[192];           /* why the CONNECT failed, "" if it did not */
 };
+
+/* A refused or broken CONNECT: the reason, with the proxy's own status line
+   (escaped: it is the peer's text) when there is one. */
+static int stws__proxy_fail(stws_proxy *p, const char *why, int with_line) {
+    size_t n = strlen(why), k = 0;
+    memcpy(p->detail, why, n); /* the callers' reasons are short literals */
+    if (with_line) {
+        while (k < p->len && p->buf[k] != '\r' && p->buf[k] != '\n') k++;
+        memcpy(p->detail + n, ": ", 2);
+        n += 2;
+        n += stws__copy_safe(p->detail + n, sizeof p->detail - n, p->buf, k);
+    }
+    p->detail[n] = 0;
+    return STWS_ERR_PROXY;
+}
+
+/* RFC 9112 §4: status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ],
+   checked as soon as its CR LF is in; the reply ends at the empty line.
+   Returns 0 to read on, 1 for a 2xx, or STWS_ERR_PROXY. */
+static int stws__proxy_reply(stws_proxy *p) {
+    const char *b = p->buf;
+    size_t n = p->len, i;
+    if (n <= 7 && memcmp(b, "HTTP/1.", n) != 0) return stws__proxy_fail(p, "proxy reply is not HTTP", 1);
+    if (b[n - 1] == 0) return stws__proxy_fail(p, "NUL byte in the proxy reply", 0);
+    if (!p->status_seen && n >= 2 && b[n - 2] == '\r' && b[n - 1] == '\n') {
+        if (n < 14 || (b[7] != '0' && b[7] != '1') || b[8] != ' ' || (n > 14 && b[12] != ' '))
+            return stws__proxy_fail(p, "malformed proxy status line", 1);
+        for (i = 9; i < 12; i++)
+            if (b[i] < '0' || b[i] > '9') return stws__proxy_fail(p, "malformed proxy status line", 1);
+        if (b[9] == '4' && b[10] == '0' && b[11] == '7')
+            return stws__proxy_fail(p, p->auth[0] ? "proxy refused the credentials" : "proxy needs credentials", 1);
+        if (b[9] != '2') return stws__proxy_fail(p, "proxy refused the CONNECT", 1);
+        p->status_seen = 1;
+    }
+    if (n >= 4 && memcmp(b + n - 4, "\r\n\r\n", 4) == 0) return p->status_seen ? 1 : stws__proxy_fail(p, "malformed proxy status line", 1);
+    if (n == sizeof p->buf)
+        return stws__proxy_fail(p, p->status_seen ? "proxy reply header over 1024 bytes" : "proxy status line over 1024 bytes", 1);
+    return 0;
+}
 
 static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -2323,6 +2440,8 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         int n;
         r = p->inner.open(p->inner.ctx, p->host, p->port);
         if (r != 0) return stws__tr_err(r);
+        p->detail[0] = 0;
+        p->status_seen = 0;
         n = snprintf(p->buf, sizeof p->buf, fmt, host, (unsigned)port, host, (unsigned)port, p->auth);
         if (n < 0 || (size_t)n >= sizeof p->buf) return STWS_ERR_PROXY;
         p->len = (size_t)n;
@@ -2334,29 +2453,27 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         if (r <= 0) return stws__tr_err(r ? r : STWS_ERR_IO);
         p->off += (size_t)r;
         if (p->off == p->len) {
+            mbedtls_platform_zeroize(p->buf, p->len); /* Proxy-Authorization */
             p->state = 2;
             p->len = 0;
         }
     }
     while (p->state == 2) {
-        size_t i;
-        /* read byte-wise up to the blank line, so no tunnel byte is taken */
+        /* read byte-wise up to the blank line, so no tunnel byte is taken;
+           the reply fits the buffer or fails, and a proxy that drips or
+           stalls meets the connection's connect timer */
         r = p->inner.recv(p->inner.ctx, (unsigned char *)p->buf + p->len, 1);
-        if (r == 0) return STWS_ERR_PROXY;
+        if (r == 0) return stws__proxy_fail(p, "proxy closed the stream before its reply ended", p->len > 0);
         if (r < 0) return stws__tr_err(r);
         p->len++;
-        if (p->len >= 4 && memcmp(p->buf + p->len - 4, "\r\n\r\n", 4) == 0) {
-            if (p->len < 12 || memcmp(p->buf, "HTTP/1.", 7) != 0 || p->buf[9] != '2')
-                return STWS_ERR_PROXY;
-            p->state = 3;
-            return 0;
-        }
-        if (p->len == sizeof p->buf) return STWS_ERR_PROXY;
-        for (i = 0; i < p->len; i++)
-            if (p->buf[i] == 0) return STWS_ERR_PROXY;
+        r = stws__proxy_reply(p);
+        if (r < 0) return r;
+        if (r == 1) p->state = 3;
     }
     return 0;
 }
+
+const char *stws_proxy_error_detail(const stws_proxy *p) { return p ? p->detail : ""; }
 
 static int stws__proxy_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -4178,12 +4295,16 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
     c->last_error = err;
     if (!c->detail[0]) {
-#ifndef STWS_NO_TLS
-        const char *tls = c->tls ? stws_tls_error_detail(c->tls) : "";
-        if (tls[0]) /* the TLS layer's own reason too */
-            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), tls);
-        else
+        const char *sub = ""; /* a layer's own reason: the proxy's (escaped there), TLS's */
+#ifndef STWS_NO_SOCKETS
+        if (c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
 #endif
+#ifndef STWS_NO_TLS
+        if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
+#endif
+        if (sub[0])
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), sub);
+        else
             snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
     }
     stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
@@ -4445,10 +4566,17 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (r == STWS_INCOMPLETE) continue;
         if (r != STWS_OK) {
             c->http_status = resp.status;
-            if (r == STWS_ERR_HANDSHAKE_STATUS)
-                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%.*s", resp.status,
-                         resp.location.len ? ", Location: " : "",
-                         (int)STWS__MIN(resp.location.len, (size_t)160), resp.location.ptr ? resp.location.ptr : "");
+            if (r == STWS_ERR_HANDSHAKE_STATUS) {
+                /* the server's reason phrase and Location, escaped: the
+                   parser lets tabs and obs-text (8-bit CSI...) through */
+                const char *sl = (const char *)c->rx, *cr = (const char *)memchr(sl, '\r', c->rx_len);
+                char why[64], loc[150];
+                size_t wn = cr && cr - sl > 13 ? (size_t)(cr - sl) - 13 : 0;
+                stws__copy_safe(why, sizeof why, sl + 13, wn);
+                stws__copy_safe(loc, sizeof loc, resp.location.ptr, resp.location.len);
+                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%s%s%s", resp.status,
+                         why[0] ? " " : "", why, loc[0] ? ", Location: " : "", loc);
+            }
             return stws__conn_abort(c, r, "upgrade response");
         }
         /* bytes after the header block are the first frames (§4.1) */
@@ -5120,16 +5248,17 @@ static void stws__client_reconnecting(stws_client *c) {
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
     int64_t code = 0;
-    char msg[200];
+    char text[512], msg[200];
     size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
-    if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
+    if (stws_json_string_at(doc, "error.message", text, sizeof text, &n) != STWS_OK) {
         stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
         (void)stws_json_find(doc, "error.message", &raw);
-        n = STWS__MIN(raw.len, sizeof msg - 1);
-        memcpy(msg, raw.ptr, n);
-        msg[n] = 0;
+        n = STWS__MIN(raw.len, sizeof text);
+        memcpy(text, raw.ptr, n);
     }
+    /* the server's words go to the log and the events: escaped (\n, ESC...) */
+    stws__copy_safe(msg, sizeof msg, text, n);
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
     if (code == 40 && (c->secret || c->provider.fetch)) {
@@ -5229,8 +5358,12 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             continue;
         case STWS_CONN_EVENT_CLOSE: {
             int peer = c->conn->peer_closed;
-            if (!c->message[0] || c->last_error == STWS_OK)
-                snprintf(c->message, sizeof c->message, "socket closed (code %d)", ce.close_code);
+            if (!c->message[0] || c->last_error == STWS_OK) {
+                char why[128]; /* the peer's close reason, escaped */
+                stws__copy_safe(why, sizeof why, ce.data, ce.len);
+                snprintf(c->message, sizeof c->message, "socket closed (code %d%s%s)", ce.close_code,
+                         why[0] ? ": " : "", why);
+            }
             stws__client_socket_ended(c, ce.close_code, peer);
             continue;
         }
