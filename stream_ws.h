@@ -1734,6 +1734,8 @@ struct stws_codec {
                                     Stream client know when a message left */
     uint8_t keys[64];            /* masking keys are drawn in batches */
     size_t key_pos;
+    size_t secret_start, secret_end; /* output bytes [start, end) hold a secret
+                                    (end 0: none), wiped once written */
 };
 
 stws_codec *stws_codec_create(const stws_codec_desc *desc) {
@@ -1769,6 +1771,7 @@ void stws_codec_destroy(stws_codec *c) {
         stws__free(&a, c->drbg);
     }
     stws__free(&a, c->msg);
+    if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__out_reserve */
     stws__free(&a, c->out);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
@@ -1787,6 +1790,10 @@ void stws_codec_reset(stws_codec *c) {
     c->utf8 = 0;
     c->ctrl_len = 0;
     c->reset_msg = 0;
+    if (c->secret_end) { /* never written: the socket is gone */
+        mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
+        c->secret_end = 0;
+    }
     c->out_head = c->out_len = 0;
 }
 
@@ -1801,12 +1808,31 @@ int stws_close_code_valid(int code) {
 
 /* ---- send ---------------------------------------------------------------- */
 
+/* No secret left behind.  A frame that holds one (the Stream client's auth
+   message: the masking key sits right before the masked token, so masking
+   hides nothing) is marked after it is queued; its bytes are wiped once
+   written, by stws_codec_reset() if they never are, and wherever a
+   compaction leaves a stale copy.  Ordinary frames cost one test of
+   secret_end per write.  An outgrown block and the last one are wiped
+   whole before they are freed: growth doubles, so that is amortised
+   O(1) per byte, and no frame's bytes reach freed memory. */
+static void stws__codec_secret(stws_codec *c, size_t frame_len) {
+    STWS_ASSERT(frame_len <= c->out_len - c->out_head);
+    if (!c->secret_end) c->secret_start = c->out_len - frame_len;
+    c->secret_end = c->out_len;
+}
+
 /* Make room for n more output bytes: compact first, grow only if needed. */
 static int stws__out_reserve(stws_codec *c, size_t n) {
     size_t pending = c->out_len - c->out_head;
     if (c->out_cap - c->out_len >= n) return 1;
     if (c->out_head) {
         memmove(c->out, c->out + c->out_head, pending);
+        if (c->secret_end) { /* the unwritten secret moved: wipe what the move left */
+            mbedtls_platform_zeroize(c->out + pending, c->out_len - pending);
+            c->secret_start = c->secret_start > c->out_head ? c->secret_start - c->out_head : 0;
+            c->secret_end -= c->out_head;
+        }
         c->out_head = 0;
         c->out_len = pending;
         if (c->out_cap - c->out_len >= n) return 1;
@@ -1818,6 +1844,7 @@ static int stws__out_reserve(stws_codec *c, size_t n) {
         nb = (uint8_t *)stws__alloc(&c->alloc, want);
         if (!nb) return 0;
         if (pending) memcpy(nb, c->out, pending);
+        if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap);
         stws__free(&c->alloc, c->out);
         c->out = nb;
         c->out_cap = want;
@@ -1934,6 +1961,10 @@ void stws_codec_output_consumed(stws_codec *c, size_t n) {
     STWS_ASSERT(n <= c->out_len - c->out_head);
     c->out_head += n;
     c->out_total += n;
+    if (c->secret_end && c->out_head >= c->secret_end) { /* the secret left: wipe its bytes */
+        mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
+        c->secret_end = 0;
+    }
     if (c->out_head == c->out_len) c->out_head = c->out_len = 0;
 }
 
@@ -4336,10 +4367,12 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     if (need + 1 > c->req_cap) {
         r = STWS_ERR_NOMEM;
         if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap); /* see stws_conn_destroy */
         stws__free(&c->alloc, c->req);
         c->req = req;
         c->req_cap = need + 1;
     }
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&c->alloc, c->url_copy);
     c->url_copy = copy;
     c->url = u;
@@ -4348,6 +4381,7 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     c->host[n] = 0;
     return STWS_OK;
 fail:
+    mbedtls_platform_zeroize(copy, n);
     stws__free(&c->alloc, copy);
     return r;
 }
@@ -4484,6 +4518,10 @@ void stws_conn_destroy(stws_conn *c) {
         stws__drbg_free(c->drbg);
         stws__free(&a, c->drbg);
     }
+    /* the request may carry the user's headers (Authorization...), the URL
+       a query with credentials: no secret left behind */
+    if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&a, c->req);
     stws__free(&a, c->rx);
     stws__free(&a, c->url_copy);
@@ -5031,10 +5069,13 @@ static stws_result stws__client_auth_build(stws_client *c, const char *token, si
 }
 
 static stws_result stws__client_auth(stws_client *c) {
-    size_t len = 0;
+    size_t len = 0, before = stws_conn_buffered(c->conn);
     stws_result r = stws__client_auth_build(c, c->token, &len);
     if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
-    mbedtls_platform_zeroize(c->scratch, STWS__MIN(len + 1, c->scratch_cap)); /* held the token */
+    /* the frame holds the token (masked, key beside it): wiped once written */
+    if (r == STWS_OK) stws__codec_secret(c->conn->codec, stws_conn_buffered(c->conn) - before);
+    /* held the token; all of it if the build stopped half-way */
+    mbedtls_platform_zeroize(c->scratch, r == STWS_OK ? STWS__MIN(len + 1, c->scratch_cap) : c->scratch_cap);
     return r;
 }
 
