@@ -1081,7 +1081,7 @@ static size_t stws__copy_safe(char *dst, size_t cap, const void *src, size_t n) 
                 used = el = len;
                 if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
                 else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
-                    cp = 0x2000u | s[i + 2]; /* 0x2028 / 0x2029 */
+                    cp = 0x2000u | (s[i + 2] & 0x3Fu); /* 0x2028 / 0x2029 */
                 if (cp) {
                     int k;
                     e[0] = '\\';
