@@ -1777,6 +1777,8 @@ void stws_codec_destroy(stws_codec *c) {
     stws__free(&a, c);
 }
 
+static void stws__codec_drop_secret(stws_codec *c); /* see stws__codec_secret */
+
 void stws_codec_reset(stws_codec *c) {
     if (!c) return;
     c->state = STWS_CODEC_OPEN;
@@ -1790,10 +1792,7 @@ void stws_codec_reset(stws_codec *c) {
     c->utf8 = 0;
     c->ctrl_len = 0;
     c->reset_msg = 0;
-    if (c->secret_end) { /* never written: the socket is gone */
-        mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
-        c->secret_end = 0;
-    }
+    stws__codec_drop_secret(c); /* never written: the socket is gone */
     c->out_head = c->out_len = 0;
 }
 
@@ -1820,6 +1819,13 @@ static void stws__codec_secret(stws_codec *c, size_t frame_len) {
     STWS_ASSERT(frame_len <= c->out_len - c->out_head);
     if (!c->secret_end) c->secret_start = c->out_len - frame_len;
     c->secret_end = c->out_len;
+}
+/* The socket is gone and the secret never left: wipe it now, not at the
+   next connect (a client may sit in backoff for a long time). */
+static void stws__codec_drop_secret(stws_codec *c) {
+    if (!c->secret_end) return;
+    mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
+    c->secret_end = 0;
 }
 
 /* Make room for n more output bytes: compact first, grow only if needed. */
@@ -1961,10 +1967,7 @@ void stws_codec_output_consumed(stws_codec *c, size_t n) {
     STWS_ASSERT(n <= c->out_len - c->out_head);
     c->out_head += n;
     c->out_total += n;
-    if (c->secret_end && c->out_head >= c->secret_end) { /* the secret left: wipe its bytes */
-        mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
-        c->secret_end = 0;
-    }
+    if (c->secret_end && c->out_head >= c->secret_end) stws__codec_drop_secret(c); /* it left */
     if (c->out_head == c->out_len) c->out_head = c->out_len = 0;
 }
 
@@ -4313,6 +4316,7 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
     size_t unsent = 0;
     (void)stws_codec_output(c->codec, &unsent);
     if (unsent) clean = 0; /* our close frame never left */
+    stws__codec_drop_secret(c->codec); /* nor will an auth frame still queued */
     if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
     if (c->transport_open) c->tr.close(c->tr.ctx);
     c->transport_open = 0;
