@@ -1046,6 +1046,46 @@ static void stws__copy(char *dst, size_t cap, const char *src) {
     dst[n] = 0;
 }
 
+/* One character of s[i..n) as it is written: its bytes into e, their count
+   returned, the input bytes it took in *used. */
+static size_t stws__safe_char(const uint8_t *s, size_t n, size_t i, char e[6], size_t *used) {
+    static const char hex[] = "0123456789ABCDEF";
+    uint8_t b = s[i];
+    uint32_t cp = 0; /* a code point to write as \uHHHH when non-zero */
+    size_t len;
+    uint32_t st = 0;
+    *used = 1;
+    e[0] = (char)b;
+    if (b < 0x20 || b == 0x7F || b == '\\') {
+        e[0] = '\\';
+        e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : b == '\t' ? 't' : 'x';
+        if (e[1] != 'x') return 2;
+        e[2] = hex[b >> 4];
+        e[3] = hex[b & 15];
+        return 4;
+    }
+    if (b < 0x80) return 1;
+    len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (i + len > n || stws_utf8_validate(&st, s + i, len) != len || st != 0) {
+        e[0] = (char)0xEF; /* U+FFFD REPLACEMENT CHARACTER */
+        e[1] = (char)0xBF;
+        e[2] = (char)0xBD;
+        return 3;
+    }
+    *used = len;
+    if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
+    else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+        cp = 0x2000u | (s[i + 2] & 0x3Fu); /* 0x2028 / 0x2029 */
+    if (!cp) {
+        memcpy(e, s + i, len);
+        return len;
+    }
+    e[0] = '\\';
+    e[1] = 'u';
+    for (len = 0; len < 4; len++) e[2 + len] = hex[(cp >> (12 - 4 * len)) & 15];
+    return 6;
+}
+
 /* Text from the network (a server's error message, a refused upgrade's
    reason and Location, a close reason, a proxy's status line) made fit for a
    log line or an event's message, which promise one line of printable UTF-8:
@@ -1054,57 +1094,30 @@ static void stws__copy(char *dst, size_t cap, const char *src) {
    U+2028/U+2029 (line breaks to some viewers) become \n \r \t \xHH \uHHHH,
    a backslash becomes \\ (so an escape is never ambiguous), each invalid
    UTF-8 byte becomes U+FFFD.  Cut at a character boundary to fit cap (> 0),
-   "..." marking the cut; always terminated.  Returns the length written. */
+   "..." marking the cut (if cap > 3); always terminated.  Returns the
+   length written. */
 static size_t stws__copy_safe(char *dst, size_t cap, const void *src, size_t n) {
-    static const char hex[] = "0123456789ABCDEF";
     const uint8_t *s = (const uint8_t *)src;
-    size_t i = 0, o = 0;
+    size_t i = 0, o = 0, used, room = cap - 1, mark = room >= 3 ? 3 : 0;
+    int rest_fits = 0;
     while (i < n) {
         char e[6];
-        size_t el = 1, used = 1;
-        uint8_t b = s[i];
-        uint32_t cp = 0; /* a code point to write as \uHHHH when non-zero */
-        e[0] = (char)b;
-        if (b < 0x20 || b == 0x7F || b == '\\') {
-            e[0] = '\\';
-            e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : b == '\t' ? 't' : 'x';
-            el = 2;
-            if (e[1] == 'x') {
-                e[2] = hex[b >> 4];
-                e[3] = hex[b & 15];
-                el = 4;
+        size_t el = stws__safe_char(s, n, i, e, &used);
+        /* while more follows, keep room for the "..." unless all of it fits */
+        if (!rest_fits && o + el + (i + used < n ? mark : 0) > room) {
+            size_t j = i, need = 0;
+            while (j < n && o + need <= room) {
+                char t[6];
+                size_t u;
+                need += stws__safe_char(s, n, j, t, &u);
+                j += u;
             }
-        } else if (b >= 0x80) {
-            uint32_t st = 0;
-            size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-            if (i + len <= n && stws_utf8_validate(&st, s + i, len) == len && st == 0) {
-                used = el = len;
-                if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
-                else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
-                    cp = 0x2000u | (s[i + 2] & 0x3Fu); /* 0x2028 / 0x2029 */
-                if (cp) {
-                    int k;
-                    e[0] = '\\';
-                    e[1] = 'u';
-                    for (k = 0; k < 4; k++) e[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
-                    el = 6;
-                } else {
-                    memcpy(e, s + i, len);
-                }
-            } else { /* U+FFFD REPLACEMENT CHARACTER */
-                e[0] = (char)0xEF;
-                e[1] = (char)0xBF;
-                e[2] = (char)0xBD;
-                el = 3;
+            rest_fits = j == n && o + need <= room;
+            if (!rest_fits) {
+                memcpy(dst + o, "...", mark); /* fits: see the test above */
+                o += mark;
+                break;
             }
-        }
-        /* whenever more follows, keep room for the "..." */
-        if (o + el + (i + used < n ? 3 : 0) > cap - 1) {
-            if (cap - 1 - o >= 3) {
-                memcpy(dst + o, "...", 3);
-                o += 3;
-            }
-            break;
         }
         memcpy(dst + o, e, el);
         o += el;

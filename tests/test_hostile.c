@@ -5,7 +5,18 @@
    that checks every line as it arrives.
 
    "Safe" is checked the same way everywhere: no byte below 0x20, no DEL,
-   valid UTF-8, no C1 control (U+0080-U+009F) and no U+2028/U+2029. */
+   valid UTF-8, no C1 control (U+0080-U+009F) and no U+2028/U+2029.
+
+   This file carries its own implementation (STWS_STATIC, so it does not
+   clash with impl.o), to test the escaping function itself as well. */
+#define STWS_STATIC
+#define STREAM_WS_IMPLEMENTATION
+#if defined(__GNUC__) && !defined(__clang__)
+/* gcc -O2 inlines stws_codec_parse() into the conn here and cannot see
+   that every error path fills the event (not so in impl.o's build) */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "../stream_ws.h"
 #include "client_util.h"
 
 /* ==== the check =========================================================== */
@@ -208,6 +219,59 @@ static void test_close_reason_is_shown_escaped(void **state) {
     expect_all_safe();
 }
 
+/* ==== the escaping function itself ======================================= */
+
+static void expect_safe_copy(const char *in, size_t n, size_t cap, const char *want) {
+    char out[256];
+    size_t len;
+    memset(out, 'Z', sizeof out);
+    len = stws__copy_safe(out, cap, in, n);
+    assert_int_equal(len, strlen(out));
+    assert_string_equal(out, want);
+    assert_int_equal((unsigned char)out[cap], 'Z'); /* nothing past cap */
+}
+
+static void test_copy_safe_cases(void **state) {
+    (void)state;
+    expect_safe_copy("plain text", 10, 64, "plain text");
+    expect_safe_copy("a\0b", 3, 64, "a\\x00b");
+    expect_safe_copy("\t\r\n\x1b\x7f\\", 6, 64, "\\t\\r\\n\\x1B\\x7F\\\\");
+    expect_safe_copy("caf\xc3\xa9 \xf0\x9f\x98\x80", 10, 64, "caf\xc3\xa9 \xf0\x9f\x98\x80"); /* é, U+1F600 */
+    expect_safe_copy("\xc2\x85\xc2\x9f\xc2\xa0", 6, 64, "\\u0085\\u009F\xc2\xa0"); /* C1 escaped, NBSP kept */
+    expect_safe_copy("\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xaa", 9, 64, "\\u2028\\u2029\xe2\x80\xaa");
+    /* invalid UTF-8: each bad byte one U+FFFD */
+    expect_safe_copy("\xc0\x80", 2, 64, "\xef\xbf\xbd\xef\xbf\xbd");                      /* overlong */
+    expect_safe_copy("\xed\xa0\x80", 3, 64, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");      /* surrogate */
+    expect_safe_copy("\xf4\x90\x80\x80", 4, 64,
+                     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");                   /* > U+10FFFF */
+    expect_safe_copy("x\xe2\x82", 3, 64, "x\xef\xbf\xbd\xef\xbf\xbd");                     /* cut short */
+    expect_safe_copy("\xff\xfe", 2, 64, "\xef\xbf\xbd\xef\xbf\xbd");
+    /* fits exactly; one more byte and the cut is marked */
+    expect_safe_copy("abc", 3, 4, "abc");
+    expect_safe_copy("abcd", 4, 4, "...");
+    expect_safe_copy("abcdefgh", 8, 8, "abcd...");
+    expect_safe_copy("abc", 3, 3, "ab");   /* no room for the mark: cut plainly */
+    expect_safe_copy("abc", 3, 1, "");
+    expect_safe_copy("", 0, 1, "");
+}
+
+/* Whatever the cap, the cut never splits an escape or a character. */
+static void test_copy_safe_cuts_at_boundaries(void **state) {
+    static const char in[] = "a\x1b\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80\n\xff bcdefghij";
+    size_t cap, n = sizeof in - 1;
+    (void)state;
+    for (cap = 1; cap < 80; cap++) {
+        char out[96];
+        size_t len = stws__copy_safe(out, cap, in, n);
+        const char *why = unsafe(out);
+        assert_true(len < cap);
+        if (why) fail_msg("cap %zu: \"%s\" has %s", cap, out, why);
+        if (len >= 3 && strcmp(out + len - 3, "...") == 0) continue;
+        /* not marked: either the whole text or a cap too small for the mark */
+        if (cap >= 4) assert_string_equal(out, "a\\x1B\xc3\xa9\\u2028\xf0\x9f\x98\x80\\n\xef\xbf\xbd bcdefghij");
+    }
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, cu_teardown)
     const struct CMUnitTest tests[] = {
@@ -217,6 +281,8 @@ int main(void) {
         T(test_upgrade_reason_and_location_are_escaped),
         T(test_upgrade_location_with_cr_or_esc_is_malformed),
         T(test_close_reason_is_shown_escaped),
+        cmocka_unit_test(test_copy_safe_cases),
+        cmocka_unit_test(test_copy_safe_cuts_at_boundaries),
     };
 #undef T
     return cmocka_run_group_tests_name("hostile text", tests, NULL, NULL);
