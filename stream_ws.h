@@ -93,6 +93,15 @@
        against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
        turns verification off and logs a warning on every connect.
 
+   SECRETS AND HOSTILE TEXT
+       Tokens, the API secret, proxy credentials and the upgrade request
+       (your headers) are wiped (mbedtls_platform_zeroize) from every buffer
+       before it is freed; the auth frame is wiped from the codec's output
+       block as soon as it is written (the masking key beside it hides
+       nothing).
+       Text from the network reaches a log line, an error detail or an event
+       message only escaped (see stws_logger).
+
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
        max_output_size                     64 MiB of queued, unsent bytes
@@ -551,7 +560,7 @@ STWS_API stws_tls *stws_tls_create(const stws_tls_desc *desc);
 STWS_API void stws_tls_destroy(stws_tls *tls);
 STWS_API stws_transport stws_tls_transport(stws_tls *tls);
 /* Why the last TLS operation failed ("certificate verify failed: ..."),
-   or "" if it did not. */
+   or "" if it did not.  mbedTLS's own texts only: nothing the peer sent. */
 STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
 
 typedef struct stws_proxy_desc {
@@ -686,7 +695,9 @@ STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reas
 STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
 /* Details of the last error: HTTP status of a refused upgrade (0 if none). */
 STWS_API int stws_conn_http_status(const stws_conn *conn);
-/* A human-readable line for the last error ("" if none); no secrets. */
+/* A human-readable line for the last error ("" if none); no secrets, and
+   the peer's text in it (HTTP reason, Location, proxy status) escaped as
+   for the logger (stws_logger). */
 STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
 
 /* ==== JSON: a safe writer for outbound events ============================= */
@@ -818,7 +829,8 @@ typedef struct stws_client_event {
     stws_result result;        /* DISCONNECTED, FATAL, MALFORMED */
     int close_code;            /* DISCONNECTED, CLOSED */
     int error_code;            /* FATAL: Stream's connection.error code (40, 43, ...) */
-    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason */
+    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason;
+                                  the server's text in it escaped (stws_logger) */
 } stws_client_event;
 
 typedef struct stws_client stws_client;
