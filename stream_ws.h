@@ -95,6 +95,15 @@
        against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
        turns verification off and logs a warning on every connect.
 
+   SECRETS AND HOSTILE TEXT
+       Tokens, the API secret, proxy credentials and the upgrade request
+       (your headers) are wiped (mbedtls_platform_zeroize) from every buffer
+       before it is freed; the auth frame is wiped from the codec's output
+       block as soon as it is written (the masking key beside it hides
+       nothing).
+       Text from the network reaches a log line, an error detail or an event
+       message only escaped (see stws_logger).
+
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
        max_output_size                     64 MiB of queued, unsent bytes
@@ -256,7 +265,12 @@ typedef enum stws_log_level {
     STWS_LOG_DEBUG = 3
 } stws_log_level;
 
-/* Logger: message is one line without a newline. Never receives secrets.
+/* Logger: message is one line (at most 511 bytes) without a newline.  Never
+   receives secrets.  Text that came from the network (a server's error
+   message, HTTP reason and Location, close reason, proxy status line) is
+   escaped first, here as in stws_conn_error_detail() and the client's event
+   messages: control characters and U+2028/U+2029 as \n \r \t \xHH \uHHHH,
+   a backslash as \\, invalid UTF-8 as U+FFFD, long text cut with "...".
    Default: WARN and ERROR to stderr (nothing with STWS_NO_STDIO). */
 typedef struct stws_logger {
     void (*func)(stws_log_level level, const char *message, void *user_data);
@@ -548,7 +562,7 @@ STWS_API stws_tls *stws_tls_create(const stws_tls_desc *desc);
 STWS_API void stws_tls_destroy(stws_tls *tls);
 STWS_API stws_transport stws_tls_transport(stws_tls *tls);
 /* Why the last TLS operation failed ("certificate verify failed: ..."),
-   or "" if it did not. */
+   or "" if it did not.  mbedTLS's own texts only: nothing the peer sent. */
 STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
 
 typedef struct stws_proxy_desc {
@@ -562,6 +576,9 @@ typedef struct stws_proxy stws_proxy;
 STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
 STWS_API void stws_proxy_destroy(stws_proxy *proxy);
 STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* Why the last CONNECT failed, with the proxy's status line (escaped):
+   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
+STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
 /* The proxy to use for url according to https_proxy/http_proxy/no_proxy
    (and their upper-case forms), or NULL for a direct connection. */
 STWS_API const char *stws_proxy_from_env(const char *url);
@@ -680,7 +697,9 @@ STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reas
 STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
 /* Details of the last error: HTTP status of a refused upgrade (0 if none). */
 STWS_API int stws_conn_http_status(const stws_conn *conn);
-/* A human-readable line for the last error ("" if none); no secrets. */
+/* A human-readable line for the last error ("" if none); no secrets, and
+   the peer's text in it (HTTP reason, Location, proxy status) escaped as
+   for the logger (stws_logger). */
 STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
 /* Bytes ever written to the transport by this object, over all its
    connects (it only grows): a sender that notes stws_conn_bytes_written() +
@@ -824,8 +843,9 @@ typedef struct stws_client_event {
     int http_status;           /* DISCONNECTED, FATAL: the status of a refused
                                   upgrade (404, 503, ...), 0 if none */
     stws_result cause;         /* FATAL with STWS_ERR_ATTEMPTS: the last attempt's result */
-    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason (empty
-                                  in CONNECTED, RECONNECTED) */
+    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason, the
+                                  server's text in it escaped (stws_logger); empty
+                                  in CONNECTED, RECONNECTED */
 } stws_client_event;
 
 typedef struct stws_client stws_client;
@@ -1093,6 +1113,87 @@ static void stws__copy(char *dst, size_t cap, const char *src) {
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
+}
+
+/* One character of s[i..n) as it is written: its bytes into e, their count
+   returned, the input bytes it took in *used. */
+static size_t stws__safe_char(const uint8_t *s, size_t n, size_t i, char e[6], size_t *used) {
+    static const char hex[] = "0123456789ABCDEF";
+    uint8_t b = s[i];
+    uint32_t cp = 0; /* a code point to write as \uHHHH when non-zero */
+    size_t len;
+    uint32_t st = 0;
+    *used = 1;
+    e[0] = (char)b;
+    if (b < 0x20 || b == 0x7F || b == '\\') {
+        e[0] = '\\';
+        e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : b == '\t' ? 't' : 'x';
+        if (e[1] != 'x') return 2;
+        e[2] = hex[b >> 4];
+        e[3] = hex[b & 15];
+        return 4;
+    }
+    if (b < 0x80) return 1;
+    len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (i + len > n || stws_utf8_validate(&st, s + i, len) != len || st != 0) {
+        e[0] = (char)0xEF; /* U+FFFD REPLACEMENT CHARACTER */
+        e[1] = (char)0xBF;
+        e[2] = (char)0xBD;
+        return 3;
+    }
+    *used = len;
+    if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
+    else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+        cp = 0x2000u | (s[i + 2] & 0x3Fu); /* 0x2028 / 0x2029 */
+    if (!cp) {
+        memcpy(e, s + i, len);
+        return len;
+    }
+    e[0] = '\\';
+    e[1] = 'u';
+    for (len = 0; len < 4; len++) e[2 + len] = hex[(cp >> (12 - 4 * len)) & 15];
+    return 6;
+}
+
+/* Text from the network (a server's error message, a refused upgrade's
+   reason and Location, a close reason, a proxy's status line) made fit for a
+   log line or an event's message, which promise one line of printable UTF-8:
+   a hostile peer must not forge log lines or reach a terminal with escapes.
+   C0 controls, DEL, C1 controls (U+0080-U+009F, 8-bit CSI among them) and
+   U+2028/U+2029 (line breaks to some viewers) become \n \r \t \xHH \uHHHH,
+   a backslash becomes \\ (so an escape is never ambiguous), each invalid
+   UTF-8 byte becomes U+FFFD.  Cut at a character boundary to fit cap (> 0),
+   "..." marking the cut (if cap > 3); always terminated.  Returns the
+   length written. */
+static size_t stws__copy_safe(char *dst, size_t cap, const void *src, size_t n) {
+    const uint8_t *s = (const uint8_t *)src;
+    size_t i = 0, o = 0, used, room = cap - 1, mark = room >= 3 ? 3 : 0;
+    int rest_fits = 0;
+    while (i < n) {
+        char e[6];
+        size_t el = stws__safe_char(s, n, i, e, &used);
+        /* while more follows, keep room for the "..." unless all of it fits */
+        if (!rest_fits && o + el + (i + used < n ? mark : 0) > room) {
+            size_t j = i, need = 0;
+            while (j < n && o + need <= room) {
+                char t[6];
+                size_t u;
+                need += stws__safe_char(s, n, j, t, &u);
+                j += u;
+            }
+            rest_fits = j == n && o + need <= room;
+            if (!rest_fits) {
+                memcpy(dst + o, "...", mark); /* fits: see the test above */
+                o += mark;
+                break;
+            }
+        }
+        memcpy(dst + o, e, el);
+        o += el;
+        i += used;
+    }
+    dst[o] = 0;
+    return o;
 }
 
 static stws_logger stws__logger_def(const stws_logger *l) {
@@ -1715,6 +1816,8 @@ struct stws_codec {
                                     Stream client know when a message left */
     uint8_t keys[64];            /* masking keys are drawn in batches */
     size_t key_pos;
+    size_t secret_start, secret_end; /* output bytes [start, end) hold a secret
+                                    (end 0: none), wiped once written */
 };
 
 stws_codec *stws_codec_create(const stws_codec_desc *desc) {
@@ -1750,10 +1853,13 @@ void stws_codec_destroy(stws_codec *c) {
         stws__free(&a, c->drbg);
     }
     stws__free(&a, c->msg);
+    if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__out_reserve */
     stws__free(&a, c->out);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }
+
+static void stws__codec_drop_secret(stws_codec *c); /* see stws__codec_secret */
 
 void stws_codec_reset(stws_codec *c) {
     if (!c) return;
@@ -1768,6 +1874,7 @@ void stws_codec_reset(stws_codec *c) {
     c->utf8 = 0;
     c->ctrl_len = 0;
     c->reset_msg = 0;
+    stws__codec_drop_secret(c); /* never written: the socket is gone */
     c->out_head = c->out_len = 0;
 }
 
@@ -1782,12 +1889,38 @@ int stws_close_code_valid(int code) {
 
 /* ---- send ---------------------------------------------------------------- */
 
+/* No secret left behind.  A frame that holds one (the Stream client's auth
+   message: the masking key sits right before the masked token, so masking
+   hides nothing) is marked after it is queued; its bytes are wiped once
+   written, by stws_codec_reset() if they never are, and wherever a
+   compaction leaves a stale copy.  Ordinary frames cost one test of
+   secret_end per write.  An outgrown block and the last one are wiped
+   whole before they are freed: growth doubles, so that is amortised
+   O(1) per byte, and no frame's bytes reach freed memory. */
+static void stws__codec_secret(stws_codec *c, size_t frame_len) {
+    STWS_ASSERT(frame_len <= c->out_len - c->out_head);
+    if (!c->secret_end) c->secret_start = c->out_len - frame_len;
+    c->secret_end = c->out_len;
+}
+/* The socket is gone and the secret never left: wipe it now, not at the
+   next connect (a client may sit in backoff for a long time). */
+static void stws__codec_drop_secret(stws_codec *c) {
+    if (!c->secret_end) return;
+    mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
+    c->secret_end = 0;
+}
+
 /* Make room for n more output bytes: compact first, grow only if needed. */
 static int stws__out_reserve(stws_codec *c, size_t n) {
     size_t pending = c->out_len - c->out_head;
     if (c->out_cap - c->out_len >= n) return 1;
     if (c->out_head) {
         memmove(c->out, c->out + c->out_head, pending);
+        if (c->secret_end) { /* the unwritten secret moved: wipe what the move left */
+            mbedtls_platform_zeroize(c->out + pending, c->out_len - pending);
+            c->secret_start = c->secret_start > c->out_head ? c->secret_start - c->out_head : 0;
+            c->secret_end -= c->out_head;
+        }
         c->out_head = 0;
         c->out_len = pending;
         if (c->out_cap - c->out_len >= n) return 1;
@@ -1799,6 +1932,7 @@ static int stws__out_reserve(stws_codec *c, size_t n) {
         nb = (uint8_t *)stws__alloc(&c->alloc, want);
         if (!nb) return 0;
         if (pending) memcpy(nb, c->out, pending);
+        if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap);
         stws__free(&c->alloc, c->out);
         c->out = nb;
         c->out_cap = want;
@@ -1915,6 +2049,7 @@ void stws_codec_output_consumed(stws_codec *c, size_t n) {
     STWS_ASSERT(n <= c->out_len - c->out_head);
     c->out_head += n;
     c->out_total += n;
+    if (c->secret_end && c->out_head >= c->secret_end) stws__codec_drop_secret(c); /* it left */
     if (c->out_head == c->out_len) c->out_head = c->out_len = 0;
 }
 
@@ -2363,9 +2498,50 @@ struct stws_proxy {
     uint16_t port;
     char auth[208];             /* "Proxy-Authorization: Basic <base64 user:pass>\r\n", or "" */
     int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
-    char buf[1024];             /* request, then reply */
+    int status_seen;            /* the reply's status line passed its check */
+    char buf[1024];             /* request, then reply: the limit of a reply header */
     size_t len, off;
+    char detail[192];           /* why the CONNECT failed, "" if it did not */
 };
+
+/* A refused or broken CONNECT: the reason, with the proxy's own status line
+   (escaped: it is the peer's text) when there is one. */
+static int stws__proxy_fail(stws_proxy *p, const char *why, int with_line) {
+    size_t n = strlen(why), k = 0;
+    memcpy(p->detail, why, n); /* the callers' reasons are short literals */
+    if (with_line) {
+        while (k < p->len && p->buf[k] != '\r' && p->buf[k] != '\n') k++;
+        memcpy(p->detail + n, ": ", 2);
+        n += 2;
+        n += stws__copy_safe(p->detail + n, sizeof p->detail - n, p->buf, k);
+    }
+    p->detail[n] = 0;
+    return STWS_ERR_PROXY;
+}
+
+/* RFC 9112 §4: status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ],
+   checked as soon as its CR LF is in; the reply ends at the empty line.
+   Returns 0 to read on, 1 for a 2xx, or STWS_ERR_PROXY. */
+static int stws__proxy_reply(stws_proxy *p) {
+    const char *b = p->buf;
+    size_t n = p->len, i;
+    if (n <= 7 && memcmp(b, "HTTP/1.", n) != 0) return stws__proxy_fail(p, "proxy reply is not HTTP", 1);
+    if (b[n - 1] == 0) return stws__proxy_fail(p, "NUL byte in the proxy reply", 0);
+    if (!p->status_seen && n >= 2 && b[n - 2] == '\r' && b[n - 1] == '\n') {
+        if (n < 14 || (b[7] != '0' && b[7] != '1') || b[8] != ' ' || (n > 14 && b[12] != ' '))
+            return stws__proxy_fail(p, "malformed proxy status line", 1);
+        for (i = 9; i < 12; i++)
+            if (b[i] < '0' || b[i] > '9') return stws__proxy_fail(p, "malformed proxy status line", 1);
+        if (b[9] == '4' && b[10] == '0' && b[11] == '7')
+            return stws__proxy_fail(p, p->auth[0] ? "proxy refused the credentials" : "proxy needs credentials", 1);
+        if (b[9] != '2') return stws__proxy_fail(p, "proxy refused the CONNECT", 1);
+        p->status_seen = 1;
+    }
+    if (n >= 4 && memcmp(b + n - 4, "\r\n\r\n", 4) == 0) return p->status_seen ? 1 : stws__proxy_fail(p, "malformed proxy status line", 1);
+    if (n == sizeof p->buf)
+        return stws__proxy_fail(p, p->status_seen ? "proxy reply header over 1024 bytes" : "proxy status line over 1024 bytes", 1);
+    return 0;
+}
 
 static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -2380,6 +2556,8 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         int n;
         r = p->inner.open(p->inner.ctx, p->host, p->port);
         if (r != 0) return stws__tr_err(r);
+        p->detail[0] = 0;
+        p->status_seen = 0;
         n = snprintf(p->buf, sizeof p->buf, fmt, host, (unsigned)port, host, (unsigned)port, p->auth);
         if (n < 0 || (size_t)n >= sizeof p->buf) return STWS_ERR_PROXY;
         p->len = (size_t)n;
@@ -2391,29 +2569,27 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         if (r <= 0) return stws__tr_err(r ? r : STWS_ERR_IO);
         p->off += (size_t)r;
         if (p->off == p->len) {
+            mbedtls_platform_zeroize(p->buf, p->len); /* Proxy-Authorization */
             p->state = 2;
             p->len = 0;
         }
     }
     while (p->state == 2) {
-        size_t i;
-        /* read byte-wise up to the blank line, so no tunnel byte is taken */
+        /* read byte-wise up to the blank line, so no tunnel byte is taken;
+           the reply fits the buffer or fails, and a proxy that drips or
+           stalls meets the connection's connect timer */
         r = p->inner.recv(p->inner.ctx, (unsigned char *)p->buf + p->len, 1);
-        if (r == 0) return STWS_ERR_PROXY;
+        if (r == 0) return stws__proxy_fail(p, "proxy closed the stream before its reply ended", p->len > 0);
         if (r < 0) return stws__tr_err(r);
         p->len++;
-        if (p->len >= 4 && memcmp(p->buf + p->len - 4, "\r\n\r\n", 4) == 0) {
-            if (p->len < 12 || memcmp(p->buf, "HTTP/1.", 7) != 0 || p->buf[9] != '2')
-                return STWS_ERR_PROXY;
-            p->state = 3;
-            return 0;
-        }
-        if (p->len == sizeof p->buf) return STWS_ERR_PROXY;
-        for (i = 0; i < p->len; i++)
-            if (p->buf[i] == 0) return STWS_ERR_PROXY;
+        r = stws__proxy_reply(p);
+        if (r < 0) return r;
+        if (r == 1) p->state = 3;
     }
     return 0;
 }
+
+const char *stws_proxy_error_detail(const stws_proxy *p) { return p ? p->detail : ""; }
 
 static int stws__proxy_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -4222,6 +4398,7 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
     size_t unsent = 0;
     (void)stws_codec_output(c->codec, &unsent);
     if (unsent) clean = 0; /* our close frame never left */
+    stws__codec_drop_secret(c->codec); /* nor will an auth frame still queued */
     if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
     if (c->transport_open) c->tr.close(c->tr.ctx);
     c->transport_open = 0;
@@ -4235,12 +4412,16 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
     c->last_error = err;
     if (!c->detail[0]) {
-#ifndef STWS_NO_TLS
-        const char *tls = c->tls ? stws_tls_error_detail(c->tls) : "";
-        if (tls[0]) /* the TLS layer's own reason too */
-            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), tls);
-        else
+        const char *sub = ""; /* a layer's own reason: the proxy's (escaped there), TLS's */
+#ifndef STWS_NO_SOCKETS
+        if (c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
 #endif
+#ifndef STWS_NO_TLS
+        if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
+#endif
+        if (sub[0])
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), sub);
+        else
             snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
     }
     stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
@@ -4272,10 +4453,12 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     if (need + 1 > c->req_cap) {
         r = STWS_ERR_NOMEM;
         if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap); /* see stws_conn_destroy */
         stws__free(&c->alloc, c->req);
         c->req = req;
         c->req_cap = need + 1;
     }
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&c->alloc, c->url_copy);
     c->url_copy = copy;
     c->url = u;
@@ -4284,6 +4467,7 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     c->host[n] = 0;
     return STWS_OK;
 fail:
+    mbedtls_platform_zeroize(copy, n);
     stws__free(&c->alloc, copy);
     return r;
 }
@@ -4420,6 +4604,10 @@ void stws_conn_destroy(stws_conn *c) {
         stws__drbg_free(c->drbg);
         stws__free(&a, c->drbg);
     }
+    /* the request may carry the user's headers (Authorization...), the URL
+       a query with credentials: no secret left behind */
+    if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&a, c->req);
     stws__free(&a, c->rx);
     stws__free(&a, c->url_copy);
@@ -4502,10 +4690,17 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (r == STWS_INCOMPLETE) continue;
         if (r != STWS_OK) {
             c->http_status = resp.status;
-            if (r == STWS_ERR_HANDSHAKE_STATUS)
-                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%.*s", resp.status,
-                         resp.location.len ? ", Location: " : "",
-                         (int)STWS__MIN(resp.location.len, (size_t)160), resp.location.ptr ? resp.location.ptr : "");
+            if (r == STWS_ERR_HANDSHAKE_STATUS) {
+                /* the server's reason phrase and Location, escaped: the
+                   parser lets tabs and obs-text (8-bit CSI...) through */
+                const char *sl = (const char *)c->rx, *cr = (const char *)memchr(sl, '\r', c->rx_len);
+                char why[64], loc[150];
+                size_t wn = cr && cr - sl > 13 ? (size_t)(cr - sl) - 13 : 0;
+                stws__copy_safe(why, sizeof why, sl + 13, wn);
+                stws__copy_safe(loc, sizeof loc, resp.location.ptr, resp.location.len);
+                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%s%s%s", resp.status,
+                         why[0] ? " " : "", why, loc[0] ? ", Location: " : "", loc);
+            }
             return stws__conn_abort(c, r, "upgrade response");
         }
         /* bytes after the header block are the first frames (§4.1) */
@@ -4988,10 +5183,13 @@ static stws_result stws__client_auth_build(stws_client *c, const char *token, si
 }
 
 static stws_result stws__client_auth(stws_client *c) {
-    size_t len = 0;
+    size_t len = 0, before = stws_conn_buffered(c->conn);
     stws_result r = stws__client_auth_build(c, c->token, &len);
     if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
-    mbedtls_platform_zeroize(c->scratch, STWS__MIN(len + 1, c->scratch_cap)); /* held the token */
+    /* the frame holds the token (masked, key beside it): wiped once written */
+    if (r == STWS_OK) stws__codec_secret(c->conn->codec, stws_conn_buffered(c->conn) - before);
+    /* held the token; all of it if the build stopped half-way */
+    mbedtls_platform_zeroize(c->scratch, r == STWS_OK ? STWS__MIN(len + 1, c->scratch_cap) : c->scratch_cap);
     return r;
 }
 
@@ -5255,16 +5453,17 @@ static void stws__client_reconnecting(stws_client *c) {
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
     int64_t code = 0;
-    char msg[200];
+    char text[512], msg[200];
     size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
-    if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
+    if (stws_json_string_at(doc, "error.message", text, sizeof text, &n) != STWS_OK) {
         stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
         (void)stws_json_find(doc, "error.message", &raw);
-        n = STWS__MIN(raw.len, sizeof msg - 1);
-        memcpy(msg, raw.ptr, n);
-        msg[n] = 0;
+        n = STWS__MIN(raw.len, sizeof text);
+        memcpy(text, raw.ptr, n);
     }
+    /* the server's words go to the log and the events: escaped (\n, ESC...) */
+    stws__copy_safe(msg, sizeof msg, text, n);
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
     c->last_code = (int)code;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
@@ -5365,8 +5564,12 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             continue;
         case STWS_CONN_EVENT_CLOSE: {
             int peer = stws_conn_peer_closed(c->conn);
-            if (!c->message[0] || c->last_error == STWS_OK)
-                snprintf(c->message, sizeof c->message, "socket closed (code %d)", ce.close_code);
+            if (!c->message[0] || c->last_error == STWS_OK) {
+                char why[128]; /* the peer's close reason, escaped */
+                stws__copy_safe(why, sizeof why, ce.data, ce.len);
+                snprintf(c->message, sizeof c->message, "socket closed (code %d%s%s)", ce.close_code,
+                         why[0] ? ": " : "", why);
+            }
             stws__client_socket_ended(c, ce.close_code, peer);
             continue;
         }
