@@ -1071,8 +1071,9 @@ static void client_close_reply_without_eof_times_out_clean(void **state) {
     F.now += 10;
     t1 = F.now;
     assert_int_equal(stws_conn_close(F.c, 1000, "bye"), STWS_OK);
-    assert_int_equal(stws_conn_timeout(F.c), 500);
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the close frame waits to be written */
     assert_int_equal(step(), STWS_OK);
+    assert_int_equal(stws_conn_timeout(F.c), 500);
     expect_client_close(1000, "bye");
     push_close(1000, "ok");
     assert_int_equal(step(), STWS_OK);
@@ -1134,13 +1135,14 @@ static void server_close_is_echoed(void **state) {
     assert_int_equal(step(), STWS_OK);
     expect_no_event(); /* CLOSE comes when the stream closes */
     assert_int_equal(STATE(), STWS_CONN_CLOSING);
-    assert_int_equal(stws_conn_timeout(F.c), 1000); /* default close_timeout_ms */
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the echo waits to be written */
     assert_true(stws_conn_wants(F.c) & STWS_POLL_WRITE);
     assert_int_equal(stws_conn_send(F.c, STWS_OP_TEXT, "x", 1), STWS_ERR_STATE);
     assert_int_equal(stws_conn_close(F.c, 1000, "x"), STWS_OK); /* no second close frame */
     assert_int_equal(step(), STWS_OK);
     expect_client_close(1001, NULL); /* §5.5.1: echo the status code */
     expect_nothing_sent();
+    assert_int_equal(stws_conn_timeout(F.c), 1000); /* default close_timeout_ms */
     st_push_eof(&F.st);
     assert_int_equal(step(), STWS_OK);
     get_ev(&r, STWS_CONN_EVENT_CLOSE);
@@ -1675,6 +1677,8 @@ static void timeout_reports_remaining_pending_and_none(void **state) {
     expect_message(STWS_OP_TEXT, "b", 1);
     assert_int_equal(stws_conn_timeout(F.c), -1);
     assert_int_equal(stws_conn_close(F.c, 1000, NULL), STWS_OK);
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the close frame waits to be written */
+    assert_int_equal(step(), STWS_OK);
     assert_int_equal(stws_conn_timeout(F.c), 800);
     F.now += 250;
     assert_int_equal(stws_conn_timeout(F.c), 550);
