@@ -2313,7 +2313,7 @@ static void handle_follows_the_transport(void **state) {
 
 /* A bound for a call that could block for ever: SIGALRM after s seconds
    interrupts poll() (which is never restarted) and sets g_alarmed.  The
-   tests assert that it did not fire; nothing here sleeps. */
+   tests assert that it did not fire; nothing here waits on a timer of its own. */
 static volatile sig_atomic_t g_alarmed;
 static struct sigaction g_old_alarm;
 static int g_armed;
@@ -2412,10 +2412,10 @@ static void desc_real(const char *url) {
 
 /* Two messages and the server's Close arrive with the 101, so everything is
    buffered and the socket itself stays silent.  stws_conn_poll(c, -1) must
-   not sleep on the socket then: a negative timeout used to replace the
+   not wait on the socket then: a negative timeout used to replace the
    library's "0: work is waiting" with "wait for ever", so the Close was
    never answered. */
-static void poll_negative_timeout_never_sleeps_on_buffered_data(void **state) {
+static void poll_negative_timeout_never_waits_on_buffered_data(void **state) {
     bytes *b;
     ev_rec r;
     int i, msgs = 0;
@@ -2442,7 +2442,7 @@ static void poll_negative_timeout_never_sleeps_on_buffered_data(void **state) {
         }
     }
     disarm_alarm();
-    if (g_alarmed) fail_msg("stws_conn_poll(-1) slept on the socket while frames were buffered");
+    if (g_alarmed) fail_msg("stws_conn_poll(-1) blocked on the socket while frames were buffered");
     assert_int_equal(msgs, 2);
     assert_int_equal(STATE(), STWS_CONN_CLOSING);
     expect_client_close(1000, NULL); /* the Close was answered */
@@ -2479,7 +2479,7 @@ static void poll_negative_timeout_fires_a_due_timer(void **state) {
     arm_alarm(3);
     (void)stws_conn_poll(F.c, -1);
     disarm_alarm();
-    if (g_alarmed) fail_msg("stws_conn_poll(-1) slept past a due close timer");
+    if (g_alarmed) fail_msg("stws_conn_poll(-1) blocked past a due close timer");
     get_ev(&r, STWS_CONN_EVENT_CLOSE);
     assert_int_equal(r.clean, 0);
     assert_int_equal(r.close_code, STWS_CLOSE_ABNORMAL);
@@ -2487,10 +2487,10 @@ static void poll_negative_timeout_fires_a_due_timer(void **state) {
 }
 
 /* A client whose server refuses: between attempts it is in backoff with no
-   socket, and stws_client_poll(c, -1) must sleep until the backoff timer.
+   socket, and stws_client_poll(c, -1) must wait for the backoff timer.
    It used to return at once, millions of times a second (the real clock and
    a real refused port; the count is of calls, not of time). */
-static void client_poll_sleeps_through_backoff(void **state) {
+static void client_poll_waits_out_the_backoff(void **state) {
     char url[64];
     stws_client_desc d;
     stws_client *cl;
@@ -2863,9 +2863,9 @@ int main(void) {
         T(missing_url_is_logged),
         T(handle_follows_the_transport),
 #define N(f) cmocka_unit_test_setup_teardown(f, setup, teardown_net)
-        N(poll_negative_timeout_never_sleeps_on_buffered_data),
+        N(poll_negative_timeout_never_waits_on_buffered_data),
         N(poll_negative_timeout_fires_a_due_timer),
-        N(client_poll_sleeps_through_backoff),
+        N(client_poll_waits_out_the_backoff),
         N(tcp_connect_failure_names_address_and_errno),
         N(connect_failure_detail_is_not_the_previous_tls_reason),
 #ifdef __linux__
