@@ -2817,6 +2817,42 @@ static void client_default_json_limit_admits_a_1mib_event(void **state) {
     free(j);
 }
 
+/* A connected client with its health check due and a silent socket:
+   stws_client_poll(c, -1) must send the check and return (it used to wait
+   on the socket for ever; the dead timer was just as deaf). */
+static intptr_t sv_handle(void *ctx) {
+    (void)ctx;
+    return g_sv[0];
+}
+
+static void client_poll_negative_timeout_fires_the_health_check(void **state) {
+    const char *got[8];
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
+    X.d.transport.handle = sv_handle;
+    srv_ok(0, "c-1");
+    cu_create();
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_CONNECTED), 1);
+    assert_int_equal(cu_texts(0, got, 8), 1); /* the auth message */
+    X.now += 25000;                            /* the default health interval */
+    assert_int_equal(stws_client_timeout(X.c), 0);
+    arm_alarm(3);
+    (void)stws_client_poll(X.c, -1);
+    disarm_alarm();
+    if (g_alarmed) fail_msg("stws_client_poll(-1) blocked on the socket past a due health check");
+    assert_int_equal(cu_texts(0, got, 8), 2);
+    assert_string_equal(got[1], "[{\"type\":\"health.check\",\"client_id\":\"c-1\"}]");
+}
+
+static int cu_teardown_net(void **state) {
+    disarm_alarm();
+    close_fd(&g_sv[0]);
+    close_fd(&g_sv[1]);
+    return cu_teardown(state);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -2873,6 +2909,8 @@ int main(void) {
 #endif
 #undef N
         cmocka_unit_test_setup_teardown(client_default_json_limit_admits_a_1mib_event, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(client_poll_negative_timeout_fires_the_health_check, cu_setup,
+                                        cu_teardown_net),
     };
 #undef T
     return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
