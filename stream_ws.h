@@ -4266,8 +4266,11 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
     stws__push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
 }
 
-/* A failure that ends the connection without a closing handshake. */
+/* A failure that ends the connection without a closing handshake.  Once per
+   connection: a conn that has ended already (its ERROR and CLOSE events may
+   still be unread) keeps the reason it ended with. */
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return err;
     c->last_error = err;
     if (!c->detail[0]) {
         const char *more = "";
@@ -5304,7 +5307,8 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         case STWS_CONN_EVENT_OPEN: {
             stws_result r = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
             c->state = STWS__C_AUTH;
-            if (r != STWS_OK) {
+            /* a conn that ended already (its ERROR and CLOSE are next) has its reason */
+            if (r != STWS_OK && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
                 c->last_error = r;
                 stws__conn_abort(c->conn, r, "auth message not sent");
             }

@@ -2846,6 +2846,32 @@ static void client_poll_negative_timeout_fires_the_health_check(void **state) {
     assert_string_equal(got[1], "[{\"type\":\"health.check\",\"client_id\":\"c-1\"}]");
 }
 
+/* The 101 and the end of the stream are both read before the app takes the
+   conn's OPEN event (two steps, no events read in between).  The client
+   answers OPEN with its auth message, which a closed conn refuses: that
+   used to abort the closed conn a second time (a second ERROR and CLOSE,
+   "auth message not sent: not allowed in this state" logged at ERROR, and
+   the socket reported ended with STWS_ERR_STATE instead of the EOF). */
+static void client_open_read_after_eof_ends_the_socket_once(void **state) {
+    (void)state;
+    srv_eof(0); /* after the automatic 101 */
+    cu_create();
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    X.in_step++;
+    (void)stws_client_step(X.c); /* attempt 1: connect, upgrade: OPEN waits */
+    (void)stws_client_step(X.c); /* the EOF: the conn is CLOSED */
+    X.in_step--;
+    assert_int_equal(X.nev, 0);
+    cu_drain();
+    cu_settle(); /* the reconnect is announced by the next step */
+    cu_expect_types(0, 2, STWS_CLIENT_EVENT_DISCONNECTED, STWS_CLIENT_EVENT_RECONNECTING);
+    assert_int_equal(X.ev[0].result, STWS_ERR_EOF);
+    assert_null(strstr(X.ev[0].message, "not allowed"));
+    assert_int_equal(X.ev[1].attempt, 1);
+    if (X.log && strstr(X.log, "not allowed in this state")) fail_msg("log:\n%s", X.log);
+    assert_int_equal(X.log_errors, 1); /* the EOF, once */
+}
+
 static int cu_teardown_net(void **state) {
     disarm_alarm();
     close_fd(&g_sv[0]);
@@ -2911,6 +2937,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(client_default_json_limit_admits_a_1mib_event, cu_setup, cu_teardown),
         cmocka_unit_test_setup_teardown(client_poll_negative_timeout_fires_the_health_check, cu_setup,
                                         cu_teardown_net),
+        cmocka_unit_test_setup_teardown(client_open_read_after_eof_ends_the_socket_once, cu_setup, cu_teardown),
     };
 #undef T
     return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
