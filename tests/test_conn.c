@@ -2497,6 +2497,7 @@ static void client_poll_waits_out_the_backoff(void **state) {
     stws_client_event ev;
     long polls = 0, polls_at_first = -1;
     int reconnecting = 0, delay = 0;
+    unsigned gen0;
     double end;
     (void)state;
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", closed_port());
@@ -2511,6 +2512,7 @@ static void client_poll_waits_out_the_backoff(void **state) {
     cl = stws_client_create(&d);
     assert_non_null(cl);
     assert_int_equal(stws_client_connect(cl), STWS_OK);
+    gen0 = stws_client_socket_generation(cl);
     end = mono_s() + 30;
     while (reconnecting < 2 && mono_s() < end && polls < 1000000) {
         (void)stws_client_poll(cl, -1);
@@ -2523,6 +2525,9 @@ static void client_poll_waits_out_the_backoff(void **state) {
             }
         }
     }
+    /* each attempt's socket came and went: the generation says so (4 changes
+       at least: made and closed, twice) */
+    assert_true(stws_client_socket_generation(cl) - gen0 >= 4);
     stws_client_destroy(cl);
     assert_int_equal(reconnecting, 2);
     assert_true(delay > 0);
