@@ -382,9 +382,9 @@ typedef struct stws_codec_desc {
     size_t max_message_size;   /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE */
     size_t max_output_size;    /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE; the output
                                   buffer never grows past it plus 64 KiB of
-                                  control replies (so its peak heap, old and
-                                  new block during the last growth, is about
-                                  twice that) */
+                                  control replies (its peak heap, old and new
+                                  block during the last growth, is at most
+                                  1.5 times that for a cap of 512 KiB or more) */
     stws_allocator allocator;  /* default malloc/free */
     stws_random random;        /* default: own CTR-DRBG */
 } stws_codec_desc;
@@ -1778,10 +1778,15 @@ static int stws__out_reserve(stws_codec *c, size_t n) {
         /* Doubling stops at the most the queue may ever hold (data up to
            max_output_size, control replies in the slack, one close frame):
            the cap bounds the buffer, so a flood of pings cannot double it
-           past the cap (and hold old + new block at once) on its way. */
+           past the cap on its way.  With a large cap, a doubling that would
+           reach it goes to that most at once: growing from the cap itself to
+           cap + slack would hold two cap-sized blocks during the copy. */
         size_t most = c->max_output < (size_t)-1 - STWS__CONTROL_SLACK - 256
                           ? c->max_output + STWS__CONTROL_SLACK + 256 : (size_t)-1;
-        size_t want = STWS__MAX(pending + n, STWS__MIN(c->out_cap * 2, most));
+        size_t dbl = c->out_cap * 2;
+        size_t want;
+        if (dbl >= c->max_output && c->max_output >= 8 * (size_t)STWS__CONTROL_SLACK) dbl = most;
+        want = STWS__MAX(pending + n, STWS__MIN(dbl, most));
         uint8_t *nb;
         if (want < 256) want = 256;
         nb = (uint8_t *)stws__alloc(&c->alloc, want);
