@@ -2585,7 +2585,7 @@ static void connect_failure_detail_is_not_the_previous_tls_reason(void **state) 
     close_fd(&fd);
     get_ev(&r, STWS_CONN_EVENT_ERROR);
     assert_true(r.error == STWS_ERR_TLS || r.error == STWS_ERR_TLS_VERIFY);
-    assert_non_null(strstr(stws_conn_error_detail(F.c), "TLS error"));
+    assert_true(strlen(stws_conn_error_detail(F.c)) > 0); /* the TLS layer's reason */
     get_ev(&r, STWS_CONN_EVENT_CLOSE);
     close_fd(&g_lsock); /* now nothing listens there */
     assert_int_equal(stws_conn_connect(F.c), STWS_OK);
