@@ -486,7 +486,10 @@ typedef enum stws_poll_flags {
            negative error.  Never raises SIGPIPE.
    recv:   read up to len bytes; returns the count (> 0), 0 when the peer
            closed the stream, STWS_WANT_READ/STWS_WANT_WRITE when nothing is
-           available, or a negative error.
+           available, or a negative error.  A count below len tells the pump
+           the stream is empty for now (an edge-triggered loop then waits for
+           the next edge): a transport that reads in records and may leave
+           bytes behind says so through pending.
    close:  release the stream; open may be called again afterwards (reconnect).
            The transport object itself stays owned by whoever created it.
    handle: the OS socket for external poll loops, or -1 (optional).
