@@ -59,7 +59,9 @@
        stws_client_close(c);                  // then step until STWS_CLIENT_EVENT_CLOSED
        stws_client_destroy(c);
    External loops: stws_client_handle() (socket), stws_client_wants()
-   (STWS_POLL_READ/WRITE), stws_client_timeout() (0 = step now, -1 = no timer).
+   (STWS_POLL_READ/WRITE), stws_client_timeout() (0 = step now, -1 = no timer),
+   stws_client_socket_generation() (re-register when it changes); edge-triggered
+   epoll works too.  The whole contract: "external loops" at stws_conn_step.
 
    ALLOCATION
        All memory comes from the desc's allocator (default malloc/free), at
@@ -106,11 +108,13 @@
 
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
-       max_output_size                     64 MiB of queued, unsent bytes
+       max_output_size                     64 MiB of queued, unsent bytes; the
+                                           output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
        connect_timeout_ms / close_timeout_ms   10 s / 1 s
        client: health 25 s, dead 35 s, watchdog 15 s, backoff cap 25 s,
-               send queue 1 MiB, 65536 JSON tokens per event
+               send queue 1 MiB, JSON tokens per event: no limit beyond
+               max_message_size
 
    VERSION HISTORY
        0.1.0  (2026-11)  codec, handshake, transports, connection, JSON, JWT,
@@ -392,7 +396,11 @@ typedef enum stws_opcode {
 typedef struct stws_codec_desc {
     size_t max_frame_size;     /* 0 = STWS_DEFAULT_MAX_FRAME_SIZE */
     size_t max_message_size;   /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE */
-    size_t max_output_size;    /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE */
+    size_t max_output_size;    /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE; the output
+                                  buffer never grows past it plus 64 KiB of
+                                  control replies (its peak heap, old and new
+                                  block during the last growth, is at most
+                                  1.5 times that for a cap of 512 KiB or more) */
     stws_allocator allocator;  /* default malloc/free */
     stws_random random;        /* default: own CTR-DRBG */
 } stws_codec_desc;
@@ -494,7 +502,10 @@ typedef enum stws_poll_flags {
            negative error.  Never raises SIGPIPE.
    recv:   read up to len bytes; returns the count (> 0), 0 when the peer
            closed the stream, STWS_WANT_READ/STWS_WANT_WRITE when nothing is
-           available, or a negative error.
+           available, or a negative error.  A count below len tells the pump
+           the stream is empty for now (an edge-triggered loop then waits for
+           the next edge): a transport that reads in records and may leave
+           bytes behind says so through pending.
    close:  release the stream; open may be called again afterwards (reconnect).
            The transport object itself stays owned by whoever created it.
    handle: the OS socket for external poll loops, or -1 (optional).
@@ -646,7 +657,8 @@ typedef struct stws_conn_desc {
     /* limits and timers */
     size_t max_frame_size;         /* 0 = 16 MiB */
     size_t max_message_size;       /* 0 = 16 MiB */
-    size_t max_output_size;        /* 0 = 64 MiB of queued sends */
+    size_t max_output_size;        /* 0 = 64 MiB of queued sends (bounds the
+                                      output buffer, see stws_codec_desc) */
     size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
     int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
     int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
@@ -672,20 +684,43 @@ STWS_API void stws_conn_destroy(stws_conn *conn);
 /* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
 STWS_API stws_result stws_conn_connect(stws_conn *conn);
 /* Advance everything that can advance without blocking: connect, TLS,
-   upgrade, writes, one read, timers.  Then read events. */
+   upgrade, writes, one read, timers.  Then read events.
+
+   External loops (epoll, kqueue, libuv, a game loop), level- or
+   edge-triggered: wait for stws_conn_handle() in the directions of
+   stws_conn_wants(), at most stws_conn_timeout() ms, then step, then take the
+   events; repeat.  stws_conn_timeout() is 0 (step again now) while received
+   bytes wait to be parsed, while the last read filled its buffer (the socket
+   may hold more and gives no new edge for it), while output waits and the
+   last write did not block, and while TLS holds decrypted bytes; so stepping
+   until it is not 0 reads and writes until the socket would block, as
+   EPOLLET requires.  Re-register the handle whenever
+   stws_conn_socket_generation() changed: while connecting, the built-in TCP
+   makes a new socket for each address it tries, often under the number of
+   the one it just closed (which epoll has dropped). */
 STWS_API stws_result stws_conn_step(stws_conn *conn);
-/* Wait at most timeout_ms (0 = not at all) for the socket or the next timer,
-   then step.  Needs a transport with a handle. */
+/* Wait for the socket or the library's next timer, whichever comes first, but
+   at most timeout_ms (0 = not at all, negative = no limit of the caller's),
+   then step.  Never waits while stws_conn_timeout() is 0 (buffered bytes,
+   a due timer).  Without a handle (IDLE, CLOSED, a transport without one) it
+   steps without waiting.  The wait is in real milliseconds computed from
+   desc.clock: a user clock is taken to run at real speed (drive a fake clock
+   with step and stws_conn_timeout() instead). */
 STWS_API stws_result stws_conn_poll(stws_conn *conn, int timeout_ms);
 /* Next event, or 0 when there is none (then step or poll again).  Events are
    parsed from the received bytes here, one at a time; views stay valid until
    the next call on the connection. */
 STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
 /* Milliseconds until stws_conn_step() has work for a timer or buffered data:
-   0 = call again now, -1 = nothing but socket readiness. */
+   0 = call again now, -1 = nothing but socket readiness (see stws_conn_step). */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
 /* The socket for external loops (-1 if none) and the direction it waits for. */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
+/* A number that changes whenever the socket behind stws_conn_handle() is
+   replaced or closed, even when the new socket has the old number: register
+   the handle again then.  With a user transport it follows the handle's
+   value only. */
+STWS_API unsigned stws_conn_socket_generation(const stws_conn *conn);
 STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
 /* Queue a message (text, binary, ping).  Only while OPEN. */
 STWS_API stws_result stws_conn_send(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
@@ -904,7 +939,8 @@ typedef struct stws_client_desc {
                                       connection.ok counts as one) */
     size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
     size_t max_message_size;       /* 0 = 16 MiB */
-    int max_json_tokens;           /* 0 = 65536 per event */
+    int max_json_tokens;           /* 0 = max_message_size: no limit but the
+                                      size (a token takes at least a byte) */
     stws_reconnecting_fn on_reconnecting;
     stws_client_event_fn on_event; /* optional push delivery of every event (inside
                                       the pump); set, stws_client_next_event() has
@@ -951,7 +987,10 @@ STWS_API stws_result stws_client_connect(stws_client *client);
 /* Advance without blocking (connect, auth, timers, I/O), then read events.
    Not from inside a callback (STWS_ERR_STATE). */
 STWS_API stws_result stws_client_step(stws_client *client);
-/* Wait at most timeout_ms for the socket or the next timer, then step. */
+/* Wait for the socket or the next timer (health check, dead timer, backoff,
+   watchdog), whichever first, at most timeout_ms (negative = no limit of the
+   caller's), then step; as stws_conn_poll.  In backoff, with no socket, it
+   sleeps until the backoff timer (real milliseconds from desc.clock). */
 STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
 /* Next event or 0.  Protocol messages (connection.ok, health.check) are
    acted on here as well as delivered.  Push and pull together: with
@@ -973,6 +1012,9 @@ STWS_API stws_result stws_client_on(stws_client *client, const char *event_type,
 STWS_API int stws_client_timeout(const stws_client *client);
 STWS_API intptr_t stws_client_handle(const stws_client *client);
 STWS_API int stws_client_wants(const stws_client *client);
+/* Changes whenever the socket behind stws_client_handle() is replaced or
+   closed (stws_conn_socket_generation): re-register the handle then. */
+STWS_API unsigned stws_client_socket_generation(const stws_client *client);
 /* Queue one text message (JSON).  Kept across reconnects, in order, and
    written after the next connection.ok; removed only once fully written.
    Refused, with nothing queued or dropped, checked in this order:
@@ -1926,8 +1968,19 @@ static int stws__out_reserve(stws_codec *c, size_t n) {
         if (c->out_cap - c->out_len >= n) return 1;
     }
     {
-        size_t want = STWS__MAX(pending + n, c->out_cap * 2);
+        /* Doubling stops at the most the queue may ever hold (data up to
+           max_output_size, control replies in the slack, one close frame):
+           the cap bounds the buffer, so a flood of pings cannot double it
+           past the cap on its way.  With a large cap, a doubling that would
+           reach it goes to that most at once: growing from the cap itself to
+           cap + slack would hold two cap-sized blocks during the copy. */
+        size_t most = c->max_output < (size_t)-1 - STWS__CONTROL_SLACK - 256
+                          ? c->max_output + STWS__CONTROL_SLACK + 256 : (size_t)-1;
+        size_t dbl = c->out_cap * 2;
+        size_t want;
         uint8_t *nb;
+        if (dbl >= c->max_output && c->max_output >= 8 * (size_t)STWS__CONTROL_SLACK) dbl = most;
+        want = STWS__MAX(pending + n, STWS__MIN(dbl, most));
         if (want < 256) want = 256;
         nb = (uint8_t *)stws__alloc(&c->alloc, want);
         if (!nb) return 0;
@@ -2293,6 +2346,9 @@ struct stws_tcp {
     int naddr, ai;             /* resolved addresses, the one being tried */
     stws_address addrs[STWS__MAX_ADDRS];
     uint16_t port;
+    unsigned gen;              /* sockets made so far: tells a new socket from
+                                  an old one that had the same number */
+    char detail[160];          /* why the last connect failed: address, errno */
 };
 
 static int stws__default_resolve(const char *host, stws_address *out, int max, void *user_data) {
@@ -2326,6 +2382,16 @@ static void stws__tcp_close(void *ctx) {
     t->naddr = 0;
 }
 
+/* Note why the connect to addrs[ai] failed (errno err), for the error
+   detail: "127.0.0.1:80: Connection refused (errno 111)". */
+static void stws__tcp_note(stws_tcp *t, int err) {
+    const stws_address *a = &t->addrs[t->ai];
+    char ip[INET6_ADDRSTRLEN];
+    if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, ip, sizeof ip)) ip[0] = 0;
+    snprintf(t->detail, sizeof t->detail, a->family == 4 ? "%s:%u: %.80s (errno %d)" : "[%s]:%u: %.80s (errno %d)",
+             ip, (unsigned)t->port, strerror(err), err);
+}
+
 /* Start a non-blocking connect to addrs[ai]; 0 connected, WANT_WRITE in
    progress, negative when this address failed at once. */
 static int stws__tcp_start(stws_tcp *t) {
@@ -2348,9 +2414,16 @@ static int stws__tcp_start(stws_tcp *t) {
         sl = sizeof *s6;
     }
     t->fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    if (t->fd < 0) return STWS_ERR_CONNECT;
+    if (t->fd < 0) {
+        stws__tcp_note(t, errno);
+        return STWS_ERR_CONNECT;
+    }
+    t->gen++;
     fl = fcntl(t->fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) return STWS_ERR_CONNECT;
+    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        stws__tcp_note(t, errno);
+        return STWS_ERR_CONNECT;
+    }
     (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
     /* small frames (pongs, health checks) must not wait for Nagle */
     (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2362,6 +2435,7 @@ static int stws__tcp_start(stws_tcp *t) {
         t->connecting = 1;
         return STWS_WANT_WRITE;
     }
+    stws__tcp_note(t, errno);
     return STWS_ERR_CONNECT;
 }
 
@@ -2386,6 +2460,7 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
         t->ai = 0;
         t->port = port;
         t->fd = -1;
+        t->detail[0] = 0; /* a new attempt: no reason from an older one */
     }
     for (;;) {
         if (t->fd < 0) {
@@ -2401,10 +2476,12 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
             pfd.events = POLLOUT;
             pfd.revents = 0;
             if (poll(&pfd, 1, 0) == 0) return STWS_WANT_WRITE;
-            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) {
+            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+            if (err == 0) {
                 t->connecting = 0;
                 return 0;
             }
+            stws__tcp_note(t, err);
         }
         /* this address failed: try the next one */
         close(t->fd);
@@ -4367,6 +4444,11 @@ struct stws_conn {
 
     uint8_t *rx;
     size_t rx_cap, rx_pos, rx_len;
+    int rx_more;                /* the last read did not see the stream run dry */
+    int tx_blocked;             /* the last write would have blocked */
+    /* the socket an external loop registered: see stws_conn_socket_generation */
+    intptr_t sock_h;
+    unsigned sock_id, sock_gen;
 
     /* lifecycle events waiting for stws_conn_next_event() */
     stws_conn_event pending[STWS__MAX_LIFECYCLE];
@@ -4394,6 +4476,22 @@ static void stws__push(stws_conn *c, stws_conn_event_type type, stws_result err,
     e->clean = clean;
 }
 
+/* Count replacements of the socket behind stws_conn_handle(): the built-in
+   TCP makes a new socket per address and attempt, and the OS often gives it
+   the number of the one just closed, which an epoll set has forgotten. */
+static void stws__conn_track_socket(stws_conn *c) {
+    intptr_t h = c->transport_open && c->tr.handle ? c->tr.handle(c->tr.ctx) : -1;
+    unsigned id = 0;
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) id = c->tcp->gen;
+#endif
+    if (h != c->sock_h || id != c->sock_id) {
+        c->sock_h = h;
+        c->sock_id = id;
+        c->sock_gen++;
+    }
+}
+
 static void stws__conn_teardown(stws_conn *c, int clean) {
     size_t unsent = 0;
     (void)stws_codec_output(c->codec, &unsent);
@@ -4405,16 +4503,23 @@ static void stws__conn_teardown(stws_conn *c, int clean) {
     c->state = STWS_CONN_CLOSED;
     c->deadline = 0;
     c->want = 0;
+    c->rx_more = c->tx_blocked = 0;
+    stws__conn_track_socket(c);
     stws__push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
 }
 
-/* A failure that ends the connection without a closing handshake. */
+/* A failure that ends the connection without a closing handshake.  Once per
+   connection: a conn that has ended already (its ERROR and CLOSE events may
+   still be unread) keeps the reason it ended with. */
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return err;
     c->last_error = err;
     if (!c->detail[0]) {
-        const char *sub = ""; /* a layer's own reason: the proxy's (escaped there), TLS's */
+        const char *sub = ""; /* a layer's own reason: TCP's (address, errno), the
+                                 proxy's (escaped there), TLS's */
 #ifndef STWS_NO_SOCKETS
-        if (c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
+        if (err == STWS_ERR_CONNECT && c->tcp) sub = c->tcp->detail;
+        if (!sub[0] && c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
 #endif
 #ifndef STWS_NO_TLS
         if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
@@ -4508,6 +4613,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->rx_cap = desc->recv_buffer_size ? desc->recv_buffer_size : STWS__DEFAULT_RECV_BUFFER;
     if (c->rx_cap < 1024) c->rx_cap = 1024;
     c->hs.max_response_size = c->rx_cap;
+    c->sock_h = -1;
     c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
     c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
 
@@ -4620,6 +4726,7 @@ stws_result stws_conn_connect(stws_conn *c) {
     if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
     stws_codec_reset(c->codec);
     c->rx_pos = c->rx_len = 0;
+    c->rx_more = c->tx_blocked = 0;
     c->req_off = 0;
     c->failed = 0;
     c->peer_closed = 0;
@@ -4628,6 +4735,12 @@ stws_result stws_conn_connect(stws_conn *c) {
     c->last_error = STWS_OK;
     c->http_status = 0;
     c->detail[0] = 0;
+#ifndef STWS_NO_TLS
+    if (c->tls) c->tls->detail[0] = 0; /* no reason left from an older attempt */
+#endif
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) c->tcp->detail[0] = 0;
+#endif
     c->npending = 0;
     /* §4.1: a fresh random key for every opening handshake */
     if ((r = stws_handshake_key(&c->random, c->key)) != STWS_OK) return r;
@@ -4661,11 +4774,28 @@ static stws_result stws__conn_flush(stws_conn *c) {
         w = c->tr.send(c->tr.ctx, out, n);
         if (w > 0) {
             stws_codec_output_consumed(c->codec, (size_t)w);
+            c->tx_blocked = 0;
             continue;
         }
-        if (stws__would_block(c, w, 1)) return STWS_OK;
+        if (stws__would_block(c, w, 1)) {
+            c->tx_blocked = 1; /* the socket will say when it can take more */
+            return STWS_OK;
+        }
         return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
     }
+}
+
+/* A read returned n of the asked bytes: may the stream hold more?  An
+   edge-triggered loop gets no new edge for what is left, so
+   stws_conn_timeout() says 0 until a read comes up short.  A short read
+   empties a byte stream (recv takes what is queued, up to len), but the
+   built-in TLS reads one record at a time and leaves the next ones in the
+   socket: over it only a would-block proves the stream dry. */
+static void stws__conn_more(stws_conn *c, size_t n, size_t asked) {
+    c->rx_more = n >= asked;
+#ifndef STWS_NO_TLS
+    if (c->tls && c->tr.ctx == (void *)c->tls) c->rx_more = 1;
+#endif
 }
 
 static stws_result stws__conn_handshake(stws_conn *c) {
@@ -4686,6 +4816,7 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
         if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
         c->rx_len += (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap - (c->rx_len - (size_t)w)); /* frames may follow */
         r = stws_handshake_response_parse((const char *)c->rx, c->rx_len, c->key, &c->hs, &resp);
         if (r == STWS_INCOMPLETE) continue;
         if (r != STWS_OK) {
@@ -4719,13 +4850,16 @@ static stws_result stws__conn_handshake(stws_conn *c) {
 /* Read once into the receive buffer, if it has been fully parsed. */
 static stws_result stws__conn_read(stws_conn *c) {
     int w;
+    if (c->failed) c->rx_pos = c->rx_len; /* draining after a failure: input is ignored */
     if (c->rx_pos < c->rx_len) return STWS_OK;
     c->rx_pos = c->rx_len = 0;
     w = c->tr.recv(c->tr.ctx, c->rx, c->rx_cap);
     if (w > 0) {
         c->rx_len = (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap);
         return STWS_OK;
     }
+    c->rx_more = 0;
     if (stws__would_block(c, w, 1)) return STWS_OK;
     if (w == 0) {
         stws_codec_state cs = stws_codec_get_state(c->codec);
@@ -4790,6 +4924,7 @@ stws_result stws_conn_step(stws_conn *c) {
                                  c->state == STWS_CONN_CONNECTING ? "connect" : "upgrade");
         }
     }
+    stws__conn_track_socket(c);
     if (c->on_event) {
         stws_conn_event ev;
         while (stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
@@ -4820,6 +4955,8 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
             c->rx_pos = c->rx_len;
             break;
         }
+        ce.close_code = STWS_CLOSE_PROTOCOL_ERROR; /* read on errors; the parse sets it on
+                                                      all but its argument check */
         r = stws_codec_parse(c->codec, c->rx + c->rx_pos, c->rx_len - c->rx_pos, &used, &ce);
         c->rx_pos += used;
         if (r != STWS_OK) {
@@ -4867,9 +5004,13 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
 int stws_conn_timeout(const stws_conn *c) {
     if (!c) return -1;
     if (c->npending) return 0;
-    if ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && !c->failed &&
-        c->rx_pos < c->rx_len)
-        return 0;
+    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
+        size_t out = 0;
+        if (!c->failed && c->rx_pos < c->rx_len) return 0; /* received, not yet parsed */
+        if (c->rx_more) return 0; /* the stream may hold more (edge-triggered loops) */
+        (void)stws_codec_output(c->codec, &out);
+        if (out && !c->tx_blocked) return 0; /* queued, and the socket never said no */
+    }
     if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
     if (!c->deadline) return -1;
     return stws__ms_until(c->deadline, stws__now(c));
@@ -4898,8 +5039,9 @@ stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
     int t;
     intptr_t h;
     if (!c) return STWS_ERR_INVALID_ARG;
-    t = stws_conn_timeout(c);
-    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    /* the sooner of the library's next work and the caller's limit: a
+       negative timeout_ms drops the caller's limit, never the timers */
+    t = stws__sooner(stws_conn_timeout(c), timeout_ms);
     h = stws_conn_handle(c);
     if (t != 0 && h >= 0) {
         struct pollfd pfd;
@@ -4959,6 +5101,7 @@ int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
 const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
 uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
 int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
+unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_gen : 0; }
 
 /* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
 
@@ -5507,7 +5650,8 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         case STWS_CONN_EVENT_OPEN: {
             stws_result r = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
             c->state = STWS__C_AUTH;
-            if (r != STWS_OK) {
+            /* a conn that ended already (its ERROR and CLOSE are next) has its reason */
+            if (r != STWS_OK && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
                 c->last_error = r;
                 stws__conn_abort(c->conn, r, "auth message not sent");
             }
@@ -5729,8 +5873,7 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     int t;
     intptr_t h;
     if (!c) return STWS_ERR_INVALID_ARG;
-    t = stws_client_timeout(c);
-    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    t = stws__sooner(stws_client_timeout(c), timeout_ms); /* see stws_conn_poll */
     h = stws_client_handle(c);
     if (t != 0 && h >= 0) {
         struct pollfd pfd;
@@ -5783,6 +5926,9 @@ stws_result stws_client_close(stws_client *c) {
 }
 
 const char *stws_client_connection_id(const stws_client *c) { return c ? c->connection_id : ""; }
+unsigned stws_client_socket_generation(const stws_client *c) {
+    return c ? stws_conn_socket_generation(c->conn) : 0;
+}
 
 stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
     if (!c || !type || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
@@ -5890,7 +6036,11 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->cap_ms = desc->backoff_cap_ms > 0 ? desc->backoff_cap_ms : 25000;
     c->max_attempts = desc->max_attempts > 0 ? desc->max_attempts : 0;
     c->queue_limit = desc->send_queue_limit ? desc->send_queue_limit : ((size_t)1 << 20);
-    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens : 65536;
+    /* a token takes at least one byte: by default max_message_size is the
+       only limit, so every event the size limit admits is parsed */
+    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
+                  : (int)STWS__MIN(desc->max_message_size ? desc->max_message_size
+                                                          : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;

@@ -11,11 +11,6 @@
    clash with impl.o), to test the escaping function itself as well. */
 #define STWS_STATIC
 #define STREAM_WS_IMPLEMENTATION
-#if defined(__GNUC__) && !defined(__clang__)
-/* gcc -O2 inlines stws_codec_parse() into the conn here and cannot see
-   that every error path fills the event (not so in impl.o's build) */
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include "../stream_ws.h"
 #include "client_util.h"
 
