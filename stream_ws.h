@@ -16,9 +16,10 @@
            #include "stream_ws.h"
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
-       (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28 and 3.x,
-       switching on MBEDTLS_VERSION_NUMBER; tested with 2.28 and 3.6, the
-       latter also with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only.)
+       (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28, 3.x and
+       4.x, switching on MBEDTLS_VERSION_NUMBER; tested with 2.28, 3.6 (also
+       with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only) and 4.0, where the link
+       line is -lmbedtls -lmbedx509 -ltfpsacrypto; docs/mbedtls.md.)
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
