@@ -12,13 +12,15 @@
 #   cmake pkgconf                the consumer builds in `make test-packaging`
 # /usr/bin/python3 comes with python3-websockets; sh, sed, grep, awk, mkfifo,
 # mktemp are in every Debian base.  `deps.sh bench` adds the benchmark peers
-# and tools, `deps.sh size` the Cortex-M4 cross compiler.
+# and tools, `deps.sh size` the Cortex-M4 cross compiler, `deps.sh mbedtls4`
+# cmake (to build mbedTLS 4).
 set -e
 PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev g++ clang libclang-rt-14-dev binutils
       python3-websockets openssl tinyproxy cmake pkgconf"
 case "$1" in
 bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
 size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
+mbedtls4) PKGS="$PKGS cmake" ;;
 esac
 missing=""
 for p in $PKGS; do
