@@ -217,7 +217,9 @@ STWS_TEST_API void stws_test_connection_ok(stws_test_transport *t, const char *c
 STWS_TEST_API void stws_test_health_check(stws_test_transport *t, const char *connection_id);
 /* {"type":"connection.error","error":{"code":code,"StatusCode":status,"message":message}}. */
 STWS_TEST_API void stws_test_connection_error(stws_test_transport *t, int code, int status, const char *message);
-/* A close frame with this status code (0 = no status, an empty close). */
+/* A close frame with this status code (0 = no status, an empty close).  The
+   client answers it and waits (its close timeout) for the server to close
+   TCP, as §7.1.1 has the server do: follow it with stws_test_drop(). */
 STWS_TEST_API void stws_test_close(stws_test_transport *t, int code);
 /* A ping with this payload (at most 125 bytes, §5.5). */
 STWS_TEST_API void stws_test_ping(stws_test_transport *t, const void *data, size_t len);
@@ -255,10 +257,14 @@ STWS_TEST_API size_t stws_test_unread_sent(const stws_test_transport *t);
 
 /* -- pumping -- */
 
-/* Step the client until the transport shows no progress for 3 steps (the
-   clock does not move).  The number of steps, or -1 if it never settles
-   within 100000 steps.  Events stay queued for stws_client_next_event(). */
-STWS_TEST_API int stws_test_settle(stws_client *client, const stws_test_transport *t);
+/* What a game loop does, until nothing moves: stws_client_step(), then every
+   event stws_client_next_event() has, each handed to on_event (NULL: dropped;
+   in pull mode the client acts on connection.ok and health.check when they
+   are pulled, so they must be).  Stops when for 3 steps the transport shows
+   no progress, no event came and no timer is due (the clock does not move).
+   The number of steps, or -1 if it never settles within 100000 steps. */
+STWS_TEST_API int stws_test_settle(stws_client *client, const stws_test_transport *t,
+                                   stws_client_event_fn on_event, void *user_data);
 
 #ifdef __cplusplus
 } /* extern "C" */
@@ -786,15 +792,23 @@ STWS_TEST_API size_t stws_test_unread_sent(const stws_test_transport *t) {
 
 /* ---- pumping ---- */
 
-STWS_TEST_API int stws_test_settle(stws_client *client, const stws_test_transport *t) {
+STWS_TEST_API int stws_test_settle(stws_client *client, const stws_test_transport *t,
+                                   stws_client_event_fn on_event, void *user_data) {
     uint64_t last = 0;
     int i, idle = 0;
     for (i = 0; i < 100000; i++) {
         uint64_t now;
+        stws_client_event ev;
+        int events = 0;
         (void)stws_client_step(client);
+        while (stws_client_next_event(client, &ev)) {
+            events++;
+            if (on_event) on_event(client, &ev, user_data);
+        }
         now = t->bytes_sent * 31u + t->bytes_received * 17u + (uint64_t)t->opens * 7919u +
               (uint64_t)t->closes * 104729u + (uint64_t)t->next * 131u + (uint64_t)t->sends * 3u;
-        if (i > 0 && now == last) {
+        /* a timer due now (timeout 0) is work left even when no byte moved */
+        if (i > 0 && now == last && !events && stws_client_timeout(client) != 0) {
             if (++idle == 3) return i + 1;
         } else {
             idle = 0;
