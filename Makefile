@@ -131,7 +131,7 @@ install:
 test-packaging:
 	@CC="$(CC)" SAN="$(SAN)" sh tools/test-packaging.sh $(BUILD)
 
-$(BUILD)/examples/%: examples/%.c stream_ws.h
+$(BUILD)/examples/%: examples/%.c stream_ws.h stream_ws_test.h
 	@mkdir -p $(BUILD)/examples
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
 

@@ -49,39 +49,47 @@
 
    TL;DR: A UNIT TEST OF YOUR HANDLER
 
+       static void on_event(stws_client *c, const stws_client_event *ev, void *u) {
+           my_handler((my_state *)u, c, ev);              // the code under test
+       }
+       ...
        stws_test_clock clk; stws_test_random rnd; stws_test_transport t;
        stws_test_clock_init(&clk, 1000, 1767225600);
        stws_test_random_init(&rnd, 42);
        stws_test_transport_init(&t);
-       t.auto_accept = 1;                          // every upgrade gets its 101
+       t.auto_accept = 1;                                 // every upgrade gets its 101
        stws_client_desc d; memset(&d, 0, sizeof d);
-       d.url = "ws://test.invalid/connect"; d.api_key = "k"; d.user_id = "alice";
+       d.url = "ws://chat.test/connect"; d.api_key = "k"; d.user_id = "alice";
        d.token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYWxpY2UifQ.c2ln";
        d.transport = stws_test_transport_hook(&t);
        d.clock = stws_test_clock_hook(&clk);
        d.random = stws_test_random_hook(&rnd);
        stws_client *c = stws_client_create(&d);
-       stws_test_connection_ok(&t, "conn-1");
+       stws_test_connection_ok(&t, "conn-1");             // scripted before connecting
        stws_test_event(&t, "{\"type\":\"message.new\",\"message\":{\"text\":\"hi\"}}");
        stws_client_connect(c);
-       stws_test_settle(c, &t);                    // step until nothing moves
-       stws_client_event ev;
-       while (stws_client_next_event(c, &ev)) my_handler(&ev);  // CONNECTED, SERVER
-       assert(strstr(stws_test_auth(&t), "\"user_id\":\"alice\""));
+       stws_test_settle(c, &t, on_event, &state);         // CONNECTED, then the event
+       assert(strstr(stws_test_auth(&t), "\"token\":"));  // what the client sent
        stws_client_send(c, "{\"type\":\"typing.start\"}", 23);
-       stws_test_settle(c, &t);
-       size_t n; assert(strcmp(stws_test_next_text(&t, &n), "{\"type\":\"typing.start\"}") == 0);
-       stws_test_drop(&t); stws_test_settle(c, &t);  // -> DISCONNECTED, RECONNECTING
-       stws_test_clock_advance(&clk, 500); stws_test_settle(c, &t);  // the next attempt
+       stws_test_settle(c, &t, on_event, &state);
+       stws_test_next_text(&t, NULL);                     // the auth message, then:
+       assert(!strcmp(stws_test_next_text(&t, NULL), "{\"type\":\"typing.start\"}"));
+       stws_test_drop(&t);                                // the server vanishes:
+       stws_test_settle(c, &t, on_event, &state);         // DISCONNECTED, RECONNECTING
+       stws_test_connection_ok(&t, "conn-2");             // the next socket's answer
+       stws_test_clock_advance(&clk, 2500);               // past the backoff (§5)
+       stws_test_settle(c, &t, on_event, &state);         // RECONNECTED
        stws_client_destroy(c); stws_test_transport_free(&t);
 
    (examples/test_kit_example.c is a complete, commented version.) */
 #ifndef STREAM_WS_TEST_H
 #define STREAM_WS_TEST_H
 
+/* stream_ws.h first: with STREAM_WS_IMPLEMENTATION it sets feature macros
+   that must precede every system header */
+#include "stream_ws.h"
 #include <stddef.h>
 #include <stdint.h>
-#include "stream_ws.h"
 
 #ifndef STWS_TEST_API
 #  define STWS_TEST_API STWS_API
