@@ -202,10 +202,10 @@ STWS_TEST_API size_t stws_test_unread(const stws_test_transport *t);
 
 /* -- the Stream coordinator -- */
 
-/* Answer the current connection's upgrade with a valid 101 (Sec-WebSocket-
-   Accept computed from the client's key), in front of its script: now if the
-   request is complete, else as soon as it is.  0, or -1 if already answered
-   or the request has no key. */
+/* Answer the open connection's upgrade (with none open: the next one's)
+   with a valid 101 (Sec-WebSocket-Accept computed from the client's key), in
+   front of its script: now if the request is complete, else as soon as it
+   is.  0, or -1 if already answered or the request has no key. */
 STWS_TEST_API int stws_test_accept(stws_test_transport *t);
 /* A whole HTTP response instead (e.g. "HTTP/1.1 503 Busy\r\n\r\n"), pushed
    like any data. */
@@ -493,9 +493,8 @@ STWS_TEST__FN int stws_test__answer(stws_test_transport *t) {
 }
 
 STWS_TEST_API int stws_test_accept(stws_test_transport *t) {
-    if (t->answered) return -1;
-    if (t->req_len) return stws_test__answer(t);
-    t->accept_pending = 1;
+    if (t->is_open && t->req_len) return t->answered ? -1 : stws_test__answer(t);
+    t->accept_pending = 1; /* the open connection's request, or the next one's */
     return 0;
 }
 

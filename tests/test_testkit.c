@@ -342,6 +342,16 @@ static void accept_answers_the_request(void **state) {
     assert_true(n > 2);
     assert_int_equal((unsigned char)buf[0], 0x81);
     assert_int_equal(stws_test_accept(&f->t), -1); /* answered already */
+    /* between connections it is for the next one */
+    f->tr.close(f->tr.ctx);
+    assert_int_equal(stws_test_accept(&f->t), 0);
+    assert_int_equal(f->tr.open(f->tr.ctx, "h", 80), 0);
+    assert_null(stws_test_request(&f->t)); /* a new capture */
+    assert_int_equal(f->tr.send(f->tr.ctx, (const unsigned char *)REQ, strlen(REQ)), (int)strlen(REQ));
+    n = f->tr.recv(f->tr.ctx, (unsigned char *)buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_non_null(strstr(buf, "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n"));
 }
 
 /* Server frames: the length encodings and fragments as the kit writes them. */
