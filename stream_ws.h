@@ -59,7 +59,9 @@
        stws_client_close(c);                  // then step until STWS_CLIENT_EVENT_CLOSED
        stws_client_destroy(c);
    External loops: stws_client_handle() (socket), stws_client_wants()
-   (STWS_POLL_READ/WRITE), stws_client_timeout() (0 = step now, -1 = no timer).
+   (STWS_POLL_READ/WRITE), stws_client_timeout() (0 = step now, -1 = no timer),
+   stws_client_socket_generation() (re-register when it changes); edge-triggered
+   epoll works too.  The whole contract: "external loops" at stws_conn_step.
 
    ALLOCATION
        All memory comes from the desc's allocator (default malloc/free), at
@@ -95,13 +97,24 @@
        against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
        turns verification off and logs a warning on every connect.
 
+   SECRETS AND HOSTILE TEXT
+       Tokens, the API secret, proxy credentials and the upgrade request
+       (your headers) are wiped (mbedtls_platform_zeroize) from every buffer
+       before it is freed; the auth frame is wiped from the codec's output
+       block as soon as it is written (the masking key beside it hides
+       nothing).
+       Text from the network reaches a log line, an error detail or an event
+       message only escaped (see stws_logger).
+
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
-       max_output_size                     64 MiB of queued, unsent bytes
+       max_output_size                     64 MiB of queued, unsent bytes; the
+                                           output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
        connect_timeout_ms / close_timeout_ms   10 s / 1 s
        client: health 25 s, dead 35 s, watchdog 15 s, backoff cap 25 s,
-               send queue 1 MiB, 65536 JSON tokens per event
+               send queue 1 MiB, JSON tokens per event: no limit beyond
+               max_message_size
 
    VERSION HISTORY
        0.1.0  (2026-11)  codec, handshake, transports, connection, JSON, JWT,
@@ -256,7 +269,12 @@ typedef enum stws_log_level {
     STWS_LOG_DEBUG = 3
 } stws_log_level;
 
-/* Logger: message is one line without a newline. Never receives secrets.
+/* Logger: message is one line (at most 511 bytes) without a newline.  Never
+   receives secrets.  Text that came from the network (a server's error
+   message, HTTP reason and Location, close reason, proxy status line) is
+   escaped first, here as in stws_conn_error_detail() and the client's event
+   messages: control characters and U+2028/U+2029 as \n \r \t \xHH \uHHHH,
+   a backslash as \\, invalid UTF-8 as U+FFFD, long text cut with "...".
    Default: WARN and ERROR to stderr (nothing with STWS_NO_STDIO). */
 typedef struct stws_logger {
     void (*func)(stws_log_level level, const char *message, void *user_data);
@@ -378,7 +396,11 @@ typedef enum stws_opcode {
 typedef struct stws_codec_desc {
     size_t max_frame_size;     /* 0 = STWS_DEFAULT_MAX_FRAME_SIZE */
     size_t max_message_size;   /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE */
-    size_t max_output_size;    /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE */
+    size_t max_output_size;    /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE; the output
+                                  buffer never grows past it plus 64 KiB of
+                                  control replies (its peak heap, old and new
+                                  block during the last growth, is at most
+                                  1.5 times that for a cap of 512 KiB or more) */
     stws_allocator allocator;  /* default malloc/free */
     stws_random random;        /* default: own CTR-DRBG */
 } stws_codec_desc;
@@ -480,7 +502,10 @@ typedef enum stws_poll_flags {
            negative error.  Never raises SIGPIPE.
    recv:   read up to len bytes; returns the count (> 0), 0 when the peer
            closed the stream, STWS_WANT_READ/STWS_WANT_WRITE when nothing is
-           available, or a negative error.
+           available, or a negative error.  A count below len tells the pump
+           the stream is empty for now (an edge-triggered loop then waits for
+           the next edge): a transport that reads in records and may leave
+           bytes behind says so through pending.
    close:  release the stream; open may be called again afterwards (reconnect).
            The transport object itself stays owned by whoever created it.
    handle: the OS socket for external poll loops, or -1 (optional).
@@ -548,7 +573,7 @@ STWS_API stws_tls *stws_tls_create(const stws_tls_desc *desc);
 STWS_API void stws_tls_destroy(stws_tls *tls);
 STWS_API stws_transport stws_tls_transport(stws_tls *tls);
 /* Why the last TLS operation failed ("certificate verify failed: ..."),
-   or "" if it did not. */
+   or "" if it did not.  mbedTLS's own texts only: nothing the peer sent. */
 STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
 
 typedef struct stws_proxy_desc {
@@ -562,6 +587,9 @@ typedef struct stws_proxy stws_proxy;
 STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
 STWS_API void stws_proxy_destroy(stws_proxy *proxy);
 STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* Why the last CONNECT failed, with the proxy's status line (escaped):
+   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
+STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
 /* The proxy to use for url according to https_proxy/http_proxy/no_proxy
    (and their upper-case forms), or NULL for a direct connection. */
 STWS_API const char *stws_proxy_from_env(const char *url);
@@ -629,7 +657,8 @@ typedef struct stws_conn_desc {
     /* limits and timers */
     size_t max_frame_size;         /* 0 = 16 MiB */
     size_t max_message_size;       /* 0 = 16 MiB */
-    size_t max_output_size;        /* 0 = 64 MiB of queued sends */
+    size_t max_output_size;        /* 0 = 64 MiB of queued sends (bounds the
+                                      output buffer, see stws_codec_desc) */
     size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
     int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
     int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
@@ -655,20 +684,43 @@ STWS_API void stws_conn_destroy(stws_conn *conn);
 /* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
 STWS_API stws_result stws_conn_connect(stws_conn *conn);
 /* Advance everything that can advance without blocking: connect, TLS,
-   upgrade, writes, one read, timers.  Then read events. */
+   upgrade, writes, one read, timers.  Then read events.
+
+   External loops (epoll, kqueue, libuv, a game loop), level- or
+   edge-triggered: wait for stws_conn_handle() in the directions of
+   stws_conn_wants(), at most stws_conn_timeout() ms, then step, then take the
+   events; repeat.  stws_conn_timeout() is 0 (step again now) while received
+   bytes wait to be parsed, while the last read filled its buffer (the socket
+   may hold more and gives no new edge for it), while output waits and the
+   last write did not block, and while TLS holds decrypted bytes; so stepping
+   until it is not 0 reads and writes until the socket would block, as
+   EPOLLET requires.  Re-register the handle whenever
+   stws_conn_socket_generation() changed: while connecting, the built-in TCP
+   makes a new socket for each address it tries, often under the number of
+   the one it just closed (which epoll has dropped). */
 STWS_API stws_result stws_conn_step(stws_conn *conn);
-/* Wait at most timeout_ms (0 = not at all) for the socket or the next timer,
-   then step.  Needs a transport with a handle. */
+/* Wait for the socket or the library's next timer, whichever comes first, but
+   at most timeout_ms (0 = not at all, negative = no limit of the caller's),
+   then step.  Never waits while stws_conn_timeout() is 0 (buffered bytes,
+   a due timer).  Without a handle (IDLE, CLOSED, a transport without one) it
+   steps without waiting.  The wait is in real milliseconds computed from
+   desc.clock: a user clock is taken to run at real speed (drive a fake clock
+   with step and stws_conn_timeout() instead). */
 STWS_API stws_result stws_conn_poll(stws_conn *conn, int timeout_ms);
 /* Next event, or 0 when there is none (then step or poll again).  Events are
    parsed from the received bytes here, one at a time; views stay valid until
    the next call on the connection. */
 STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
 /* Milliseconds until stws_conn_step() has work for a timer or buffered data:
-   0 = call again now, -1 = nothing but socket readiness. */
+   0 = call again now, -1 = nothing but socket readiness (see stws_conn_step). */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
 /* The socket for external loops (-1 if none) and the direction it waits for. */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
+/* A number that changes whenever the socket behind stws_conn_handle() is
+   replaced or closed, even when the new socket has the old number: register
+   the handle again then.  With a user transport it follows the handle's
+   value only. */
+STWS_API unsigned stws_conn_socket_generation(const stws_conn *conn);
 STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
 /* Queue a message (text, binary, ping).  Only while OPEN. */
 STWS_API stws_result stws_conn_send(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
@@ -680,7 +732,9 @@ STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reas
 STWS_API stws_conn_state stws_conn_get_state(const stws_conn *conn);
 /* Details of the last error: HTTP status of a refused upgrade (0 if none). */
 STWS_API int stws_conn_http_status(const stws_conn *conn);
-/* A human-readable line for the last error ("" if none); no secrets. */
+/* A human-readable line for the last error ("" if none); no secrets, and
+   the peer's text in it (HTTP reason, Location, proxy status) escaped as
+   for the logger (stws_logger). */
 STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
 /* Bytes ever written to the transport by this object, over all its
    connects (it only grows): a sender that notes stws_conn_bytes_written() +
@@ -824,8 +878,9 @@ typedef struct stws_client_event {
     int http_status;           /* DISCONNECTED, FATAL: the status of a refused
                                   upgrade (404, 503, ...), 0 if none */
     stws_result cause;         /* FATAL with STWS_ERR_ATTEMPTS: the last attempt's result */
-    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason (empty
-                                  in CONNECTED, RECONNECTED) */
+    stws_str message;          /* FATAL, DISCONNECTED: human-readable reason, the
+                                  server's text in it escaped (stws_logger); empty
+                                  in CONNECTED, RECONNECTED */
 } stws_client_event;
 
 typedef struct stws_client stws_client;
@@ -884,7 +939,8 @@ typedef struct stws_client_desc {
                                       connection.ok counts as one) */
     size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
     size_t max_message_size;       /* 0 = 16 MiB */
-    int max_json_tokens;           /* 0 = 65536 per event */
+    int max_json_tokens;           /* 0 = max_message_size: no limit but the
+                                      size (a token takes at least a byte) */
     stws_reconnecting_fn on_reconnecting;
     stws_client_event_fn on_event; /* optional push delivery of every event (inside
                                       the pump); set, stws_client_next_event() has
@@ -931,7 +987,10 @@ STWS_API stws_result stws_client_connect(stws_client *client);
 /* Advance without blocking (connect, auth, timers, I/O), then read events.
    Not from inside a callback (STWS_ERR_STATE). */
 STWS_API stws_result stws_client_step(stws_client *client);
-/* Wait at most timeout_ms for the socket or the next timer, then step. */
+/* Wait for the socket or the next timer (health check, dead timer, backoff,
+   watchdog), whichever first, at most timeout_ms (negative = no limit of the
+   caller's), then step; as stws_conn_poll.  In backoff, with no socket, it
+   sleeps until the backoff timer (real milliseconds from desc.clock). */
 STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
 /* Next event or 0.  Protocol messages (connection.ok, health.check) are
    acted on here as well as delivered.  Push and pull together: with
@@ -953,6 +1012,9 @@ STWS_API stws_result stws_client_on(stws_client *client, const char *event_type,
 STWS_API int stws_client_timeout(const stws_client *client);
 STWS_API intptr_t stws_client_handle(const stws_client *client);
 STWS_API int stws_client_wants(const stws_client *client);
+/* Changes whenever the socket behind stws_client_handle() is replaced or
+   closed (stws_conn_socket_generation): re-register the handle then. */
+STWS_API unsigned stws_client_socket_generation(const stws_client *client);
 /* Queue one text message (JSON).  Kept across reconnects, in order, and
    written after the next connection.ok; removed only once fully written.
    Refused, with nothing queued or dropped, checked in this order:
@@ -1093,6 +1155,87 @@ static void stws__copy(char *dst, size_t cap, const char *src) {
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = 0;
+}
+
+/* One character of s[i..n) as it is written: its bytes into e, their count
+   returned, the input bytes it took in *used. */
+static size_t stws__safe_char(const uint8_t *s, size_t n, size_t i, char e[6], size_t *used) {
+    static const char hex[] = "0123456789ABCDEF";
+    uint8_t b = s[i];
+    uint32_t cp = 0; /* a code point to write as \uHHHH when non-zero */
+    size_t len;
+    uint32_t st = 0;
+    *used = 1;
+    e[0] = (char)b;
+    if (b < 0x20 || b == 0x7F || b == '\\') {
+        e[0] = '\\';
+        e[1] = b == '\\' ? '\\' : b == '\n' ? 'n' : b == '\r' ? 'r' : b == '\t' ? 't' : 'x';
+        if (e[1] != 'x') return 2;
+        e[2] = hex[b >> 4];
+        e[3] = hex[b & 15];
+        return 4;
+    }
+    if (b < 0x80) return 1;
+    len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+    if (i + len > n || stws_utf8_validate(&st, s + i, len) != len || st != 0) {
+        e[0] = (char)0xEF; /* U+FFFD REPLACEMENT CHARACTER */
+        e[1] = (char)0xBF;
+        e[2] = (char)0xBD;
+        return 3;
+    }
+    *used = len;
+    if (b == 0xC2 && s[i + 1] < 0xA0) cp = s[i + 1];
+    else if (b == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+        cp = 0x2000u | (s[i + 2] & 0x3Fu); /* 0x2028 / 0x2029 */
+    if (!cp) {
+        memcpy(e, s + i, len);
+        return len;
+    }
+    e[0] = '\\';
+    e[1] = 'u';
+    for (len = 0; len < 4; len++) e[2 + len] = hex[(cp >> (12 - 4 * len)) & 15];
+    return 6;
+}
+
+/* Text from the network (a server's error message, a refused upgrade's
+   reason and Location, a close reason, a proxy's status line) made fit for a
+   log line or an event's message, which promise one line of printable UTF-8:
+   a hostile peer must not forge log lines or reach a terminal with escapes.
+   C0 controls, DEL, C1 controls (U+0080-U+009F, 8-bit CSI among them) and
+   U+2028/U+2029 (line breaks to some viewers) become \n \r \t \xHH \uHHHH,
+   a backslash becomes \\ (so an escape is never ambiguous), each invalid
+   UTF-8 byte becomes U+FFFD.  Cut at a character boundary to fit cap (> 0),
+   "..." marking the cut (if cap > 3); always terminated.  Returns the
+   length written. */
+static size_t stws__copy_safe(char *dst, size_t cap, const void *src, size_t n) {
+    const uint8_t *s = (const uint8_t *)src;
+    size_t i = 0, o = 0, used, room = cap - 1, mark = room >= 3 ? 3 : 0;
+    int rest_fits = 0;
+    while (i < n) {
+        char e[6];
+        size_t el = stws__safe_char(s, n, i, e, &used);
+        /* while more follows, keep room for the "..." unless all of it fits */
+        if (!rest_fits && o + el + (i + used < n ? mark : 0) > room) {
+            size_t j = i, need = 0;
+            while (j < n && o + need <= room) {
+                char t[6];
+                size_t u;
+                need += stws__safe_char(s, n, j, t, &u);
+                j += u;
+            }
+            rest_fits = j == n && o + need <= room;
+            if (!rest_fits) {
+                memcpy(dst + o, "...", mark); /* fits: see the test above */
+                o += mark;
+                break;
+            }
+        }
+        memcpy(dst + o, e, el);
+        o += el;
+        i += used;
+    }
+    dst[o] = 0;
+    return o;
 }
 
 static stws_logger stws__logger_def(const stws_logger *l) {
@@ -1715,6 +1858,8 @@ struct stws_codec {
                                     Stream client know when a message left */
     uint8_t keys[64];            /* masking keys are drawn in batches */
     size_t key_pos;
+    size_t secret_start, secret_end; /* output bytes [start, end) hold a secret
+                                    (end 0: none), wiped once written */
 };
 
 stws_codec *stws_codec_create(const stws_codec_desc *desc) {
@@ -1750,10 +1895,13 @@ void stws_codec_destroy(stws_codec *c) {
         stws__free(&a, c->drbg);
     }
     stws__free(&a, c->msg);
+    if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__out_reserve */
     stws__free(&a, c->out);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }
+
+static void stws__codec_drop_secret(stws_codec *c); /* see stws__codec_secret */
 
 void stws_codec_reset(stws_codec *c) {
     if (!c) return;
@@ -1768,6 +1916,7 @@ void stws_codec_reset(stws_codec *c) {
     c->utf8 = 0;
     c->ctrl_len = 0;
     c->reset_msg = 0;
+    stws__codec_drop_secret(c); /* never written: the socket is gone */
     c->out_head = c->out_len = 0;
 }
 
@@ -1782,23 +1931,61 @@ int stws_close_code_valid(int code) {
 
 /* ---- send ---------------------------------------------------------------- */
 
+/* No secret left behind.  A frame that holds one (the Stream client's auth
+   message: the masking key sits right before the masked token, so masking
+   hides nothing) is marked after it is queued; its bytes are wiped once
+   written, by stws_codec_reset() if they never are, and wherever a
+   compaction leaves a stale copy.  Ordinary frames cost one test of
+   secret_end per write.  An outgrown block and the last one are wiped
+   whole before they are freed: growth doubles, so that is amortised
+   O(1) per byte, and no frame's bytes reach freed memory. */
+static void stws__codec_secret(stws_codec *c, size_t frame_len) {
+    STWS_ASSERT(frame_len <= c->out_len - c->out_head);
+    if (!c->secret_end) c->secret_start = c->out_len - frame_len;
+    c->secret_end = c->out_len;
+}
+/* The socket is gone and the secret never left: wipe it now, not at the
+   next connect (a client may sit in backoff for a long time). */
+static void stws__codec_drop_secret(stws_codec *c) {
+    if (!c->secret_end) return;
+    mbedtls_platform_zeroize(c->out + c->secret_start, c->secret_end - c->secret_start);
+    c->secret_end = 0;
+}
+
 /* Make room for n more output bytes: compact first, grow only if needed. */
 static int stws__out_reserve(stws_codec *c, size_t n) {
     size_t pending = c->out_len - c->out_head;
     if (c->out_cap - c->out_len >= n) return 1;
     if (c->out_head) {
         memmove(c->out, c->out + c->out_head, pending);
+        if (c->secret_end) { /* the unwritten secret moved: wipe what the move left */
+            mbedtls_platform_zeroize(c->out + pending, c->out_len - pending);
+            c->secret_start = c->secret_start > c->out_head ? c->secret_start - c->out_head : 0;
+            c->secret_end -= c->out_head;
+        }
         c->out_head = 0;
         c->out_len = pending;
         if (c->out_cap - c->out_len >= n) return 1;
     }
     {
-        size_t want = STWS__MAX(pending + n, c->out_cap * 2);
+        /* Doubling stops at the most the queue may ever hold (data up to
+           max_output_size, control replies in the slack, one close frame):
+           the cap bounds the buffer, so a flood of pings cannot double it
+           past the cap on its way.  With a large cap, a doubling that would
+           reach it goes to that most at once: growing from the cap itself to
+           cap + slack would hold two cap-sized blocks during the copy. */
+        size_t most = c->max_output < (size_t)-1 - STWS__CONTROL_SLACK - 256
+                          ? c->max_output + STWS__CONTROL_SLACK + 256 : (size_t)-1;
+        size_t dbl = c->out_cap * 2;
+        size_t want;
         uint8_t *nb;
+        if (dbl >= c->max_output && c->max_output >= 8 * (size_t)STWS__CONTROL_SLACK) dbl = most;
+        want = STWS__MAX(pending + n, STWS__MIN(dbl, most));
         if (want < 256) want = 256;
         nb = (uint8_t *)stws__alloc(&c->alloc, want);
         if (!nb) return 0;
         if (pending) memcpy(nb, c->out, pending);
+        if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap);
         stws__free(&c->alloc, c->out);
         c->out = nb;
         c->out_cap = want;
@@ -1915,6 +2102,7 @@ void stws_codec_output_consumed(stws_codec *c, size_t n) {
     STWS_ASSERT(n <= c->out_len - c->out_head);
     c->out_head += n;
     c->out_total += n;
+    if (c->secret_end && c->out_head >= c->secret_end) stws__codec_drop_secret(c); /* it left */
     if (c->out_head == c->out_len) c->out_head = c->out_len = 0;
 }
 
@@ -2158,6 +2346,9 @@ struct stws_tcp {
     int naddr, ai;             /* resolved addresses, the one being tried */
     stws_address addrs[STWS__MAX_ADDRS];
     uint16_t port;
+    unsigned gen;              /* sockets made so far: tells a new socket from
+                                  an old one that had the same number */
+    char detail[160];          /* why the last connect failed: address, errno */
 };
 
 static int stws__default_resolve(const char *host, stws_address *out, int max, void *user_data) {
@@ -2191,6 +2382,16 @@ static void stws__tcp_close(void *ctx) {
     t->naddr = 0;
 }
 
+/* Note why the connect to addrs[ai] failed (errno err), for the error
+   detail: "127.0.0.1:80: Connection refused (errno 111)". */
+static void stws__tcp_note(stws_tcp *t, int err) {
+    const stws_address *a = &t->addrs[t->ai];
+    char ip[INET6_ADDRSTRLEN];
+    if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, ip, sizeof ip)) ip[0] = 0;
+    snprintf(t->detail, sizeof t->detail, a->family == 4 ? "%s:%u: %.80s (errno %d)" : "[%s]:%u: %.80s (errno %d)",
+             ip, (unsigned)t->port, strerror(err), err);
+}
+
 /* Start a non-blocking connect to addrs[ai]; 0 connected, WANT_WRITE in
    progress, negative when this address failed at once. */
 static int stws__tcp_start(stws_tcp *t) {
@@ -2213,9 +2414,16 @@ static int stws__tcp_start(stws_tcp *t) {
         sl = sizeof *s6;
     }
     t->fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    if (t->fd < 0) return STWS_ERR_CONNECT;
+    if (t->fd < 0) {
+        stws__tcp_note(t, errno);
+        return STWS_ERR_CONNECT;
+    }
+    t->gen++;
     fl = fcntl(t->fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) return STWS_ERR_CONNECT;
+    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        stws__tcp_note(t, errno);
+        return STWS_ERR_CONNECT;
+    }
     (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
     /* small frames (pongs, health checks) must not wait for Nagle */
     (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2227,6 +2435,7 @@ static int stws__tcp_start(stws_tcp *t) {
         t->connecting = 1;
         return STWS_WANT_WRITE;
     }
+    stws__tcp_note(t, errno);
     return STWS_ERR_CONNECT;
 }
 
@@ -2251,6 +2460,7 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
         t->ai = 0;
         t->port = port;
         t->fd = -1;
+        t->detail[0] = 0; /* a new attempt: no reason from an older one */
     }
     for (;;) {
         if (t->fd < 0) {
@@ -2266,10 +2476,12 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
             pfd.events = POLLOUT;
             pfd.revents = 0;
             if (poll(&pfd, 1, 0) == 0) return STWS_WANT_WRITE;
-            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) {
+            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+            if (err == 0) {
                 t->connecting = 0;
                 return 0;
             }
+            stws__tcp_note(t, err);
         }
         /* this address failed: try the next one */
         close(t->fd);
@@ -2363,9 +2575,50 @@ struct stws_proxy {
     uint16_t port;
     char auth[208];             /* "Proxy-Authorization: Basic <base64 user:pass>\r\n", or "" */
     int state;                  /* 0 connect, 1 send request, 2 read reply, 3 tunnel */
-    char buf[1024];             /* request, then reply */
+    int status_seen;            /* the reply's status line passed its check */
+    char buf[1024];             /* request, then reply: the limit of a reply header */
     size_t len, off;
+    char detail[192];           /* why the CONNECT failed, "" if it did not */
 };
+
+/* A refused or broken CONNECT: the reason, with the proxy's own status line
+   (escaped: it is the peer's text) when there is one. */
+static int stws__proxy_fail(stws_proxy *p, const char *why, int with_line) {
+    size_t n = strlen(why), k = 0;
+    memcpy(p->detail, why, n); /* the callers' reasons are short literals */
+    if (with_line) {
+        while (k < p->len && p->buf[k] != '\r' && p->buf[k] != '\n') k++;
+        memcpy(p->detail + n, ": ", 2);
+        n += 2;
+        n += stws__copy_safe(p->detail + n, sizeof p->detail - n, p->buf, k);
+    }
+    p->detail[n] = 0;
+    return STWS_ERR_PROXY;
+}
+
+/* RFC 9112 §4: status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ],
+   checked as soon as its CR LF is in; the reply ends at the empty line.
+   Returns 0 to read on, 1 for a 2xx, or STWS_ERR_PROXY. */
+static int stws__proxy_reply(stws_proxy *p) {
+    const char *b = p->buf;
+    size_t n = p->len, i;
+    if (n <= 7 && memcmp(b, "HTTP/1.", n) != 0) return stws__proxy_fail(p, "proxy reply is not HTTP", 1);
+    if (b[n - 1] == 0) return stws__proxy_fail(p, "NUL byte in the proxy reply", 0);
+    if (!p->status_seen && n >= 2 && b[n - 2] == '\r' && b[n - 1] == '\n') {
+        if (n < 14 || (b[7] != '0' && b[7] != '1') || b[8] != ' ' || (n > 14 && b[12] != ' '))
+            return stws__proxy_fail(p, "malformed proxy status line", 1);
+        for (i = 9; i < 12; i++)
+            if (b[i] < '0' || b[i] > '9') return stws__proxy_fail(p, "malformed proxy status line", 1);
+        if (b[9] == '4' && b[10] == '0' && b[11] == '7')
+            return stws__proxy_fail(p, p->auth[0] ? "proxy refused the credentials" : "proxy needs credentials", 1);
+        if (b[9] != '2') return stws__proxy_fail(p, "proxy refused the CONNECT", 1);
+        p->status_seen = 1;
+    }
+    if (n >= 4 && memcmp(b + n - 4, "\r\n\r\n", 4) == 0) return p->status_seen ? 1 : stws__proxy_fail(p, "malformed proxy status line", 1);
+    if (n == sizeof p->buf)
+        return stws__proxy_fail(p, p->status_seen ? "proxy reply header over 1024 bytes" : "proxy status line over 1024 bytes", 1);
+    return 0;
+}
 
 static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -2380,6 +2633,8 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         int n;
         r = p->inner.open(p->inner.ctx, p->host, p->port);
         if (r != 0) return stws__tr_err(r);
+        p->detail[0] = 0;
+        p->status_seen = 0;
         n = snprintf(p->buf, sizeof p->buf, fmt, host, (unsigned)port, host, (unsigned)port, p->auth);
         if (n < 0 || (size_t)n >= sizeof p->buf) return STWS_ERR_PROXY;
         p->len = (size_t)n;
@@ -2391,29 +2646,27 @@ static int stws__proxy_open(void *ctx, const char *host, uint16_t port) {
         if (r <= 0) return stws__tr_err(r ? r : STWS_ERR_IO);
         p->off += (size_t)r;
         if (p->off == p->len) {
+            mbedtls_platform_zeroize(p->buf, p->len); /* Proxy-Authorization */
             p->state = 2;
             p->len = 0;
         }
     }
     while (p->state == 2) {
-        size_t i;
-        /* read byte-wise up to the blank line, so no tunnel byte is taken */
+        /* read byte-wise up to the blank line, so no tunnel byte is taken;
+           the reply fits the buffer or fails, and a proxy that drips or
+           stalls meets the connection's connect timer */
         r = p->inner.recv(p->inner.ctx, (unsigned char *)p->buf + p->len, 1);
-        if (r == 0) return STWS_ERR_PROXY;
+        if (r == 0) return stws__proxy_fail(p, "proxy closed the stream before its reply ended", p->len > 0);
         if (r < 0) return stws__tr_err(r);
         p->len++;
-        if (p->len >= 4 && memcmp(p->buf + p->len - 4, "\r\n\r\n", 4) == 0) {
-            if (p->len < 12 || memcmp(p->buf, "HTTP/1.", 7) != 0 || p->buf[9] != '2')
-                return STWS_ERR_PROXY;
-            p->state = 3;
-            return 0;
-        }
-        if (p->len == sizeof p->buf) return STWS_ERR_PROXY;
-        for (i = 0; i < p->len; i++)
-            if (p->buf[i] == 0) return STWS_ERR_PROXY;
+        r = stws__proxy_reply(p);
+        if (r < 0) return r;
+        if (r == 1) p->state = 3;
     }
     return 0;
 }
+
+const char *stws_proxy_error_detail(const stws_proxy *p) { return p ? p->detail : ""; }
 
 static int stws__proxy_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_proxy *p = (stws_proxy *)ctx;
@@ -4191,6 +4444,11 @@ struct stws_conn {
 
     uint8_t *rx;
     size_t rx_cap, rx_pos, rx_len;
+    int rx_more;                /* the last read did not see the stream run dry */
+    int tx_blocked;             /* the last write would have blocked */
+    /* the socket an external loop registered: see stws_conn_socket_generation */
+    intptr_t sock_h;
+    unsigned sock_id, sock_gen;
 
     /* lifecycle events waiting for stws_conn_next_event() */
     stws_conn_event pending[STWS__MAX_LIFECYCLE];
@@ -4218,29 +4476,57 @@ static void stws__push(stws_conn *c, stws_conn_event_type type, stws_result err,
     e->clean = clean;
 }
 
+/* Count replacements of the socket behind stws_conn_handle(): the built-in
+   TCP makes a new socket per address and attempt, and the OS often gives it
+   the number of the one just closed, which an epoll set has forgotten. */
+static void stws__conn_track_socket(stws_conn *c) {
+    intptr_t h = c->transport_open && c->tr.handle ? c->tr.handle(c->tr.ctx) : -1;
+    unsigned id = 0;
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) id = c->tcp->gen;
+#endif
+    if (h != c->sock_h || id != c->sock_id) {
+        c->sock_h = h;
+        c->sock_id = id;
+        c->sock_gen++;
+    }
+}
+
 static void stws__conn_teardown(stws_conn *c, int clean) {
     size_t unsent = 0;
     (void)stws_codec_output(c->codec, &unsent);
     if (unsent) clean = 0; /* our close frame never left */
+    stws__codec_drop_secret(c->codec); /* nor will an auth frame still queued */
     if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
     if (c->transport_open) c->tr.close(c->tr.ctx);
     c->transport_open = 0;
     c->state = STWS_CONN_CLOSED;
     c->deadline = 0;
     c->want = 0;
+    c->rx_more = c->tx_blocked = 0;
+    stws__conn_track_socket(c);
     stws__push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
 }
 
-/* A failure that ends the connection without a closing handshake. */
+/* A failure that ends the connection without a closing handshake.  Once per
+   connection: a conn that has ended already (its ERROR and CLOSE events may
+   still be unread) keeps the reason it ended with. */
 static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return err;
     c->last_error = err;
     if (!c->detail[0]) {
-#ifndef STWS_NO_TLS
-        const char *tls = c->tls ? stws_tls_error_detail(c->tls) : "";
-        if (tls[0]) /* the TLS layer's own reason too */
-            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), tls);
-        else
+        const char *sub = ""; /* a layer's own reason: TCP's (address, errno), the
+                                 proxy's (escaped there), TLS's */
+#ifndef STWS_NO_SOCKETS
+        if (err == STWS_ERR_CONNECT && c->tcp) sub = c->tcp->detail;
+        if (!sub[0] && c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
 #endif
+#ifndef STWS_NO_TLS
+        if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
+#endif
+        if (sub[0])
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), sub);
+        else
             snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
     }
     stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
@@ -4272,10 +4558,12 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     if (need + 1 > c->req_cap) {
         r = STWS_ERR_NOMEM;
         if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap); /* see stws_conn_destroy */
         stws__free(&c->alloc, c->req);
         c->req = req;
         c->req_cap = need + 1;
     }
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&c->alloc, c->url_copy);
     c->url_copy = copy;
     c->url = u;
@@ -4284,6 +4572,7 @@ static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
     c->host[n] = 0;
     return STWS_OK;
 fail:
+    mbedtls_platform_zeroize(copy, n);
     stws__free(&c->alloc, copy);
     return r;
 }
@@ -4324,6 +4613,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->rx_cap = desc->recv_buffer_size ? desc->recv_buffer_size : STWS__DEFAULT_RECV_BUFFER;
     if (c->rx_cap < 1024) c->rx_cap = 1024;
     c->hs.max_response_size = c->rx_cap;
+    c->sock_h = -1;
     c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
     c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
 
@@ -4420,6 +4710,10 @@ void stws_conn_destroy(stws_conn *c) {
         stws__drbg_free(c->drbg);
         stws__free(&a, c->drbg);
     }
+    /* the request may carry the user's headers (Authorization...), the URL
+       a query with credentials: no secret left behind */
+    if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
     stws__free(&a, c->req);
     stws__free(&a, c->rx);
     stws__free(&a, c->url_copy);
@@ -4432,6 +4726,7 @@ stws_result stws_conn_connect(stws_conn *c) {
     if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
     stws_codec_reset(c->codec);
     c->rx_pos = c->rx_len = 0;
+    c->rx_more = c->tx_blocked = 0;
     c->req_off = 0;
     c->failed = 0;
     c->peer_closed = 0;
@@ -4440,6 +4735,12 @@ stws_result stws_conn_connect(stws_conn *c) {
     c->last_error = STWS_OK;
     c->http_status = 0;
     c->detail[0] = 0;
+#ifndef STWS_NO_TLS
+    if (c->tls) c->tls->detail[0] = 0; /* no reason left from an older attempt */
+#endif
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) c->tcp->detail[0] = 0;
+#endif
     c->npending = 0;
     /* §4.1: a fresh random key for every opening handshake */
     if ((r = stws_handshake_key(&c->random, c->key)) != STWS_OK) return r;
@@ -4473,11 +4774,28 @@ static stws_result stws__conn_flush(stws_conn *c) {
         w = c->tr.send(c->tr.ctx, out, n);
         if (w > 0) {
             stws_codec_output_consumed(c->codec, (size_t)w);
+            c->tx_blocked = 0;
             continue;
         }
-        if (stws__would_block(c, w, 1)) return STWS_OK;
+        if (stws__would_block(c, w, 1)) {
+            c->tx_blocked = 1; /* the socket will say when it can take more */
+            return STWS_OK;
+        }
         return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
     }
+}
+
+/* A read returned n of the asked bytes: may the stream hold more?  An
+   edge-triggered loop gets no new edge for what is left, so
+   stws_conn_timeout() says 0 until a read comes up short.  A short read
+   empties a byte stream (recv takes what is queued, up to len), but the
+   built-in TLS reads one record at a time and leaves the next ones in the
+   socket: over it only a would-block proves the stream dry. */
+static void stws__conn_more(stws_conn *c, size_t n, size_t asked) {
+    c->rx_more = n >= asked;
+#ifndef STWS_NO_TLS
+    if (c->tls && c->tr.ctx == (void *)c->tls) c->rx_more = 1;
+#endif
 }
 
 static stws_result stws__conn_handshake(stws_conn *c) {
@@ -4498,14 +4816,22 @@ static stws_result stws__conn_handshake(stws_conn *c) {
         if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
         if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
         c->rx_len += (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap - (c->rx_len - (size_t)w)); /* frames may follow */
         r = stws_handshake_response_parse((const char *)c->rx, c->rx_len, c->key, &c->hs, &resp);
         if (r == STWS_INCOMPLETE) continue;
         if (r != STWS_OK) {
             c->http_status = resp.status;
-            if (r == STWS_ERR_HANDSHAKE_STATUS)
-                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%.*s", resp.status,
-                         resp.location.len ? ", Location: " : "",
-                         (int)STWS__MIN(resp.location.len, (size_t)160), resp.location.ptr ? resp.location.ptr : "");
+            if (r == STWS_ERR_HANDSHAKE_STATUS) {
+                /* the server's reason phrase and Location, escaped: the
+                   parser lets tabs and obs-text (8-bit CSI...) through */
+                const char *sl = (const char *)c->rx, *cr = (const char *)memchr(sl, '\r', c->rx_len);
+                char why[64], loc[150];
+                size_t wn = cr && cr - sl > 13 ? (size_t)(cr - sl) - 13 : 0;
+                stws__copy_safe(why, sizeof why, sl + 13, wn);
+                stws__copy_safe(loc, sizeof loc, resp.location.ptr, resp.location.len);
+                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%s%s%s", resp.status,
+                         why[0] ? " " : "", why, loc[0] ? ", Location: " : "", loc);
+            }
             return stws__conn_abort(c, r, "upgrade response");
         }
         /* bytes after the header block are the first frames (§4.1) */
@@ -4524,13 +4850,16 @@ static stws_result stws__conn_handshake(stws_conn *c) {
 /* Read once into the receive buffer, if it has been fully parsed. */
 static stws_result stws__conn_read(stws_conn *c) {
     int w;
+    if (c->failed) c->rx_pos = c->rx_len; /* draining after a failure: input is ignored */
     if (c->rx_pos < c->rx_len) return STWS_OK;
     c->rx_pos = c->rx_len = 0;
     w = c->tr.recv(c->tr.ctx, c->rx, c->rx_cap);
     if (w > 0) {
         c->rx_len = (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap);
         return STWS_OK;
     }
+    c->rx_more = 0;
     if (stws__would_block(c, w, 1)) return STWS_OK;
     if (w == 0) {
         stws_codec_state cs = stws_codec_get_state(c->codec);
@@ -4595,6 +4924,7 @@ stws_result stws_conn_step(stws_conn *c) {
                                  c->state == STWS_CONN_CONNECTING ? "connect" : "upgrade");
         }
     }
+    stws__conn_track_socket(c);
     if (c->on_event) {
         stws_conn_event ev;
         while (stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
@@ -4625,6 +4955,8 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
             c->rx_pos = c->rx_len;
             break;
         }
+        ce.close_code = STWS_CLOSE_PROTOCOL_ERROR; /* read on errors; the parse sets it on
+                                                      all but its argument check */
         r = stws_codec_parse(c->codec, c->rx + c->rx_pos, c->rx_len - c->rx_pos, &used, &ce);
         c->rx_pos += used;
         if (r != STWS_OK) {
@@ -4672,9 +5004,13 @@ int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
 int stws_conn_timeout(const stws_conn *c) {
     if (!c) return -1;
     if (c->npending) return 0;
-    if ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && !c->failed &&
-        c->rx_pos < c->rx_len)
-        return 0;
+    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
+        size_t out = 0;
+        if (!c->failed && c->rx_pos < c->rx_len) return 0; /* received, not yet parsed */
+        if (c->rx_more) return 0; /* the stream may hold more (edge-triggered loops) */
+        (void)stws_codec_output(c->codec, &out);
+        if (out && !c->tx_blocked) return 0; /* queued, and the socket never said no */
+    }
     if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
     if (!c->deadline) return -1;
     return stws__ms_until(c->deadline, stws__now(c));
@@ -4703,8 +5039,9 @@ stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
     int t;
     intptr_t h;
     if (!c) return STWS_ERR_INVALID_ARG;
-    t = stws_conn_timeout(c);
-    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    /* the sooner of the library's next work and the caller's limit: a
+       negative timeout_ms drops the caller's limit, never the timers */
+    t = stws__sooner(stws_conn_timeout(c), timeout_ms);
     h = stws_conn_handle(c);
     if (t != 0 && h >= 0) {
         struct pollfd pfd;
@@ -4764,6 +5101,7 @@ int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
 const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
 uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
 int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
+unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_gen : 0; }
 
 /* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
 
@@ -4988,10 +5326,13 @@ static stws_result stws__client_auth_build(stws_client *c, const char *token, si
 }
 
 static stws_result stws__client_auth(stws_client *c) {
-    size_t len = 0;
+    size_t len = 0, before = stws_conn_buffered(c->conn);
     stws_result r = stws__client_auth_build(c, c->token, &len);
     if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
-    mbedtls_platform_zeroize(c->scratch, STWS__MIN(len + 1, c->scratch_cap)); /* held the token */
+    /* the frame holds the token (masked, key beside it): wiped once written */
+    if (r == STWS_OK) stws__codec_secret(c->conn->codec, stws_conn_buffered(c->conn) - before);
+    /* held the token; all of it if the build stopped half-way */
+    mbedtls_platform_zeroize(c->scratch, r == STWS_OK ? STWS__MIN(len + 1, c->scratch_cap) : c->scratch_cap);
     return r;
 }
 
@@ -5255,16 +5596,17 @@ static void stws__client_reconnecting(stws_client *c) {
 /* PROTOCOL.md §6 */
 static void stws__client_conn_error(stws_client *c, const stws_json_doc *doc) {
     int64_t code = 0;
-    char msg[200];
+    char text[512], msg[200];
     size_t n = 0;
     (void)stws_json_int_at(doc, "error.code", &code);
-    if (stws_json_string_at(doc, "error.message", msg, sizeof msg, &n) != STWS_OK) {
+    if (stws_json_string_at(doc, "error.message", text, sizeof text, &n) != STWS_OK) {
         stws_str raw = {"", 0}; /* too long to unescape here: the raw text, cut */
         (void)stws_json_find(doc, "error.message", &raw);
-        n = STWS__MIN(raw.len, sizeof msg - 1);
-        memcpy(msg, raw.ptr, n);
-        msg[n] = 0;
+        n = STWS__MIN(raw.len, sizeof text);
+        memcpy(text, raw.ptr, n);
     }
+    /* the server's words go to the log and the events: escaped (\n, ESC...) */
+    stws__copy_safe(msg, sizeof msg, text, n);
     c->last_error = STWS_ERR_AUTH_TRANSIENT;
     c->last_code = (int)code;
     snprintf(c->message, sizeof c->message, "connection.error %d: %s", (int)code, msg);
@@ -5308,7 +5650,8 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         case STWS_CONN_EVENT_OPEN: {
             stws_result r = stws__client_auth(c); /* fields and token were checked: only NOMEM/state */
             c->state = STWS__C_AUTH;
-            if (r != STWS_OK) {
+            /* a conn that ended already (its ERROR and CLOSE are next) has its reason */
+            if (r != STWS_OK && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
                 c->last_error = r;
                 stws__conn_abort(c->conn, r, "auth message not sent");
             }
@@ -5365,8 +5708,12 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             continue;
         case STWS_CONN_EVENT_CLOSE: {
             int peer = stws_conn_peer_closed(c->conn);
-            if (!c->message[0] || c->last_error == STWS_OK)
-                snprintf(c->message, sizeof c->message, "socket closed (code %d)", ce.close_code);
+            if (!c->message[0] || c->last_error == STWS_OK) {
+                char why[128]; /* the peer's close reason, escaped */
+                stws__copy_safe(why, sizeof why, ce.data, ce.len);
+                snprintf(c->message, sizeof c->message, "socket closed (code %d%s%s)", ce.close_code,
+                         why[0] ? ": " : "", why);
+            }
             stws__client_socket_ended(c, ce.close_code, peer);
             continue;
         }
@@ -5526,8 +5873,7 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     int t;
     intptr_t h;
     if (!c) return STWS_ERR_INVALID_ARG;
-    t = stws_client_timeout(c);
-    if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
+    t = stws__sooner(stws_client_timeout(c), timeout_ms); /* see stws_conn_poll */
     h = stws_client_handle(c);
     if (t != 0 && h >= 0) {
         struct pollfd pfd;
@@ -5580,6 +5926,9 @@ stws_result stws_client_close(stws_client *c) {
 }
 
 const char *stws_client_connection_id(const stws_client *c) { return c ? c->connection_id : ""; }
+unsigned stws_client_socket_generation(const stws_client *c) {
+    return c ? stws_conn_socket_generation(c->conn) : 0;
+}
 
 stws_result stws_client_on(stws_client *c, const char *type, stws_client_event_fn fn, void *ud) {
     if (!c || !type || strlen(type) >= sizeof c->handlers[0].type) return STWS_ERR_INVALID_ARG;
@@ -5687,7 +6036,11 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->cap_ms = desc->backoff_cap_ms > 0 ? desc->backoff_cap_ms : 25000;
     c->max_attempts = desc->max_attempts > 0 ? desc->max_attempts : 0;
     c->queue_limit = desc->send_queue_limit ? desc->send_queue_limit : ((size_t)1 << 20);
-    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens : 65536;
+    /* a token takes at least one byte: by default max_message_size is the
+       only limit, so every event the size limit admits is parsed */
+    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
+                  : (int)STWS__MIN(desc->max_message_size ? desc->max_message_size
+                                                          : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;

@@ -2632,6 +2632,99 @@ static void message_of_exactly_max_size(void **state) {
     }
 }
 
+/* ==== 9. the output cap bounds memory (issue 13, finding 9) ================ */
+
+/* An allocator that knows each block's size: live bytes, their peak, and the
+   largest block ever made. */
+typedef struct peak_alloc {
+    size_t live, peak, largest;
+} peak_alloc;
+
+static void *peak_alloc_fn(size_t size, void *user) {
+    peak_alloc *a = (peak_alloc *)user;
+    unsigned char *p = (unsigned char *)malloc(size + 16);
+    if (!p) return NULL;
+    memcpy(p, &size, sizeof size);
+    a->live += size;
+    if (a->live > a->peak) a->peak = a->live;
+    if (size > a->largest) a->largest = size;
+    return p + 16;
+}
+
+static void peak_free_fn(void *ptr, void *user) {
+    peak_alloc *a = (peak_alloc *)user;
+    size_t size;
+    if (!ptr) return;
+    memcpy(&size, (unsigned char *)ptr - 16, sizeof size);
+    a->live -= size;
+    free((unsigned char *)ptr - 16);
+}
+
+/* A peer floods 125-byte pings and never reads our pongs.  Pongs may use
+   64 KiB of slack past max_output_size, then the connection fails with 1008
+   and a close frame.  The output buffer must never grow past cap + slack
+   (+ the close frame): it used to double from the cap to twice the cap,
+   holding both blocks at once (64 MiB cap: 192 MiB peak, 128 MiB kept). */
+static void ping_flood_memory_is_bounded_by_the_output_cap(void **state) {
+    const size_t cap = (size_t)1 << 20, slack = 65536, pong = 2 + 4 + 125;
+    const size_t most = cap + slack + 256; /* the documented bound of the buffer */
+    peak_alloc pa = {0, 0, 0};
+    det_rng rng = {7, 0, 0, 0};
+    stws_codec_desc d;
+    stws_codec *c;
+    stws_codec_event ev;
+    uint8_t ping[127], payload[125];
+    size_t used, n, pongs = 0, out_len, base, i;
+    const uint8_t *out;
+    stws_result r = STWS_OK;
+    cframes fs;
+    (void)state;
+    memset(payload, 'p', sizeof payload);
+    ping[0] = 0x89;
+    ping[1] = 125;
+    memcpy(ping + 2, payload, 125);
+    memset(&d, 0, sizeof d);
+    d.max_output_size = cap;
+    d.allocator.alloc = peak_alloc_fn;
+    d.allocator.free = peak_free_fn;
+    d.allocator.user_data = &pa;
+    d.random = det_random(&rng);
+    c = stws_codec_create(&d);
+    assert_non_null(c);
+    base = pa.live; /* the codec itself */
+    for (i = 0; i < 2 * (cap + slack) / pong && r == STWS_OK; i++) {
+        r = stws_codec_parse(c, ping, sizeof ping, &used, &ev);
+        if (r == STWS_OK) {
+            assert_int_equal(ev.type, STWS_EVENT_PING);
+            assert_int_equal(used, sizeof ping);
+            pongs++;
+        }
+    }
+    /* the exact outcome: as many pongs as fit in cap + slack, then 1008 */
+    assert_int_equal(r, STWS_ERR_OUTPUT_FULL);
+    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.close_code, STWS_CLOSE_POLICY);
+    assert_int_equal(pongs, (cap + slack) / pong);
+    out = stws_codec_output(c, &out_len);
+    assert_int_equal(out_len, pongs * pong + 2 + 4 + 2);
+    decode_client(out, out_len, &fs, "flood");
+    assert_int_equal(fs.n, pongs + 1);
+    assert_int_equal(fs.f[0].opcode, STWS_OP_PONG);
+    assert_memory_equal(fs.f[0].payload, payload, 125);
+    expect_close_frame(&fs.f[fs.n - 1], STWS_CLOSE_POLICY, "flood");
+    cframes_free(&fs);
+    /* memory: no block past the bound, and the peak (old and new block
+       during the last growth) within 1.5 times it */
+    if (pa.largest > most)
+        fail_msg("an output block of %zu bytes for a cap of %zu (bound %zu)", pa.largest, cap, most);
+    if (pa.peak - base > most + most / 2)
+        fail_msg("peak heap %zu bytes for a cap of %zu (bound %zu)", pa.peak - base, cap, most + most / 2);
+    n = pa.live - base;
+    assert_true(n <= most);
+    stws_codec_destroy(c);
+    assert_int_equal(pa.live, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(output_on_a_fresh_codec),
@@ -2686,6 +2779,7 @@ int main(void) {
         cmocka_unit_test(close_arguments),
         cmocka_unit_test(server_close_first_then_client_close_refused),
         cmocka_unit_test(create_allocations),
+        cmocka_unit_test(ping_flood_memory_is_bounded_by_the_output_cap),
         cmocka_unit_test(steady_state_no_allocation),
         cmocka_unit_test(reset_forgets_state),
         cmocka_unit_test(nomem_while_reassembling),

@@ -1,6 +1,22 @@
 /* The pumped connection (stws_conn_*) over a scripted transport
    (tests/script_transport.h), a fake clock and a deterministic random hook:
-   no sockets, no sleeping, every byte on the wire checked. */
+   no sleeping, every byte on the wire checked.  Section 10 adds what only a
+   real socket shows (127.0.0.1, OS-chosen ports, bounded by alarm() and
+   event waits): poll with a negative timeout, connect failure details, an
+   edge-triggered epoll loop. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +27,7 @@
 #include <mbedtls/base64.h>
 #include "../stream_ws.h"
 #include "script_transport.h"
+#include "client_util.h"
 
 #define T0 ((uint64_t)1000000)           /* the fake clock starts here */
 #define SEED UINT64_C(0x9E3779B97F4A7C15)
@@ -1071,8 +1088,9 @@ static void client_close_reply_without_eof_times_out_clean(void **state) {
     F.now += 10;
     t1 = F.now;
     assert_int_equal(stws_conn_close(F.c, 1000, "bye"), STWS_OK);
-    assert_int_equal(stws_conn_timeout(F.c), 500);
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the close frame waits to be written */
     assert_int_equal(step(), STWS_OK);
+    assert_int_equal(stws_conn_timeout(F.c), 500);
     expect_client_close(1000, "bye");
     push_close(1000, "ok");
     assert_int_equal(step(), STWS_OK);
@@ -1134,13 +1152,14 @@ static void server_close_is_echoed(void **state) {
     assert_int_equal(step(), STWS_OK);
     expect_no_event(); /* CLOSE comes when the stream closes */
     assert_int_equal(STATE(), STWS_CONN_CLOSING);
-    assert_int_equal(stws_conn_timeout(F.c), 1000); /* default close_timeout_ms */
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the echo waits to be written */
     assert_true(stws_conn_wants(F.c) & STWS_POLL_WRITE);
     assert_int_equal(stws_conn_send(F.c, STWS_OP_TEXT, "x", 1), STWS_ERR_STATE);
     assert_int_equal(stws_conn_close(F.c, 1000, "x"), STWS_OK); /* no second close frame */
     assert_int_equal(step(), STWS_OK);
     expect_client_close(1001, NULL); /* §5.5.1: echo the status code */
     expect_nothing_sent();
+    assert_int_equal(stws_conn_timeout(F.c), 1000); /* default close_timeout_ms */
     st_push_eof(&F.st);
     assert_int_equal(step(), STWS_OK);
     get_ev(&r, STWS_CONN_EVENT_CLOSE);
@@ -1675,6 +1694,8 @@ static void timeout_reports_remaining_pending_and_none(void **state) {
     expect_message(STWS_OP_TEXT, "b", 1);
     assert_int_equal(stws_conn_timeout(F.c), -1);
     assert_int_equal(stws_conn_close(F.c, 1000, NULL), STWS_OK);
+    assert_int_equal(stws_conn_timeout(F.c), 0); /* the close frame waits to be written */
+    assert_int_equal(step(), STWS_OK);
     assert_int_equal(stws_conn_timeout(F.c), 800);
     F.now += 250;
     assert_int_equal(stws_conn_timeout(F.c), 550);
@@ -2288,6 +2309,585 @@ static void handle_follows_the_transport(void **state) {
     assert_int_equal(stws_conn_handle(F.c), -1);
 }
 
+/* ==== 10. poll, external loops and connect failures (issue 13) ========== */
+
+/* A bound for a call that could block for ever: SIGALRM after s seconds
+   interrupts poll() (which is never restarted) and sets g_alarmed.  The
+   tests assert that it did not fire; nothing here waits on a timer of its own. */
+static volatile sig_atomic_t g_alarmed;
+static struct sigaction g_old_alarm;
+static int g_armed;
+static void on_alarm(int sig) {
+    (void)sig;
+    g_alarmed = 1;
+}
+
+static void arm_alarm(unsigned s) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: the blocked call returns EINTR */
+    g_alarmed = 0;
+    assert_int_equal(sigaction(SIGALRM, &sa, &g_old_alarm), 0);
+    g_armed = 1;
+    alarm(s);
+}
+
+static void disarm_alarm(void) {
+    if (!g_armed) return;
+    alarm(0);
+    (void)sigaction(SIGALRM, &g_old_alarm, NULL);
+    g_armed = 0;
+}
+
+static int g_sv[2] = {-1, -1};  /* a socketpair standing in for the socket */
+static int g_lsock = -1;        /* a listening (or bound) socket */
+static int g_go[2] = {-1, -1};  /* tells the child server to accept */
+static pid_t g_child = -1;
+
+static void close_fd(int *fd) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+}
+
+static int teardown_net(void **state) {
+    disarm_alarm();
+    if (g_child > 0) {
+        kill(g_child, SIGKILL);
+        (void)waitpid(g_child, NULL, 0);
+        g_child = -1;
+    }
+    close_fd(&g_sv[0]);
+    close_fd(&g_sv[1]);
+    close_fd(&g_lsock);
+    close_fd(&g_go[0]);
+    close_fd(&g_go[1]);
+    return teardown(state);
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A TCP port on 127.0.0.1 that nothing listens on: bound by the OS, closed. */
+static int closed_port(void) {
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    int s = socket(AF_INET, SOCK_STREAM, 0), port;
+    assert_true(s >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+    port = ntohs(sa.sin_port);
+    close(s);
+    return port;
+}
+
+/* A socket bound to 127.0.0.1 on an OS-chosen port, not yet listening. */
+static int bound_socket(int *port) {
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &sl), 0);
+    *port = ntohs(sa.sin_port);
+    return s;
+}
+
+/* The built-in stack on real sockets and the real clock. */
+static void desc_real(const char *url) {
+    desc_defaults(url);
+    memset(&F.d.transport, 0, sizeof F.d.transport);
+    memset(&F.d.clock, 0, sizeof F.d.clock);
+}
+
+/* Two messages and the server's Close arrive with the 101, so everything is
+   buffered and the socket itself stays silent.  stws_conn_poll(c, -1) must
+   not wait on the socket then: a negative timeout used to replace the
+   library's "0: work is waiting" with "wait for ever", so the Close was
+   never answered. */
+static void poll_negative_timeout_never_waits_on_buffered_data(void **state) {
+    bytes *b;
+    ev_rec r;
+    int i, msgs = 0;
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
+    F.d.transport = st_transport_vtable(&F.st, 1);
+    F.st.handle_value = g_sv[0]; /* a real descriptor that never becomes readable */
+    create();
+    b = b_new();
+    b_frame(b, 1, STWS_OP_TEXT, "one", 3);
+    b_frame(b, 1, STWS_OP_TEXT, "two", 3);
+    b_close(b, 1000, "bye");
+    open_conn_with(b->p, b->n);
+    arm_alarm(3);
+    for (i = 0; i < 10 && !g_alarmed && F.st.sent_len == F.rd; i++) {
+        F.in_step++;
+        (void)stws_conn_poll(F.c, -1);
+        F.in_step--;
+        while (next_ev(&r)) {
+            assert_int_equal(r.type, STWS_CONN_EVENT_MESSAGE);
+            assert_int_equal(r.len, 3);
+            assert_memory_equal(r.data, msgs ? "two" : "one", 3);
+            msgs++;
+        }
+    }
+    disarm_alarm();
+    if (g_alarmed) fail_msg("stws_conn_poll(-1) blocked on the socket while frames were buffered");
+    assert_int_equal(msgs, 2);
+    assert_int_equal(STATE(), STWS_CONN_CLOSING);
+    expect_client_close(1000, NULL); /* the Close was answered */
+    expect_nothing_sent();
+    /* the peer closes TCP; make the descriptor readable so the wait ends */
+    st_push_eof(&F.st);
+    assert_int_equal(write(g_sv[1], "x", 1), 1);
+    arm_alarm(3);
+    (void)stws_conn_poll(F.c, -1);
+    disarm_alarm();
+    assert_int_equal(g_alarmed, 0);
+    get_ev(&r, STWS_CONN_EVENT_CLOSE);
+    assert_int_equal(r.clean, 1);
+    assert_int_equal(r.close_code, 1000);
+}
+
+/* The close timer is due and the socket is silent: poll(-1) must return and
+   fire it (it used to wait for the socket for ever). */
+static void poll_negative_timeout_fires_a_due_timer(void **state) {
+    ev_rec r;
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
+    F.d.transport = st_transport_vtable(&F.st, 1);
+    F.st.handle_value = g_sv[0];
+    F.d.close_timeout_ms = 700;
+    create();
+    open_conn();
+    assert_int_equal(stws_conn_close(F.c, 1000, NULL), STWS_OK);
+    assert_int_equal(step(), STWS_OK);
+    expect_client_close(1000, NULL);
+    assert_int_equal(stws_conn_timeout(F.c), 700);
+    F.now += 700; /* the peer never answers */
+    assert_int_equal(stws_conn_timeout(F.c), 0);
+    arm_alarm(3);
+    (void)stws_conn_poll(F.c, -1);
+    disarm_alarm();
+    if (g_alarmed) fail_msg("stws_conn_poll(-1) blocked past a due close timer");
+    get_ev(&r, STWS_CONN_EVENT_CLOSE);
+    assert_int_equal(r.clean, 0);
+    assert_int_equal(r.close_code, STWS_CLOSE_ABNORMAL);
+    assert_int_equal(STATE(), STWS_CONN_CLOSED);
+}
+
+/* A client whose server refuses: between attempts it is in backoff with no
+   socket, and stws_client_poll(c, -1) must wait for the backoff timer.
+   It used to return at once, millions of times a second (the real clock and
+   a real refused port; the count is of calls, not of time). */
+static void client_poll_waits_out_the_backoff(void **state) {
+    char url[64];
+    stws_client_desc d;
+    stws_client *cl;
+    stws_client_event ev;
+    long polls = 0, polls_at_first = -1;
+    int reconnecting = 0, delay = 0;
+    unsigned gen0;
+    double end;
+    (void)state;
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", closed_port());
+    memset(&d, 0, sizeof d);
+    d.url = url;
+    d.api_key = "key";
+    d.user_id = "alice";
+    d.api_secret = "secret";
+    d.allocator = F.d.allocator;
+    d.logger = F.d.logger;
+    d.random = F.d.random;
+    cl = stws_client_create(&d);
+    assert_non_null(cl);
+    assert_int_equal(stws_client_connect(cl), STWS_OK);
+    gen0 = stws_client_socket_generation(cl);
+    end = mono_s() + 30;
+    while (reconnecting < 2 && mono_s() < end && polls < 1000000) {
+        (void)stws_client_poll(cl, -1);
+        polls++;
+        while (stws_client_next_event(cl, &ev)) {
+            if (ev.type != STWS_CLIENT_EVENT_RECONNECTING) continue;
+            if (++reconnecting == 1) {
+                polls_at_first = polls;
+                delay = ev.delay_ms;
+            }
+        }
+    }
+    /* each attempt's socket came and went: the generation says so (4 changes
+       at least: made and closed, twice) */
+    assert_true(stws_client_socket_generation(cl) - gen0 >= 4);
+    stws_client_destroy(cl);
+    assert_int_equal(reconnecting, 2);
+    assert_true(delay > 0);
+    /* one backoff wait of `delay` ms and one refused connect: a few calls */
+    if (polls - polls_at_first > 20)
+        fail_msg("%ld stws_client_poll(-1) calls during a %d ms backoff: it spins", polls - polls_at_first,
+                 delay);
+}
+
+/* "TCP connect failed" says which address and why (errno). */
+static void tcp_connect_failure_names_address_and_errno(void **state) {
+    char url[64], want[64], why[160];
+    int port = closed_port(), i;
+    ev_rec r;
+    (void)state;
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
+    desc_real(url);
+    create();
+    assert_int_equal(stws_conn_connect(F.c), STWS_OK);
+    for (i = 0; i < 100 && STATE() != STWS_CONN_CLOSED; i++) (void)stws_conn_poll(F.c, 1000);
+    get_ev(&r, STWS_CONN_EVENT_ERROR);
+    assert_int_equal(r.error, STWS_ERR_CONNECT);
+    snprintf(want, sizeof want, "127.0.0.1:%d: ", port);
+    snprintf(why, sizeof why, "%s (errno %d)", strerror(ECONNREFUSED), ECONNREFUSED);
+    if (!strstr(stws_conn_error_detail(F.c), want) || !strstr(stws_conn_error_detail(F.c), why))
+        fail_msg("detail \"%s\" lacks \"%s\" and \"%s\"", stws_conn_error_detail(F.c), want, why);
+    assert_non_null(strstr(F.last_log, want)); /* the log line says it too */
+}
+
+/* A wss:// attempt fails in TLS (the "server" answers in plain HTTP), then
+   the next attempt cannot even connect: its detail must be its own, not the
+   TLS reason of the attempt before. */
+static void connect_failure_detail_is_not_the_previous_tls_reason(void **state) {
+    char url[64];
+    int port, i, fd = -1, fl;
+    const char *det;
+    ev_rec r;
+    (void)state;
+    g_lsock = bound_socket(&port);
+    assert_int_equal(listen(g_lsock, 4), 0);
+    fl = fcntl(g_lsock, F_GETFL, 0);
+    assert_int_equal(fcntl(g_lsock, F_SETFL, fl | O_NONBLOCK), 0);
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d/", port);
+    desc_real(url);
+    F.d.insecure = 1;
+    create();
+    assert_int_equal(stws_conn_connect(F.c), STWS_OK);
+    for (i = 0; i < 200 && STATE() != STWS_CONN_CLOSED; i++) {
+        (void)stws_conn_poll(F.c, 100);
+        if (fd < 0 && (fd = accept(g_lsock, NULL, NULL)) >= 0) {
+            const char *junk = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+            assert_int_equal(write(fd, junk, strlen(junk)), (int)strlen(junk));
+        }
+    }
+    close_fd(&fd);
+    get_ev(&r, STWS_CONN_EVENT_ERROR);
+    assert_true(r.error == STWS_ERR_TLS || r.error == STWS_ERR_TLS_VERIFY);
+    assert_true(strlen(stws_conn_error_detail(F.c)) > 0); /* the TLS layer's reason */
+    get_ev(&r, STWS_CONN_EVENT_CLOSE);
+    close_fd(&g_lsock); /* now nothing listens there */
+    assert_int_equal(stws_conn_connect(F.c), STWS_OK);
+    for (i = 0; i < 100 && STATE() != STWS_CONN_CLOSED; i++) (void)stws_conn_poll(F.c, 1000);
+    get_ev(&r, STWS_CONN_EVENT_ERROR);
+    assert_int_equal(r.error, STWS_ERR_CONNECT);
+    det = stws_conn_error_detail(F.c);
+    if (strstr(det, "TLS") || !strstr(det, strerror(ECONNREFUSED)))
+        fail_msg("a refused connect reported as \"%s\"", det);
+}
+
+#ifdef __linux__
+/* ---- an edge-triggered epoll loop over loopback ---- */
+
+#define ET_MSG 400000
+static uint8_t et_byte(size_t i) { return (uint8_t)(i * 7 + (i >> 10)); }
+
+/* The name resolves to two addresses; the first is refused (nothing listens
+   yet when it is tried), the second connects. */
+static int two_addresses(const char *host, stws_address *out, int max, void *user) {
+    int i;
+    (void)host;
+    (void)user;
+    for (i = 0; i < 2 && i < max; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].family = 4;
+        out[i].bytes[0] = 127;
+        out[i].bytes[3] = 1;
+    }
+    return 2;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *s = (const char *)p;
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The child: a blocking one-shot server.  Accept once told to, answer the
+   upgrade, send a 400 KB binary message and a Close, read the client's
+   Close, close TCP first (§7.1.1). */
+static void et_server(void) {
+    char req[4096], acc[STWS_HANDSHAKE_ACCEPT_SIZE], resp[256], key[25], g;
+    uint8_t hdr[10], cl[4] = {0x88, 2, 0x03, 0xE8}, in[64];
+    size_t n = 0, i, got = 0;
+    uint8_t *msg;
+    const char *k;
+    int s, m;
+    alarm(60);
+    if (read(g_go[0], &g, 1) != 1) _exit(10);
+    if ((s = accept(g_lsock, NULL, NULL)) < 0) _exit(11);
+    for (;;) {
+        ssize_t r = read(s, req + n, sizeof req - 1 - n);
+        if (r <= 0) _exit(12);
+        n += (size_t)r;
+        req[n] = 0;
+        if (strstr(req, "\r\n\r\n")) break;
+        if (n == sizeof req - 1) _exit(12);
+    }
+    if (!(k = strstr(req, "Sec-WebSocket-Key: "))) _exit(13);
+    memcpy(key, k + 19, 24);
+    key[24] = 0;
+    if (stws_handshake_accept(key, acc) != STWS_OK) _exit(14);
+    m = snprintf(resp, sizeof resp,
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
+    if (!(msg = (uint8_t *)malloc(ET_MSG))) _exit(15);
+    for (i = 0; i < ET_MSG; i++) msg[i] = et_byte(i);
+    hdr[0] = 0x82;
+    hdr[1] = 127;
+    for (i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)(((uint64_t)ET_MSG >> (56 - 8 * i)) & 0xFF);
+    if (write_all(s, resp, (size_t)m) || write_all(s, hdr, 10) || write_all(s, msg, ET_MSG) ||
+        write_all(s, cl, 4))
+        _exit(16);
+    while (got < 8) { /* the masked close: 2 + 4 + 2 bytes */
+        ssize_t r = read(s, in, sizeof in);
+        if (r <= 0) _exit(17);
+        got += (size_t)r;
+    }
+    close(s);
+    _exit(0);
+}
+
+/* The contract of stws_conn_step() for external loops, with EPOLLET:
+   register on every socket generation, wait at most stws_conn_timeout(),
+   step.  It used to fail twice: the socket of the second address could get
+   the number of the first (closed, so epoll dropped it) with no signal, and
+   one read per step left most of a large message in the socket with no new
+   edge to come.  A wait that times out while the library says "nothing but
+   the socket" (-1) is a stall. */
+static void edge_triggered_epoll_loop(void **state) {
+    char url[64];
+    int port, ep, listening = 0, sockets = 0, same_number = 0, last_fd = -1, status = 0;
+    int got_open = 0, got_msg = 0, got_close = 0;
+    unsigned seen = 0;
+    double end;
+    size_t i;
+    ev_rec r;
+    stws_conn_event ev;
+    (void)state;
+    (void)r;
+    g_lsock = bound_socket(&port);
+    assert_int_equal(pipe(g_go), 0);
+    g_child = fork();
+    assert_true(g_child >= 0);
+    if (g_child == 0) et_server();
+    close_fd(&g_go[0]);
+    snprintf(url, sizeof url, "ws://stws-test.invalid:%d/", port);
+    desc_real(url);
+    F.d.resolver.resolve = two_addresses;
+    create();
+    assert_int_equal(stws_conn_socket_generation(F.c), 0);
+    assert_true((ep = epoll_create1(0)) >= 0);
+    assert_int_equal(stws_conn_connect(F.c), STWS_OK);
+    end = mono_s() + 60;
+    while (!got_close && mono_s() < end) {
+        struct epoll_event evs[4];
+        unsigned gen;
+        int n, t;
+        (void)stws_conn_step(F.c);
+        while (stws_conn_next_event(F.c, &ev)) {
+            switch (ev.type) {
+            case STWS_CONN_EVENT_OPEN: got_open++; break;
+            case STWS_CONN_EVENT_MESSAGE:
+                assert_int_equal(ev.opcode, STWS_OP_BINARY);
+                assert_int_equal(ev.len, ET_MSG);
+                for (i = 0; i < ET_MSG; i++)
+                    if (ev.data[i] != et_byte(i)) fail_msg("byte %zu of the message differs", i);
+                got_msg++;
+                break;
+            case STWS_CONN_EVENT_CLOSE:
+                assert_int_equal(ev.clean, 1);
+                assert_int_equal(ev.close_code, 1000);
+                got_close++;
+                break;
+            case STWS_CONN_EVENT_ERROR:
+                fail_msg("ERROR %s: %s", stws_result_string(ev.error), stws_conn_error_detail(F.c));
+                break;
+            default: break;
+            }
+        }
+        if ((gen = stws_conn_socket_generation(F.c)) != seen) {
+            intptr_t h = stws_conn_handle(F.c);
+            seen = gen;
+            if (h >= 0) {
+                struct epoll_event e;
+                memset(&e, 0, sizeof e);
+                e.events = EPOLLIN | EPOLLOUT | EPOLLET;
+                e.data.fd = (int)h;
+                if (epoll_ctl(ep, EPOLL_CTL_ADD, (int)h, &e) != 0) {
+                    assert_int_equal(errno, EEXIST);
+                    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_MOD, (int)h, &e), 0);
+                }
+                same_number += (int)h == last_fd;
+                last_fd = (int)h;
+                sockets++;
+            }
+        }
+        if (got_close) break;
+        t = stws_conn_timeout(F.c);
+        n = epoll_wait(ep, evs, 4, t < 0 || t > 5000 ? 5000 : t);
+        if (n == 0 && t < 0)
+            fail_msg("the edge-triggered loop stalled (state %d, %d sockets, open %d, message %d)",
+                     (int)STATE(), sockets, got_open, got_msg);
+        if (n > 0 && !listening) {
+            /* the first address has been refused: let the second connect */
+            listening = 1;
+            assert_int_equal(listen(g_lsock, 4), 0);
+            assert_int_equal(write(g_go[1], "g", 1), 1);
+        }
+    }
+    close(ep);
+    assert_int_equal(got_open, 1);
+    assert_int_equal(got_msg, 1);
+    assert_int_equal(got_close, 1);
+    assert_int_equal(sockets, 2); /* one per address; same number or not */
+    print_message("edge-triggered loop: %d sockets, %d reused the number before\n", sockets, same_number);
+    assert_int_equal(waitpid(g_child, &status, 0), g_child);
+    g_child = -1;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+#endif /* __linux__ */
+
+/* ---- the client's default JSON limit (finding 8) ---- */
+
+/* A 1 MiB message.new of a realistic shape (bench/workload.h's head, and
+   the message's reactions), about 100,000 tokens: the default
+   max_json_tokens (65,536) used to reject it as MALFORMED though
+   max_message_size (16 MiB) allows it. */
+static void client_default_json_limit_admits_a_1mib_event(void **state) {
+    const size_t want = (size_t)1 << 20;
+    char *j = (char *)malloc(want + 512);
+    size_t n, reactions = 0;
+    int i;
+    (void)state;
+    assert_non_null(j);
+    n = (size_t)snprintf(j, 1024,
+                         "{\"type\":\"message.new\",\"cid\":\"messaging:general\",\"channel_type\":\"messaging\","
+                         "\"channel_id\":\"general\",\"created_at\":\"2026-12-02T04:35:58.000001Z\","
+                         "\"user\":{\"id\":\"user-7\",\"name\":\"Player 7\",\"online\":true},"
+                         "\"message\":{\"id\":\"m-0000abcd\",\"type\":\"regular\",\"text\":\"gg\","
+                         "\"latest_reactions\":[");
+    while (n + 200 < want) {
+        n += (size_t)snprintf(j + n, 200, "%s{\"type\":\"like\",\"user_id\":\"user-%u\",\"score\":%u,"
+                              "\"created_at\":\"2026-12-02T04:35:58.%06uZ\"}",
+                              reactions ? "," : "", (unsigned)(reactions % 977), (unsigned)(reactions % 5),
+                              (unsigned)reactions);
+        reactions++;
+    }
+    memcpy(j + n, "]}}", 4);
+    n += 3;
+    assert_true(reactions * 9 > 65536); /* 9 tokens per reaction alone */
+    (void)cu_fetch; /* client_util.h's hooks this suite does not need */
+    (void)cu_reconnecting;
+    srv_ok(0, "c-1");
+    srv_text(0, j);
+    cu_create();
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    for (i = 0; i < X.nev; i++)
+        if (X.ev[i].type == STWS_CLIENT_EVENT_MALFORMED)
+            fail_msg("the %zu-byte event was MALFORMED: %s", n, stws_result_string(X.ev[i].result));
+    assert_int_equal(cu_count_server("message.new"), 1);
+    for (i = 0; i < X.nev; i++)
+        if (X.ev[i].type == STWS_CLIENT_EVENT_SERVER && strcmp(X.ev[i].etype, "message.new") == 0)
+            assert_int_equal(X.ev[i].json_len, n);
+    free(j);
+}
+
+/* A connected client with its health check due and a silent socket:
+   stws_client_poll(c, -1) must send the check and return (it used to wait
+   on the socket for ever; the dead timer was just as deaf). */
+static intptr_t sv_handle(void *ctx) {
+    (void)ctx;
+    return g_sv[0];
+}
+
+static void client_poll_negative_timeout_fires_the_health_check(void **state) {
+    const char *got[8];
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
+    X.d.transport.handle = sv_handle;
+    srv_ok(0, "c-1");
+    cu_create();
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    cu_settle();
+    assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_CONNECTED), 1);
+    assert_int_equal(cu_texts(0, got, 8), 1); /* the auth message */
+    X.now += 25000;                            /* the default health interval */
+    assert_int_equal(stws_client_timeout(X.c), 0);
+    arm_alarm(3);
+    (void)stws_client_poll(X.c, -1);
+    disarm_alarm();
+    if (g_alarmed) fail_msg("stws_client_poll(-1) blocked on the socket past a due health check");
+    assert_int_equal(cu_texts(0, got, 8), 2);
+    assert_string_equal(got[1], "[{\"type\":\"health.check\",\"client_id\":\"c-1\"}]");
+}
+
+/* The 101 and the end of the stream are both read before the app takes the
+   conn's OPEN event (two steps, no events read in between).  The client
+   answers OPEN with its auth message, which a closed conn refuses: that
+   used to abort the closed conn a second time (a second ERROR and CLOSE,
+   "auth message not sent: not allowed in this state" logged at ERROR, and
+   the socket reported ended with STWS_ERR_STATE instead of the EOF). */
+static void client_open_read_after_eof_ends_the_socket_once(void **state) {
+    (void)state;
+    srv_eof(0); /* after the automatic 101 */
+    cu_create();
+    assert_int_equal(stws_client_connect(X.c), STWS_OK);
+    X.in_step++;
+    (void)stws_client_step(X.c); /* attempt 1: connect, upgrade: OPEN waits */
+    (void)stws_client_step(X.c); /* the EOF: the conn is CLOSED */
+    X.in_step--;
+    assert_int_equal(X.nev, 0);
+    cu_drain();
+    cu_settle(); /* the reconnect is announced by the next step */
+    cu_expect_types(0, 2, STWS_CLIENT_EVENT_DISCONNECTED, STWS_CLIENT_EVENT_RECONNECTING);
+    assert_int_equal(X.ev[0].result, STWS_ERR_EOF);
+    assert_null(strstr(X.ev[0].message, "not allowed"));
+    assert_int_equal(X.ev[1].attempt, 1);
+    if (X.log && strstr(X.log, "not allowed in this state")) fail_msg("log:\n%s", X.log);
+    /* the EOF, logged once, below ERROR: the client retries it */
+    assert_int_equal(X.log_errors, 0);
+    assert_non_null(X.log);
+    assert_non_null(strstr(X.log, stws_result_string(STWS_ERR_EOF)));
+    assert_null(strstr(strstr(X.log, stws_result_string(STWS_ERR_EOF)) + 1, stws_result_string(STWS_ERR_EOF)));
+}
+
+static int cu_teardown_net(void **state) {
+    disarm_alarm();
+    close_fd(&g_sv[0]);
+    close_fd(&g_sv[1]);
+    return cu_teardown(state);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -2333,6 +2933,20 @@ int main(void) {
         T(invalid_desc_returns_null),
         T(missing_url_is_logged),
         T(handle_follows_the_transport),
+#define N(f) cmocka_unit_test_setup_teardown(f, setup, teardown_net)
+        N(poll_negative_timeout_never_waits_on_buffered_data),
+        N(poll_negative_timeout_fires_a_due_timer),
+        N(client_poll_waits_out_the_backoff),
+        N(tcp_connect_failure_names_address_and_errno),
+        N(connect_failure_detail_is_not_the_previous_tls_reason),
+#ifdef __linux__
+        N(edge_triggered_epoll_loop),
+#endif
+#undef N
+        cmocka_unit_test_setup_teardown(client_default_json_limit_admits_a_1mib_event, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(client_poll_negative_timeout_fires_the_health_check, cu_setup,
+                                        cu_teardown_net),
+        cmocka_unit_test_setup_teardown(client_open_read_after_eof_ends_the_socket_once, cu_setup, cu_teardown),
     };
 #undef T
     return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
