@@ -14,7 +14,7 @@ EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(patsubst tests/%.c,$(BUILD)/%,$(TEST_SRCS))
-TEST_HDRS := $(wildcard tests/*.h)
+TEST_HDRS := $(wildcard tests/*.h) stream_ws_test.h
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
@@ -145,7 +145,7 @@ install:
 test-packaging:
 	@CC="$(CC)" SAN="$(SAN)" sh tools/test-packaging.sh $(BUILD)
 
-$(BUILD)/examples/%: examples/%.c stream_ws.h
+$(BUILD)/examples/%: examples/%.c stream_ws.h stream_ws_test.h
 	@mkdir -p $(BUILD)/examples
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
 

@@ -1,10 +1,10 @@
 #!/bin/sh
-# Run every test program in $1 (default build) and the Python integration
+# Run every test program in $1 (default build; examples named test_* too) and the Python integration
 # suites, then print one closing line: "N passed, N failed".
 BUILD=${1:-build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 passed=0; failed=0; failures=""
-for t in "$BUILD"/test_*; do
+for t in "$BUILD"/test_* "$BUILD"/examples/test_*; do
     [ -x "$t" ] || continue
     if "$t"; then passed=$((passed+1)); else failed=$((failed+1)); failures="$failures $(basename "$t")"; fi
 done
