@@ -130,6 +130,7 @@ PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 install:
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/stream_ws
 	install -m 644 stream_ws.h $(DESTDIR)$(INCLUDEDIR)/stream_ws.h
+	install -m 644 stream_ws_test.h $(DESTDIR)$(INCLUDEDIR)/stream_ws_test.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@STWS_VERSION@|$(STWS_VERSION)|' \
 	    -e 's|@STWS_PC_CFLAGS@||' -e 's|@STWS_PC_LIBS@|$(LIBS)|' -e 's| *$$||' \
 	    stream_ws.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/stream_ws.pc

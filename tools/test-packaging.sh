@@ -37,7 +37,7 @@ cmake_consumer subdirectory -DSTWS_CONSUMER=subdirectory -DSTWS_SOURCE_DIR="$REP
 # 2. make install into a staging root, then find_package from it
 STAGE=$OUT/stage
 make -s install DESTDIR="$STAGE" PREFIX=/usr/local >>"$log" 2>&1 || fail "make install DESTDIR"
-for f in include/stream_ws.h lib/pkgconfig/stream_ws.pc lib/cmake/stream_ws/stream_wsConfig.cmake \
+for f in include/stream_ws.h include/stream_ws_test.h lib/pkgconfig/stream_ws.pc lib/cmake/stream_ws/stream_wsConfig.cmake \
          lib/cmake/stream_ws/stream_wsConfigVersion.cmake lib/cmake/stream_ws/stream_wsDependencies.cmake; do
     [ -f "$STAGE/usr/local/$f" ] || { echo "make install: no $f" >>"$log"; fail "make install DESTDIR"; }
 done
