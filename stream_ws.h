@@ -5907,8 +5907,10 @@ static stws_result stws__client_step(stws_client *c) {
     case STWS__C_CONNECTING:
     case STWS__C_AUTH:
         /* PROTOCOL.md §3: no connection.ok in time is a transport failure
-           (a closed conn has its CLOSE event on the way already) */
-        if (c->watchdog_at && now >= c->watchdog_at && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
+           (a closed conn has its CLOSE event on the way already; after a
+           fatal connection.error the conn's close timer ends the socket) */
+        if (c->watchdog_at && now >= c->watchdog_at && !c->fatal &&
+            stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
             c->last_error = STWS_ERR_WATCHDOG;
             stws__conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
         }

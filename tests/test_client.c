@@ -810,6 +810,22 @@ static void test_fatal_error_without_server_close(void **state) {
     assert_int_equal(X.nsock, 1);
 }
 
+/* A fatal connection.error, then a long pause before the next step (a game
+   paused for a minute): the conn's close timer ends the socket; the
+   connection.ok watchdog of the stopped attempt must not fire and log a
+   misleading "no connection.ok in time" after FATAL. */
+static void test_no_watchdog_after_fatal(void **state) {
+    (void)state;
+    srv_error(0, 43, 401, "signature invalid");
+    start();
+    assert_non_null(ev_of(STWS_CLIENT_EVENT_FATAL, 0));
+    X.now += 60000; /* past the close timeout and the 15 s watchdog at once */
+    cu_settle();
+    assert_false(sock_open(0));
+    if (X.log && strstr(X.log, "watchdog")) fail_msg("log after FATAL:\n%s", X.log);
+    assert_int_equal(X.nsock, 1);
+}
+
 /* What stws_client_step() returns once the client stopped on a fatal
    connection.error: the FATAL event's result, not "retried". */
 static void test_step_result_after_fatal_auth(void **state) {
@@ -2950,6 +2966,7 @@ int main(void) {
         T(test_attempt_number_resets_after_connection_ok),
         T(test_fatal_error_codes),
         T(test_fatal_error_without_server_close),
+        T(test_no_watchdog_after_fatal),
         T(test_step_result_after_fatal_auth),
         T(test_transient_error_codes_reconnect),
         T(test_code_40_refreshes_minted_token),
