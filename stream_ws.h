@@ -667,7 +667,9 @@ typedef struct stws_conn_desc {
     size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
     int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
     int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
-    /* optional push delivery, called only from inside the pump */
+    /* optional push delivery, called only from inside the pump; the
+       callback may send, close or destroy the conn (destroy is deferred to
+       the end of the step), never step or poll it */
     stws_conn_event_fn on_event;
     void *user_data;
     /* hooks */
@@ -685,6 +687,8 @@ typedef struct stws_conn_desc {
    messaging allocate nothing more (beyond buffers growing to the largest
    message), except inside mbedTLS's own TLS handshake. */
 STWS_API stws_conn *stws_conn_create(const stws_conn_desc *desc);
+/* Free everything.  Inside on_event it is deferred: no callback runs after
+   it and the step frees the conn on its way out (STWS_ERR_CLOSED). */
 STWS_API void stws_conn_destroy(stws_conn *conn);
 /* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
 STWS_API stws_result stws_conn_connect(stws_conn *conn);
@@ -4514,6 +4518,8 @@ struct stws_conn {
     stws__drbg *drbg;
     stws_conn_event_fn on_event;
     void *user_data;
+    int in_callback;            /* on_event is running (inside the step) */
+    int doomed;                 /* stws_conn_destroy() was called from it */
 
     char *url_copy;
     stws_url url;
@@ -4794,6 +4800,10 @@ fail:
 void stws_conn_destroy(stws_conn *c) {
     stws_allocator a;
     if (!c) return;
+    if (c->in_callback) { /* the step frees it once the callback returns */
+        c->doomed = 1;
+        return;
+    }
     a = c->alloc;
     if (c->transport_open) c->tr.close(c->tr.ctx);
 #ifndef STWS_NO_TLS
@@ -4984,6 +4994,7 @@ stws_result stws_conn_step(stws_conn *c) {
     uint64_t now;
     int w;
     if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
     now = stws__now(c);
     switch (c->state) {
     case STWS_CONN_IDLE:
@@ -5025,7 +5036,13 @@ stws_result stws_conn_step(stws_conn *c) {
     stws__conn_track_socket(c);
     if (c->on_event) {
         stws_conn_event ev;
-        while (stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
+        c->in_callback = 1;
+        while (!c->doomed && stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
+        c->in_callback = 0;
+        if (c->doomed) {
+            stws_conn_destroy(c);
+            return STWS_ERR_CLOSED;
+        }
     }
     return r;
 }
@@ -5137,6 +5154,7 @@ stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
     int t;
     intptr_t h;
     if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
     /* the sooner of the library's next work and the caller's limit: a
        negative timeout_ms drops the caller's limit, never the timers */
     t = stws__sooner(stws_conn_timeout(c), timeout_ms);

@@ -2224,6 +2224,45 @@ static void on_event_only_inside_step(void **state) {
     assert_int_equal(F.outside_calls, 0);
 }
 
+/* on_event may destroy its conn (a game leaving the lobby on the first
+   message): deferred, nothing is called after it, the step frees the conn
+   and says STWS_ERR_CLOSED; a step or poll from inside is refused.  Under
+   ASan a use-after-free here fails the run; the allocator hook must show
+   every block freed. */
+static stws_result destroy_cb_inner_step, destroy_cb_inner_poll;
+static void destroy_cb(stws_conn *c, const stws_conn_event *ev, void *user) {
+    struct fx *f = (struct fx *)user;
+    if (f->npushed < MAX_PUSHED) rec_copy(&f->pushed[f->npushed++], ev);
+    destroy_cb_inner_step = stws_conn_step(c);
+    destroy_cb_inner_poll = stws_conn_poll(c, 0);
+    if (ev->type == STWS_CONN_EVENT_MESSAGE) stws_conn_destroy(c);
+}
+
+static void on_event_may_destroy_the_conn(void **state) {
+    (void)state;
+    F.d.on_event = destroy_cb;
+    F.d.user_data = &F;
+    create();
+    assert_int_equal(stws_conn_connect(F.c), STWS_OK);
+    assert_int_equal(step(), STWS_OK);
+    take_request();
+    {
+        bytes *b = response_101("");
+        b_frame(b, 1, STWS_OP_TEXT, "first", 5);
+        b_frame(b, 1, STWS_OP_TEXT, "second", 6);
+        push_bytes(b);
+    }
+    assert_int_equal(step(), STWS_ERR_CLOSED);
+    F.c = NULL; /* freed by the step */
+    assert_int_equal(F.npushed, 2); /* OPEN, "first"; never "second" */
+    assert_int_equal(F.pushed[0].type, STWS_CONN_EVENT_OPEN);
+    assert_int_equal(F.pushed[1].type, STWS_CONN_EVENT_MESSAGE);
+    assert_int_equal(F.pushed[1].len, 5);
+    assert_int_equal(destroy_cb_inner_step, STWS_ERR_STATE);
+    assert_int_equal(destroy_cb_inner_poll, STWS_ERR_STATE);
+    assert_int_equal(F.live, 0);
+}
+
 /* ==== 10. invalid descs ================================================== */
 
 static void invalid_desc_returns_null(void **state) {
@@ -2930,6 +2969,7 @@ int main(void) {
         T(create_allocation_failures_leak_nothing),
         T(on_event_push_matches_pull),
         T(on_event_only_inside_step),
+        T(on_event_may_destroy_the_conn),
         T(invalid_desc_returns_null),
         T(missing_url_is_logged),
         T(handle_follows_the_transport),
