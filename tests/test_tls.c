@@ -493,6 +493,43 @@ static void reconnect_forgets_a_blocked_write(void **state) {
     fx_free(&f);
 }
 
+#if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
+/* A record that is not ours waits in mbedTLS's output: the server asks for
+   renegotiation (HelloRequest), the client refuses with a no_renegotiation
+   alert, and that alert cannot be flushed (the read returns WANT_WRITE).  The
+   next send must not be counted against the alert's flush: mbedTLS would
+   flush the alert and report the offered bytes written without encrypting
+   them. */
+static void send_after_an_unflushed_alert(void **state) {
+    fx f;
+    unsigned char buf[64];
+    int r, rounds = 0;
+    size_t pos = 0;
+    (void)state;
+    fx_init(&f, 13, 0, 1 << 20);
+    mbedtls_ssl_conf_renegotiation(&f.srv.conf, MBEDTLS_SSL_RENEGOTIATION_ENABLED);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    mbedtls_ssl_conf_max_tls_version(&f.srv.conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
+    fx_open(&f);
+    assert_int_equal(mbedtls_ssl_renegotiate(&f.srv.ssl), 0); /* HelloRequest sent */
+    f.pipe.block_pct = 100;
+    r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
+    assert_int_equal(r, STWS_WANT_WRITE); /* the alert is stuck in the output */
+    f.pipe.block_pct = 50;
+    while (pos < 5) {
+        r = f.tr.send(f.tr.ctx, (const unsigned char *)"hello" + pos, 5 - pos);
+        if (r > 0) pos += (size_t)r;
+        else assert_int_equal(r, STWS_WANT_WRITE);
+        assert_true(++rounds < 10000);
+    }
+    server_drain(&f);
+    assert_int_equal(f.srv.plain_total, 5);
+    assert_memory_equal(f.srv.plain.p, "hello", 5);
+    fx_free(&f);
+}
+#endif
+
 /* The natural case: stws_conn over wss:// trickling messages while the
    server pauses its reads.  Every message arrives once, in order, byte-exact;
    whenever stws_conn_buffered() is 0 the server, once it has read what the
@@ -579,6 +616,9 @@ int main(void) {
         cmocka_unit_test(send_retry_with_fewer_bytes_is_refused),
         cmocka_unit_test(reconnect_forgets_a_blocked_write),
         cmocka_unit_test(conn_trickle_under_back_pressure),
+#if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
+        cmocka_unit_test(send_after_an_unflushed_alert),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
