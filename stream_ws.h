@@ -2659,8 +2659,10 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
    No accessor exists in 2.28 or 3.x, so the field is read directly. */
 #if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(out_left))
+#define STWS__TLS_IN_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(in_left))
 #else
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.out_left)
+#define STWS__TLS_IN_LEFT(t) ((t)->ssl.in_left) /* bytes of a record read so far */
 #endif
 
 /* mbedtls_ssl_write() encrypts min(len, record payload limit) bytes into one
@@ -2719,8 +2721,25 @@ static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
 static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
     stws_tls *t = (stws_tls *)ctx;
     int r = mbedtls_ssl_read(&t->ssl, buf, len);
-    if (r >= 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    if (r > 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    if (r == 0) {
+        /* mbedtls_ssl_read() returns 0 when the stream ends WITHOUT
+           close_notify (2.28 and 3.6 map MBEDTLS_ERR_SSL_CONN_EOF to 0): a
+           truncation (RFC 8446 §6.1).  The WebSocket layer decides whether
+           it matters (after a closing handshake it does not); the detail
+           says what happened, and whether it cut a record. */
+        if (STWS__TLS_IN_LEFT(t))
+            snprintf(t->detail, sizeof t->detail,
+                     "TLS record cut short: the stream ended %lu bytes into a record",
+                     (unsigned long)STWS__TLS_IN_LEFT(t));
+        else
+            stws__copy(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
+        return 0;
+    }
     if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return 0;
+    if (r <= STWS_ERR_RESOLVE && r >= STWS_ERR_PROXY && STWS__TLS_IN_LEFT(t))
+        snprintf(t->detail, sizeof t->detail, "the transport failed %lu bytes into a TLS record",
+                 (unsigned long)STWS__TLS_IN_LEFT(t));
 #ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
     if (r == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) return MBEDTLS_ERR_SSL_WANT_READ;
 #endif

@@ -38,6 +38,8 @@ typedef struct pipe_t {
     size_t window;              /* unread client bytes that stop its sends */
     int open;
     size_t sends, blocks, misuse;
+    size_t s2c_end;             /* nonzero: the stream to the client ends here */
+    int s2c_end_code;           /* with this recv() result (0: EOF) */
 } pipe_t;
 
 static size_t unread_c2s(const pipe_t *p) { return p->c2s.len - p->c2s_off; }
@@ -68,6 +70,10 @@ static int cl_recv(void *ctx, unsigned char *buf, size_t len) {
     pipe_t *p = (pipe_t *)ctx;
     size_t avail = p->s2c.len - p->s2c_off, k;
     if (!p->open) p->misuse++;
+    if (p->s2c_end) {
+        if (p->s2c_off >= p->s2c_end) return p->s2c_end_code;
+        if (avail > p->s2c_end - p->s2c_off) avail = p->s2c_end - p->s2c_off;
+    }
     if (!avail) return STWS_WANT_READ;
     k = prng_range(&p->rng, 1, len < avail ? len : avail);
     memcpy(buf, p->s2c.p + p->s2c_off, k);
@@ -493,6 +499,67 @@ static void reconnect_forgets_a_blocked_write(void **state) {
     fx_free(&f);
 }
 
+/* The stream to the client ends (EOF or a transport error) 7 bytes into a
+   record: the read reports it (0 = end, or the error) and the detail says
+   that a record was cut, and where. */
+static void stream_cut_inside_a_record(void **state) {
+    static const int codes[] = {0, STWS_ERR_IO};
+    size_t i;
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        fx f;
+        unsigned char buf[256];
+        char want[128];
+        int r, rounds = 0;
+        fx_init(&f, 21 + i, 0, 1 << 20);
+        fx_open(&f);
+        /* one whole record the client reads, then one cut 7 bytes in */
+        server_write_all(&f.srv, "first record");
+        f.pipe.s2c_end = f.pipe.s2c.len + 7;
+        f.pipe.s2c_end_code = codes[i];
+        server_write_all(&f.srv, "second record, never complete");
+        do {
+            r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
+            assert_true(++rounds < 1000);
+        } while (r == STWS_WANT_READ);
+        assert_int_equal(r, 12);
+        assert_memory_equal(buf, "first record", 12);
+        assert_string_equal(stws_tls_error_detail(f.tls), "");
+        do {
+            r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
+            assert_true(++rounds < 1000);
+        } while (r == STWS_WANT_READ);
+        assert_int_equal(r, codes[i]);
+        snprintf(want, sizeof want, codes[i] == 0
+                 ? "TLS record cut short: the stream ended 7 bytes into a record"
+                 : "the transport failed 7 bytes into a TLS record");
+        assert_string_equal(stws_tls_error_detail(f.tls), want);
+        fx_free(&f);
+    }
+}
+
+/* The stream ends at a record boundary without close_notify: an end (0),
+   reported as a truncation in the detail. */
+static void stream_end_without_close_notify(void **state) {
+    fx f;
+    unsigned char buf[64];
+    int r, rounds = 0;
+    (void)state;
+    fx_init(&f, 23, 0, 1 << 20);
+    fx_open(&f);
+    server_write_all(&f.srv, "only");
+    f.pipe.s2c_end = f.pipe.s2c.len;
+    do {
+        r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
+        assert_true(++rounds < 1000);
+    } while (r == STWS_WANT_READ);
+    assert_int_equal(r, 4);
+    r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
+    assert_int_equal(r, 0);
+    assert_string_equal(stws_tls_error_detail(f.tls), "TLS stream truncated (no close_notify)");
+    fx_free(&f);
+}
+
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
 /* A record that is not ours waits in mbedTLS's output: the server asks for
    renegotiation (HelloRequest), the client refuses with a no_renegotiation
@@ -616,6 +683,8 @@ int main(void) {
         cmocka_unit_test(send_retry_with_fewer_bytes_is_refused),
         cmocka_unit_test(reconnect_forgets_a_blocked_write),
         cmocka_unit_test(conn_trickle_under_back_pressure),
+        cmocka_unit_test(stream_cut_inside_a_record),
+        cmocka_unit_test(stream_end_without_close_notify),
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
         cmocka_unit_test(send_after_an_unflushed_alert),
 #endif
