@@ -20,8 +20,10 @@ connections listed in `conns`, default every connection):
               `count` bytes (default: the rest of the connection)
   half_close  forward exactly `after` bytes, then shutdown(SHUT_WR) towards the
               destination (it sees EOF); the other direction goes on
-  reset       forward exactly `after` bytes, then close both sockets with
-              SO_LINGER 0 (each side gets a TCP RST)
+  reset       forward exactly `after` bytes, wait until the destination's
+              kernel has acknowledged them, then close both sockets with
+              SO_LINGER 0 (each side gets a TCP RST; what a side had not
+              yet sent to the proxy is lost in its own kernel)
 Sockets towards the client are made with small buffers (`bufsize`), so that
 pauses reach the client's own socket quickly.
 
@@ -43,10 +45,12 @@ use:  fault_proxy.py TARGET_PORT [--reset-s2c K] ... (see --help).
 """
 
 import argparse
+import fcntl
 import select
 import socket
 import struct
 import sys
+import termios
 import threading
 import time
 
@@ -132,11 +136,26 @@ class _Conn:
             except OSError:
                 pass
 
+    def _drain(self, sck, timeout=5.0):
+        """Wait until sck's send queue is empty (acknowledged), bounded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                left = struct.unpack("i", fcntl.ioctl(sck.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+            except OSError:
+                return
+            if left == 0:
+                return
+            self.proxy._stopping.wait(0.002)
+
     def _start_faults(self, d, now):
         while d.faults and d.faults[0].after <= d.count and not d.buf:
             f = d.faults.pop(0)
             self._emit("fault", dir=d.name, action=f.action, at=d.count)
             if f.action == "reset":
+                # the K bytes must have reached the peer's kernel: an RST
+                # discards what is still in our send queue
+                self._drain(d.dst)
                 self._close(rst=True)
                 self._emit("reset", dir=d.name, at=d.count)
                 return
