@@ -54,7 +54,7 @@
                    rewatch_channels();        // subscriptions died with the old socket
                }
            }
-           stws_client_send(c, json, len);    // queued while offline, never lost
+           stws_client_send(c, json, len);    // queued while offline (see DELIVERY)
        }
        stws_client_close(c);                  // then step until STWS_CLIENT_EVENT_CLOSED
        stws_client_destroy(c);
@@ -92,6 +92,15 @@
        Certificate chain and host name (DNS or IP SAN) are verified by default
        against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
        turns verification off and logs a warning on every connect.
+
+   DELIVERY
+       The client's send queue keeps each message across reconnects until it
+       has been handed to the transport whole, and sends it once, in order.
+       A message the kernel had taken when the socket died may still never
+       have reached the server: TCP cannot say which bytes the peer got.  So
+       a loss is possible, only at the switch between two connections, and
+       never a duplicate; acknowledge at the application level if every
+       message must arrive (tests/integration/test_faults.py shows both).
 
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
