@@ -311,9 +311,13 @@ class FaultsTest(unittest.TestCase):
     def test_listen_reset_while_sending_reconnects_and_resends(self):
         """Numbered lines go into `stws listen` at a steady pace; the proxy
         resets connection 1 inside a client frame.  The client reconnects
-        (connection 2, no faults); lines written while it was down and every
-        line it had not yet written go out on connection 2.  Connection 1
-        delivered exactly the frames complete before the cut."""
+        (connection 2, no faults) and sends from its queue every line it had
+        not yet handed to its kernel, and the lines written while it was
+        down: all of them arrive, once, in order.  Connection 1 delivered
+        exactly the frames complete before the cut.  Between the two, the
+        lines that sat in the client's kernel (the proxy stopped reading at
+        the cut) are lost: the documented limit of a bare socket (header,
+        DELIVERY); their count is reported."""
         rec = os.path.join(self.tmp.name, "listen-reset.jsonl")
         with contextlib.ExitStack() as st:
             m = st.enter_context(peers.mock_coordinator("--api-key", API_KEY, "--secret", SECRET,
