@@ -2664,14 +2664,15 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
     return 0;
 }
 
-/* Encrypted bytes mbedTLS holds for the socket (a record it could not flush).
-   No accessor exists in 2.28 or 3.x, so the field is read directly. */
+/* out_left: encrypted bytes mbedTLS holds for the socket (a record it could
+   not flush yet); in_left: bytes of an incoming record read so far.  Neither
+   has an accessor in 2.28 or 3.x, so the fields are read directly. */
 #if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(out_left))
 #define STWS__TLS_IN_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(in_left))
 #else
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.out_left)
-#define STWS__TLS_IN_LEFT(t) ((t)->ssl.in_left) /* bytes of a record read so far */
+#define STWS__TLS_IN_LEFT(t) ((t)->ssl.in_left)
 #endif
 
 /* mbedtls_ssl_write() encrypts min(len, record payload limit) bytes into one
