@@ -38,6 +38,7 @@ typedef struct pipe_t {
     size_t window;              /* unread client bytes that stop its sends */
     int open;
     size_t sends, blocks, misuse;
+    int want_read_too;          /* some blocked sends say WANT_READ */
     size_t s2c_end;             /* nonzero: the stream to the client ends here */
     int s2c_end_code;           /* with this recv() result (0: EOF) */
 } pipe_t;
@@ -60,7 +61,8 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
     room = unread_c2s(p) >= p->window ? 0 : p->window - unread_c2s(p);
     if (!room || (int)(prng_next(&p->rng) % 100) < p->block_pct) {
         p->blocks++;
-        return STWS_WANT_WRITE;
+        /* the bio dialect allows either would-block code on a send */
+        return p->want_read_too && prng_next(&p->rng) % 4 == 0 ? STWS_WANT_READ : STWS_WANT_WRITE;
     }
     k = prng_range(&p->rng, 1, len < room ? len : room);
     tbuf_put(&p->c2s, buf, k);
@@ -384,7 +386,7 @@ static int server_reading(fx *f, int *pause) {
    caller offers the same bytes first, and here often more behind them (an
    app that keeps producing).  The server must receive the stream exactly. */
 static void send_retry_offers_more_bytes(void **state) {
-    static const uint64_t seeds[] = {1, 2, 3, 0xBADC0FFEE};
+    static const uint64_t seeds[] = {1, 2, 3, 4, 5, 6, 7, 0xBADC0FFEE};
     size_t si;
     (void)state;
     for (si = 0; si < sizeof seeds / sizeof seeds[0]; si++) {
@@ -398,6 +400,7 @@ static void send_retry_offers_more_bytes(void **state) {
         assert_non_null(stream);
         for (i = 0; i < total; i++) stream[i] = rng_stream_byte(seeds[si] + 77, i);
         fx_init(&f, seeds[si], 35, 6000);
+        f.pipe.want_read_too = (int)(si & 1);
         fx_open(&f);
         while (pos < total) {
             int r;
@@ -605,7 +608,7 @@ static void send_after_an_unflushed_alert(void **state) {
    whenever stws_conn_buffered() is 0 the server, once it has read what the
    pipe holds, has every message sent so far. */
 static void conn_trickle_under_back_pressure(void **state) {
-    static const uint64_t seeds[] = {5, 6, 0x5EED};
+    static const uint64_t seeds[] = {5, 6, 8, 9, 10, 0x5EED};
     size_t si;
     (void)state;
     for (si = 0; si < sizeof seeds / sizeof seeds[0]; si++) {
@@ -619,6 +622,7 @@ static void conn_trickle_under_back_pressure(void **state) {
         long rounds = 0;
         assert_non_null(msg);
         fx_init(&f, seeds[si], 30, 5000);
+        f.pipe.want_read_too = (int)(si & 1);
         f.srv.ws = 1;
         f.srv.msg_seed = seeds[si] * 31;
         rr.seed = seeds[si] ^ 0xAB;
