@@ -129,6 +129,9 @@ typedef struct server {
     int up;                     /* TLS handshake done */
     int upgraded;               /* ws: the 101 was sent */
     int ws;                     /* 1: answer the upgrade and parse frames */
+    int stream;                 /* 1: text frames; the first is the auth
+                                   message, answered with connection.ok */
+    int authed;
     tbuf plain;                 /* decrypted bytes not yet parsed */
     size_t plain_total;         /* decrypted bytes in all */
     size_t messages;            /* ws: messages received, each checked */
@@ -212,6 +215,18 @@ static size_t msg_len(uint64_t seed, size_t k) {
 }
 static uint8_t msg_byte(uint64_t seed, size_t k, size_t i) { return rng_stream_byte(seed + k, i); }
 
+/* Message k for the Stream client: JSON text {"n":k,"p":"..."} whose length
+   follows msg_len (at least 20 bytes); returns its length (out: 40100). */
+static size_t json_msg(uint64_t seed, size_t k, char *out) {
+    size_t len = msg_len(seed, k), n, i;
+    if (len < 20) len = 20;
+    n = (size_t)snprintf(out, 64, "{\"n\":%lu,\"p\":\"", (unsigned long)k);
+    for (i = n; i + 2 < len; i++) out[i] = (char)('a' + msg_byte(seed, k, i) % 26);
+    out[i++] = '"';
+    out[i++] = '}';
+    return i;
+}
+
 /* The 101 answer once the request is in; then whole frames, each checked
    against the next expected message: exactly once, in order, byte-exact. */
 static void server_parse(server *s) {
@@ -250,8 +265,10 @@ static void server_parse(server *s) {
         uint64_t l;
         uint8_t mask[4];
         if (n < 2) return;
-        if (p[0] != 0x82) fail_msg("message %zu: first byte 0x%02X, not a final binary frame "
-                                   "(the stream lost or mangled bytes)", s->messages, p[0]);
+        if (p[0] != (s->stream ? 0x81 : 0x82))
+            fail_msg("message %zu: first byte 0x%02X, not a final %s frame "
+                     "(the stream lost or mangled bytes)", s->messages, p[0],
+                     s->stream ? "text" : "binary");
         if (!(p[1] & 0x80)) fail_msg("message %zu: frame not masked", s->messages);
         l = p[1] & 0x7F;
         if (l == 126) {
@@ -268,6 +285,33 @@ static void server_parse(server *s) {
         memcpy(mask, p + pos, 4);
         pos += 4;
         len = (size_t)l;
+        if (s->stream) {
+            static char want[40100];
+            size_t wl;
+            for (i = 0; i < len; i++) s->plain.p[pos + i] ^= mask[i & 3];
+            if (!s->authed) {
+                tbuf frame = {0};
+                static const char ok[] = "{\"type\":\"connection.ok\",\"connection_id\":\"c-1\","
+                                         "\"me\":{\"id\":\"alice\"}}";
+                if (len < 10 || !memchr(p + pos, '{', len)) fail_msg("no auth message");
+                srv_frame(&frame, 0x81, ok, strlen(ok));
+                tbuf_byte(&frame, 0);
+                server_write_all(s, (const char *)frame.p);
+                tbuf_free(&frame);
+                s->authed = 1;
+            } else {
+                wl = json_msg(s->msg_seed, s->messages, want);
+                if (len != wl || memcmp(p + pos, want, wl) != 0)
+                    fail_msg("message %zu: %.*s... (%zu bytes), expected %.*s... (%zu bytes): lost, "
+                             "duplicated or out of order", s->messages, 20, (const char *)p + pos,
+                             len, 20, want, wl);
+                s->messages++;
+            }
+            pos += len;
+            memmove(s->plain.p, s->plain.p + pos, n - pos);
+            s->plain.len -= pos;
+            continue;
+        }
         if (len != msg_len(s->msg_seed, s->messages))
             fail_msg("message %zu: %zu bytes, expected %zu (lost, duplicated or out of order)",
                      s->messages, len, msg_len(s->msg_seed, s->messages));
@@ -684,12 +728,86 @@ static void conn_trickle_under_back_pressure(void **state) {
     }
 }
 
+/* The Stream client over wss:// on the same pipe: it authenticates, gets
+   connection.ok, then trickles messages through its send queue while the
+   server pauses its reads.  Whenever stws_client_queued() is 0 the server
+   has every message sent so far (issue 13: "every message is reported sent,
+   the server never receives some"). */
+static void client_trickle_under_back_pressure(void **state) {
+    static const uint64_t seeds[] = {31, 32, 33};
+    size_t si;
+    (void)state;
+    for (si = 0; si < sizeof seeds / sizeof seeds[0]; si++) {
+        fx f;
+        stws_client_desc d;
+        stws_client *c;
+        det_rng rr;
+        size_t n_msgs = 800, sent = 0, zero_checks = 0;
+        static char msg[40100];
+        int pause = 0, connected = 0;
+        long rounds = 0;
+        fx_init(&f, seeds[si], 30, 5000);
+        f.pipe.want_read_too = (int)(si & 1);
+        f.srv.ws = 1;
+        f.srv.stream = 1;
+        f.srv.msg_seed = seeds[si] * 17;
+        memset(&rr, 0, sizeof rr);
+        rr.seed = seeds[si] ^ 0xCD;
+        memset(&d, 0, sizeof d);
+        d.url = "wss://localhost/api/v2/connect";
+        d.api_key = "key";
+        d.user_id = "alice";
+        d.api_secret = "test-secret";
+        d.transport = f.tr;
+        d.clock.now_ms = fake_now;
+        d.clock.unix_s = fake_unix;
+        d.random = det_random(&rr);
+        c = stws_client_create(&d);
+        assert_non_null(c);
+        assert_int_equal(stws_client_connect(c), STWS_OK);
+        for (;;) {
+            stws_client_event ev;
+            if (connected && sent < n_msgs && prng_next(&f.rng) % 3 == 0) {
+                size_t len = json_msg(f.srv.msg_seed, sent, msg);
+                assert_int_equal(stws_client_send(c, msg, len), STWS_OK);
+                sent++;
+            }
+            (void)stws_client_step(c);
+            while (stws_client_next_event(c, &ev)) {
+                if (ev.type == STWS_CLIENT_EVENT_CONNECTED) connected = 1;
+                else if (ev.type != STWS_CLIENT_EVENT_SERVER)
+                    fail_msg("seed %llu: client event %d after %zu messages: %.*s",
+                             (unsigned long long)seeds[si], (int)ev.type, sent,
+                             (int)ev.message.len, ev.message.ptr);
+            }
+            if (connected && stws_client_queued(c) == 0) {
+                server_drain(&f);
+                if (f.srv.messages != sent)
+                    fail_msg("seed %llu: stws_client_queued() is 0 after %zu messages, "
+                             "the server has %zu", (unsigned long long)seeds[si], sent,
+                             f.srv.messages);
+                zero_checks++;
+                if (sent == n_msgs) break;
+            }
+            server_pump(&f.srv, server_reading(&f, &pause));
+            assert_true(++rounds < MAX_ROUNDS);
+        }
+        assert_int_equal(f.srv.messages, n_msgs);
+        assert_int_equal(f.pipe.misuse, 0);
+        assert_true(f.pipe.blocks > 100);
+        assert_true(zero_checks > 1);
+        stws_client_destroy(c);
+        fx_free(&f);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(send_retry_offers_more_bytes),
         cmocka_unit_test(send_retry_with_fewer_bytes_is_refused),
         cmocka_unit_test(reconnect_forgets_a_blocked_write),
         cmocka_unit_test(conn_trickle_under_back_pressure),
+        cmocka_unit_test(client_trickle_under_back_pressure),
         cmocka_unit_test(stream_cut_inside_a_record),
         cmocka_unit_test(stream_end_without_close_notify),
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
