@@ -155,6 +155,72 @@ class FaultsTest(unittest.TestCase):
         self.assertTrue(c["client_first"])
         self.assertOnceInOrder([m["data"] for m in peer.messages()], lines, "received by the peer")
 
+    # ---- the proxy itself: exact offsets, real RSTs, half-closes, pauses -------
+
+    def test_proxy_selfcheck(self):
+        """Raw sockets through the proxy: a reset forwards exactly K bytes
+        and both ends see ECONNRESET; a half-close forwards K bytes, then EOF,
+        while the other direction still flows; a pause holds the bytes back
+        for its time; a trickle forwards everything."""
+        import socket as so
+
+        def pair(faults):
+            ls = so.socket()
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(1)
+            fp = FaultProxy(ls.getsockname()[1], faults)
+            c = so.create_connection(("127.0.0.1", fp.port), timeout=WAIT)
+            srv, _ = ls.accept()
+            srv.settimeout(WAIT)
+            ls.close()
+            fp.wait_event("accept")
+            return fp, c, srv
+
+        def read_until_end(sck):
+            got = bytearray()
+            try:
+                while True:
+                    b = sck.recv(65536)
+                    if not b:
+                        return bytes(got), "eof"
+                    got += b
+            except ConnectionResetError:
+                return bytes(got), "reset"
+
+        payload = bytes(range(256)) * 100  # 25,600 bytes
+        fp, c, srv = pair([Fault("s2c", "reset", after=10000)])
+        with fp, c, srv:
+            srv.sendall(payload)
+            got, how = read_until_end(c)
+            self.assertEqual((len(got), how), (10000, "reset"))
+            self.assertEqual(got, payload[:10000])
+            fp.wait_event("reset")
+            with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+                for _ in range(100):  # the server's end was reset too
+                    srv.sendall(b"x" * 65536)
+        fp, c, srv = pair([Fault("s2c", "half_close", after=777)])
+        with fp, c, srv:
+            srv.sendall(payload[:5000])
+            got, how = read_until_end(c)
+            self.assertEqual((got, how), (payload[:777], "eof"))
+            c.sendall(b"still flowing")
+            self.assertEqual(srv.recv(100), b"still flowing")
+        fp, c, srv = pair([Fault("c2s", "pause", after=3, seconds=1.0), Fault("c2s", "trickle", after=3)])
+        with fp, c, srv:
+            c.sendall(b"abcdefgh")
+            t0 = time.monotonic()
+            got = bytearray()
+            while len(got) < 8:
+                b = srv.recv(100)
+                self.assertTrue(b, "early EOF")
+                got += b
+                if len(got) == 3:
+                    t3 = time.monotonic()
+            self.assertEqual(bytes(got), b"abcdefgh")
+            self.assertLess(t3 - t0, 0.9, "the first 3 bytes came at once")
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9, "the pause held the bytes back")
+            fp.wait_event("resume", action="pause")
+
     # ---- finding 1, the natural case ----------------------------------------
 
     def test_wss_server_that_stops_reading_gets_every_message(self):
