@@ -104,7 +104,6 @@ class _Conn:
     def __init__(self, proxy, n, client, server):
         self.proxy, self.n = proxy, n
         self.client, self.server = client, server
-        self.lock = threading.Lock()
         self.stall_until = 0.0
         self.dead = False
         fl = lambda d: sorted((f for f in proxy.faults if f.dir == d and f.applies(n)),  # noqa: E731

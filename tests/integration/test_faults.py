@@ -34,12 +34,12 @@ import re
 import signal
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
+import test_listen as tl  # noqa: E402  (its helpers for `stws listen` and the mock's record)
 from fault_proxy import Fault, FaultProxy  # noqa: E402
 from ws_peer import parse_frame  # noqa: E402
 
@@ -367,12 +367,9 @@ class FaultsTest(unittest.TestCase):
 
     # ---- the Stream client through the proxy --------------------------------
 
-    def listen(self, mock_port, proxy):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
-        argv = [peers.require_stws(), "listen", "--url",
-                "ws://127.0.0.1:%d/api/v2/connect" % proxy.port,
-                "--api-key", API_KEY, "--user-id", "alice", "--secret", SECRET]
-        return ListenProc(argv, env)
+    def listen(self, proxy):
+        return tl.listen(["--url", "ws://127.0.0.1:%d/api/v2/connect" % proxy.port,
+                          "--api-key", API_KEY, "--user-id", "alice", "--secret", SECRET])
 
     def test_listen_reset_while_sending_reconnects_and_resends(self):
         """Numbered lines go into `stws listen` at a steady pace; the proxy
@@ -389,30 +386,30 @@ class FaultsTest(unittest.TestCase):
             m = st.enter_context(peers.mock_coordinator("--api-key", API_KEY, "--secret", SECRET,
                                                         "--record", rec))
             fp = st.enter_context(FaultProxy(m.port, [Fault("c2s", "reset", after=30000, conns=[1])]))
-            p = st.enter_context(contextlib.closing(self.listen(m.port, fp)))
+            p = st.enter_context(self.listen(fp))
             p.wait_err(r"^stws: connected")
             n = 0
             while not fp.find("reset"):  # until the proxy cut connection 1
                 n += 1
-                p.write('{"type":"test.line","n":%d,"pad":"%s"}\n' % (n, "x" * (200 + n % 50)))
+                p.write(tl.numbered_line(n))
                 time.sleep(0.002)  # pacing of the load generator
                 self.assertLess(n, 100000, "the proxy never reset connection 1")
             cut_at = n
             for _ in range(50):  # while disconnected (or reconnecting)
                 n += 1
-                p.write('{"type":"test.line","n":%d,"pad":"%s"}\n' % (n, "y" * 10))
+                p.write(tl.numbered_line(n))
             p.wait_err(r"^stws: reconnected")
             for _ in range(50):
                 n += 1
-                p.write('{"type":"test.line","n":%d,"pad":"%s"}\n' % (n, "z"))
+                p.write(tl.numbered_line(n))
             last = n
-            wait_record(rec, lambda recs: any(k == last for k, _ in recorded_lines(recs)),
-                        "line %d recorded" % last, p.diagnostics)
+            tl.wait_record(rec, lambda recs: any(k == last for k, _ in tl.recorded_lines(recs)),
+                           timeout=WAIT, what="line %d recorded" % last, diag=p.diagnostics)
             p.signal(signal.SIGTERM)
             self.assertEqual(p.wait_exit(), 0, p.diagnostics())
             m.terminate()
             data = fp.data(1, "c2s")
-        got = recorded_lines(read_record(rec))
+        got = tl.recorded_lines(tl.read_record(rec))
         numbers = [k for k, _ in got]
         self.assertEqual(len(numbers), len(set(numbers)), "duplicated lines")
         self.assertEqual(numbers, sorted(numbers), "lines out of order")
@@ -439,10 +436,11 @@ class FaultsTest(unittest.TestCase):
             m = st.enter_context(peers.mock_coordinator("--api-key", API_KEY, "--secret", SECRET,
                                                         "--events-per-second", "200"))
             fp = st.enter_context(FaultProxy(m.port, [Fault("s2c", "reset", after=20000, conns=[1])]))
-            p = st.enter_context(contextlib.closing(self.listen(m.port, fp)))
+            p = st.enter_context(self.listen(fp))
             p.wait_err(r"^stws: reconnected")
-            p.wait_out(lambda ls: sum(1 for l in ls if '"connection.ok"' in l) >= 2 and
-                       not ls[-1].startswith('{"type":"connection.ok"'))
+            p.wait_events(lambda evs: sum(1 for e in evs if e.get("type") == "connection.ok") >= 2
+                          and evs[-1].get("type") != "connection.ok",
+                          what="an event on connection 2")
             p.signal(signal.SIGTERM)
             self.assertEqual(p.wait_exit(), 0, p.diagnostics())
             m.terminate()
@@ -457,106 +455,6 @@ class FaultsTest(unittest.TestCase):
         seqs = [s for s in seqs if s is not None]
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "connection 2's events")
         self.assertEqual(p.count_err(r"^stws: disconnected"), 1, p.diagnostics())
-
-
-# ---- the mock's record file and a running `stws listen` ----------------------
-
-def read_record(path):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return []
-    return [json.loads(l) for l in data.split(b"\n")[:-1] if l]
-
-
-def recorded_lines(recs):
-    """(n, conn) of every recorded test line, in record order."""
-    out = []
-    for e in recs:
-        try:
-            msg = json.loads(e.get("text") or "")
-        except ValueError:
-            continue
-        if isinstance(msg, dict) and msg.get("type") == "test.line":
-            out.append((msg["n"], e["conn"]))
-    return out
-
-
-def wait_record(path, pred, what, diag):
-    deadline = time.monotonic() + WAIT
-    while True:
-        v = pred(read_record(path))
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("record %s: %s did not happen within %.0f s\n%s"
-                                 % (path, what, WAIT, diag()))
-        time.sleep(0.02)  # polling interval of a bounded wait on a file
-
-
-class ListenProc:
-    def __init__(self, argv, env):
-        import subprocess
-        self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, start_new_session=True, env=env)
-        self.pid = self.proc.pid
-        self._out = peers._LineReader(self.proc.stdout)
-        self._err = peers._LineReader(self.proc.stderr)
-
-    def write(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
-
-    def out(self):
-        return self._out.snapshot()
-
-    def err(self):
-        return self._err.snapshot()
-
-    def wait_out(self, pred):
-        if not self._out.wait(pred, WAIT):
-            raise AssertionError("stws listen: expected output not seen\n" + self.diagnostics())
-
-    def wait_err(self, pattern):
-        rx = re.compile(pattern)
-        if not self._err.wait(lambda ls: any(rx.search(l) for l in ls), WAIT):
-            raise AssertionError("stws listen: no stderr line %r\n%s" % (pattern, self.diagnostics()))
-
-    def count_err(self, pattern):
-        rx = re.compile(pattern)
-        return sum(1 for l in self.err() if rx.search(l))
-
-    def signal(self, sig):
-        os.kill(self.pid, sig)
-
-    def wait_exit(self):
-        import subprocess
-        try:
-            self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("stws listen did not exit\n" + self.diagnostics())
-        self._out.join()
-        self._err.join()
-        if peers.SANITIZER_RX.search("\n".join(self.err())):
-            raise AssertionError("sanitizer report:\n" + "\n".join(self.err()))
-        return self.proc.returncode
-
-    def diagnostics(self):
-        return ("  exit %r\n  stdout (last 5): %s\n  stderr (last 20):\n    %s"
-                % (self.proc.poll(), [l[:120] for l in self.out()[-5:]],
-                   "\n    ".join(self.err()[-20:])))
-
-    def close(self):
-        peers._kill_group(self.proc)
-        self._out.join()
-        self._err.join()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":
