@@ -32,8 +32,12 @@ Events (dicts, in order; the test waits on them with a bound):
                                          reached the server)
   fault       conn, dir, action, at      a fault started at byte `at`
   resume      conn, dir, action          a stall or pause ended
-  eof         conn, dir, bytes           the direction's source ended
+  eof         conn, dir, bytes, how      the direction ended: "eof" (its
+                                         source ended, passed on) or
+                                         "half_close" (the fault)
   reset       conn, dir, at              the connection was reset
+  error       conn, dir, error           a send or receive failed (e.g. the
+                                         peer reset): both sides are reset
   closed      conn, c2s, s2c             both directions are done: bytes
                                          forwarded each way
 The bytes forwarded in each direction are kept per connection (.data(conn,
@@ -41,7 +45,8 @@ dir)), so a test can parse what really reached the other side.
 
 Every thread is a daemon, every socket is closed by stop() (the context
 manager calls it, also when the test failed).  Run as a program for manual
-use:  fault_proxy.py TARGET_PORT [--reset-s2c K] ... (see --help).
+use:  fault_proxy.py TARGET_PORT [--fault DIR:ACTION:AFTER[:SECONDS]]...,
+e.g. --fault s2c:reset:5000 --fault c2s:pause:0:3 (see --help).
 """
 
 import argparse
@@ -329,10 +334,12 @@ class FaultProxy:
 
     def stop(self):
         self._stopping.set()
-        try:
-            self._lsock.close()
+        try:  # shutdown wakes the accept() blocked in our thread (close alone does not)
+            self._lsock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self._lsock.close()
+        self._thread.join(5)
         # each connection's thread sees _stopping within 0.2 s and closes its
         # sockets; wait for that (bounded) so nothing outlives the test
         deadline = time.monotonic() + 5
