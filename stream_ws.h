@@ -56,7 +56,7 @@
                    rewatch_channels();        // subscriptions died with the old socket
                }
            }
-           stws_client_send(c, json, len);    // queued while offline, never lost
+           stws_client_send(c, json, len);    // queued while offline (see DELIVERY)
        }
        stws_client_close(c);                  // then step until STWS_CLIENT_EVENT_CLOSED
        stws_client_destroy(c);
@@ -107,6 +107,15 @@
        nothing).
        Text from the network reaches a log line, an error detail or an event
        message only escaped (see stws_logger).
+
+   DELIVERY
+       The client's send queue keeps each message across reconnects until it
+       has been handed to the transport whole, and sends it once, in order.
+       A message the kernel had taken when the socket died may still never
+       have reached the server: TCP cannot say which bytes the peer got.  So
+       a loss is possible, only at the switch between two connections, and
+       never a duplicate; acknowledge at the application level if every
+       message must arrive (tests/integration/test_faults.py shows both).
 
    LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
@@ -501,7 +510,14 @@ typedef enum stws_poll_flags {
    send:   write up to len bytes; returns the count written (> 0; partial
            writes are normal and the rest is offered again later),
            STWS_WANT_WRITE/STWS_WANT_READ if nothing could be written now, or a
-           negative error.  Never raises SIGPIPE.
+           negative error.  Never raises SIGPIPE.  Retry rule: after a
+           would-block the next send offers the same bytes first (the same
+           buffer contents from the same stream position, at least as many as
+           before, possibly with more behind), as mbedtls_ssl_write() demands;
+           a transport may have taken (encrypted, buffered) those bytes
+           already and count them written only then.  The caller counts bytes
+           as written only from a positive return.  "Written" means handed
+           on: a socket's kernel may still lose them if the stream dies.
    recv:   read up to len bytes; returns the count (> 0), 0 when the peer
            closed the stream, STWS_WANT_READ/STWS_WANT_WRITE when nothing is
            available, or a negative error.  A count below len tells the pump
@@ -2894,6 +2910,9 @@ struct stws_tls {
     int ip_host;                /* verify an IP SAN ourselves (see below) */
     uint8_t ip[16];
     size_t ip_len;
+    int wblocked;               /* a write of wlen bytes would-blocked: its
+                                   record waits in mbedTLS's output buffer */
+    size_t wlen;
     char server_name[256];
     char detail[256];
     mbedtls_ssl_context ssl;
@@ -2967,8 +2986,11 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
         r = t->inner.open(t->inner.ctx, host, port);
         if (r != 0) return stws__tr_err(r);
         t->detail[0] = 0;
-        /* the SSL context is made once and reset for each connection */
+        /* the SSL context is made once and reset for each connection; a write
+           the old one would-blocked on is forgotten with it */
         mbedtls_ssl_session_reset(&t->ssl);
+        t->wblocked = 0;
+        t->wlen = 0;
         {
             const char *name = t->fixed_name ? t->server_name : host;
             t->ip_host = 0;
@@ -3001,18 +3023,92 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
     return 0;
 }
 
+/* out_left: encrypted bytes mbedTLS holds for the socket (a record it could
+   not flush yet); in_left: bytes of an incoming record read so far.  Neither
+   has an accessor in 2.28 or 3.x, so the fields are read directly. */
+#if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define STWS__TLS_OUT_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(out_left))
+#define STWS__TLS_IN_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(in_left))
+#else
+#define STWS__TLS_OUT_LEFT(t) ((t)->ssl.out_left)
+#define STWS__TLS_IN_LEFT(t) ((t)->ssl.in_left)
+#endif
+
+/* mbedtls_ssl_write() encrypts min(len, record payload limit) bytes into one
+   record and, when the transport would block, keeps that record and returns
+   WANT_WRITE/WANT_READ.  Its next call must pass the same length (ssl.h): it
+   then only flushes the kept record and returns the length it was GIVEN, in
+   2.28 and 3.6 alike (ssl_write_real: "out_left != 0" takes the flush path).
+   A caller that offers more the second time (the conn offers all its queued
+   output) would be told that bytes were written which never were.  So:
+   - each call covers at most one record (we cut len to the payload limit),
+     and a would-blocked length is remembered and retried exactly; the
+     transport contract makes the caller offer the same bytes first, with
+     possibly more behind (stws_transport);
+   - the kept record can also leave through another path (an alert, or a
+     close_notify, flushes pending output first): then it was written, and
+     is reported so rather than encrypted a second time;
+   - a record that is not ours (an alert the read path could not flush) is
+     flushed with a zero-length write first, so our bytes are not counted
+     against it. */
 static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_tls *t = (stws_tls *)ctx;
-    int r = mbedtls_ssl_write(&t->ssl, buf, len);
-    if (r >= 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    int r, max;
+    if (t->wblocked) {
+        if (len < t->wlen) {
+            snprintf(t->detail, sizeof t->detail,
+                     "TLS send retried with %lu bytes, fewer than the %lu it would-blocked on",
+                     (unsigned long)len, (unsigned long)t->wlen);
+            return STWS_ERR_STATE;
+        }
+        if (STWS__TLS_OUT_LEFT(t) == 0) { /* flushed by another path */
+            t->wblocked = 0;
+            return (int)t->wlen;
+        }
+        len = t->wlen;
+    } else {
+        if (STWS__TLS_OUT_LEFT(t) != 0) {
+            r = mbedtls_ssl_write(&t->ssl, buf, 0); /* flush only: returns 0 */
+            if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+            if (r < 0) return stws__tls_fail(t, r);
+        }
+        max = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
+        if (max > 0 && len > (size_t)max) len = (size_t)max;
+    }
+    r = mbedtls_ssl_write(&t->ssl, buf, len);
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        /* only pending output means a record of ours is kept */
+        t->wblocked = STWS__TLS_OUT_LEFT(t) != 0;
+        t->wlen = len;
+        return r;
+    }
+    t->wblocked = 0;
+    if (r >= 0) return r;
     return stws__tls_fail(t, r);
 }
 
 static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
     stws_tls *t = (stws_tls *)ctx;
     int r = mbedtls_ssl_read(&t->ssl, buf, len);
-    if (r >= 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    if (r > 0 || r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
+    if (r == 0) {
+        /* mbedtls_ssl_read() returns 0 when the stream ends WITHOUT
+           close_notify (2.28 and 3.6 map MBEDTLS_ERR_SSL_CONN_EOF to 0): a
+           truncation (RFC 8446 §6.1).  The WebSocket layer decides whether
+           it matters (after a closing handshake it does not); the detail
+           says what happened, and whether it cut a record. */
+        if (STWS__TLS_IN_LEFT(t))
+            snprintf(t->detail, sizeof t->detail,
+                     "TLS record cut short: the stream ended %lu bytes into a record",
+                     (unsigned long)STWS__TLS_IN_LEFT(t));
+        else
+            stws__copy(t->detail, sizeof t->detail, "TLS stream truncated (no close_notify)");
+        return 0;
+    }
     if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) return 0;
+    if (r <= STWS_ERR_RESOLVE && r >= STWS_ERR_PROXY && STWS__TLS_IN_LEFT(t))
+        snprintf(t->detail, sizeof t->detail, "the transport failed %lu bytes into a TLS record",
+                 (unsigned long)STWS__TLS_IN_LEFT(t));
 #ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
     if (r == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) return MBEDTLS_ERR_SSL_WANT_READ;
 #endif
@@ -3029,6 +3125,8 @@ static void stws__tls_close(void *ctx) {
     if (t->state == 2) (void)mbedtls_ssl_close_notify(&t->ssl); /* best effort, one try */
     t->inner.close(t->inner.ctx);
     t->state = 0;
+    t->wblocked = 0;
+    t->wlen = 0;
 }
 
 static intptr_t stws__tls_handle(void *ctx) {

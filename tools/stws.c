@@ -6,6 +6,8 @@
 
    options: --binary  --header 'K: V'  --subprotocol P  --origin O
             --ca FILE  --insecure  --proxy URL  --proxy-env  --timeout SECONDS
+            --events (also print "stws: event error: RESULT: DETAIL" and
+            "stws: event close: code=N clean=0|1" on stderr, for tests)
    Exit status (echo, cat): 0 after a clean closing handshake, 1 on any other
    end (with a one-line reason on stderr), 2 on a usage error.
    Exit status (listen): 0 on a normal end (server close 1000, --max-events
@@ -26,7 +28,7 @@
 
 typedef struct options {
     const char *mode, *url;
-    int binary, insecure, proxy_env;
+    int binary, insecure, proxy_env, events;
     const char *ca, *proxy, *origin;
     int timeout_ms;
     stws_header headers[MAX_LIST];
@@ -67,6 +69,7 @@ static int parse_args(int argc, char **argv, options *o) {
         if (strcmp(a, "--binary") == 0) o->binary = 1;
         else if (strcmp(a, "--insecure") == 0) o->insecure = 1;
         else if (strcmp(a, "--proxy-env") == 0) o->proxy_env = 1;
+        else if (strcmp(a, "--events") == 0) o->events = 1;
         else if (a[0] == '-' && a[1] == '-' && !v) return usage("option needs a value");
         else if (strcmp(a, "--ca") == 0) o->ca = argv[++i];
         else if (strcmp(a, "--proxy") == 0) o->proxy = argv[++i];
@@ -243,8 +246,12 @@ int main(int argc, char **argv) {
                 break;
             case STWS_CONN_EVENT_ERROR:
                 if (!reason[0]) snprintf(reason, sizeof reason, "%s", stws_conn_error_detail(c));
+                if (o.events)
+                    fprintf(stderr, "stws: event error: %s: %s\n", stws_result_string(ev.error),
+                            stws_conn_error_detail(c));
                 break;
             case STWS_CONN_EVENT_CLOSE:
+                if (o.events) fprintf(stderr, "stws: event close: code=%d clean=%d\n", ev.close_code, ev.clean);
                 done = 1;
                 if (ev.clean && !reason[0]) {
                     status = 0;

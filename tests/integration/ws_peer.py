@@ -51,6 +51,11 @@ Modes:
                    at a time, each waiting for its pong; then close 1000.
   close:CODE       after the first message comes in, close with CODE, reason
                    "closing with CODE".
+  pause-read:S     record every message; after the first one stop reading for S
+                   seconds (the socket's receive buffer is small and the
+                   message queue holds one, so the client's writes back up
+                   into its own socket), emitting "paused" and "resumed"; then
+                   record on; the client closes.
   abort-midframe   after the handshake, write the first half of a binary frame
                    (header announcing 256 bytes, then 100 bytes) and close the TCP
                    connection (FIN, after flushing).
@@ -68,6 +73,7 @@ import base64
 import hashlib
 import json
 import random
+import socket
 import ssl
 import struct
 import sys
@@ -246,6 +252,15 @@ class Peer:
                 await reader()
             elif mode.startswith("close:"):
                 await reader(close_after_first=int(mode[6:]))
+            elif mode.startswith("pause-read:"):
+                first = True
+                async for msg in ws:
+                    self.emit("message", conn=conn, **describe(msg))
+                    if first:
+                        first = False
+                        self.emit("paused", conn=conn)
+                        await asyncio.sleep(float(mode[11:]))  # the fault: not reading
+                        self.emit("resumed", conn=conn)
             elif mode.startswith("send:"):
                 task = asyncio.ensure_future(reader())
                 closed = False
@@ -403,11 +418,22 @@ class Peer:
             server = await asyncio.start_server(self.raw_handler, "127.0.0.1", 0, ssl=ctx)
             port = server.sockets[0].getsockname()[1]
         else:
+            where = dict(host="127.0.0.1", port=0)
+            limits = dict(max_queue=None)
+            if self.mode.startswith("pause-read:"):
+                # back-pressure must reach the client soon: a small receive
+                # buffer (inherited by accepted sockets), one queued message
+                # and a small read limit, so a paused handler stops the reads
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.bind(("127.0.0.1", 0))
+                where = dict(sock=sock)
+                limits = dict(max_queue=1, read_limit=4096)
             server = await websockets.serve(
-                self.handler, "127.0.0.1", 0, ssl=ctx, max_size=None, max_queue=None,
-                compression=None, ping_interval=None, ping_timeout=None,
+                self.handler, ssl=ctx, max_size=None, compression=None,
+                ping_interval=None, ping_timeout=None,
                 close_timeout=self.args.close_timeout,
-                subprotocols=self.args.subprotocol or None)
+                subprotocols=self.args.subprotocol or None, **where, **limits)
             port = server.sockets[0].getsockname()[1]
         self.emit("listening", port=port, tls=ctx is not None, mode=self.mode)
         await asyncio.Event().wait()  # until killed
@@ -428,12 +454,14 @@ def main():
         ap.error("--cert and --key go together")
     known = ("echo", "record", "fragmented", "ping", "abort-midframe", "stall",
              "stall-noread", "no-upgrade")
-    if args.mode not in known and not args.mode.startswith(("send:", "close:")):
+    if args.mode not in known and not args.mode.startswith(("send:", "close:", "pause-read:")):
         ap.error("unknown mode %r" % args.mode)
     if args.mode.startswith("send:"):
         parse_spec(args.mode[5:])  # fail early on a bad spec
     if args.mode.startswith("close:"):
         int(args.mode[6:])
+    if args.mode.startswith("pause-read:"):
+        float(args.mode[11:])
     try:
         asyncio.run(Peer(args).run())
     except KeyboardInterrupt:
