@@ -7,7 +7,7 @@ CFLAGS  ?= -O2 -g
 SAN     ?=
 WARN     = -Wall -Wextra -Werror
 ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(SAN) -I.
-LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto
+LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto -pthread
 FUZZ_SECONDS ?= 30
 
 EXAMPLE_SRCS := $(wildcard examples/*.c)
