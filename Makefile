@@ -18,7 +18,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean
+.PHONY: all test check deps compile-check test-tsan fuzz demo bench size clean
 
 all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
@@ -66,6 +66,17 @@ test: deps
 	$(MAKE) check
 	$(MAKE) check CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(MAKE) test-tsan
+
+# The thread-safe calls (stws_client_post/wake) and the resolver's helper
+# thread under ThreadSanitizer: the two suites that start threads.
+TSAN_TESTS = $(BUILD)/tsan/test_threads $(BUILD)/tsan/test_resolve
+$(BUILD)/tsan/test_%: tests/test_%.c tests/impl.c stream_ws.h $(TEST_HDRS)
+	@mkdir -p $(BUILD)/tsan
+	clang $(ALL_CFLAGS) -O1 -fsanitize=thread -o $@ $< tests/impl.c -lcmocka $(LIBS)
+
+test-tsan: $(TSAN_TESTS)
+	@set -e; for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 $$t; done
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 build/fuzz/%: fuzz/%.c stream_ws.h

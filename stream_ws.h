@@ -2406,7 +2406,7 @@ static int stws__lookup_poll(stws_tcp *t, const char *host) {
     if (done && r > 0) memcpy(t->addrs, lk->addrs, (size_t)r * sizeof *lk->addrs);
     stws__mutex_unlock(&lk->mu);
     if (!done) return STWS_WANT_READ;
-    stws__lookup_abandon(t); /* taken: the thread has let go already, this frees it */
+    stws__lookup_abandon(t); /* taken: the last of the two to let go frees it */
     return r;
 }
 #endif
