@@ -43,6 +43,7 @@ compile-check: $(BUILD)/impl.o
 	    $$cc -std=$$std $(WARN) -Wpedantic -c tests/compile/decl_only.c -o $(BUILD)/compile/$$cc-$$std-decl.o; \
 	  done; \
 	  $$cc -std=c99 $(WARN) -Wpedantic $(FW_DEFS) -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-fw.o; \
+	  $$cc -std=c99 $(WARN) -Wpedantic -DSTWS_NO_THREADS -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-nothreads.o; \
 	done; \
 	for cxx in g++ clang++; do \
 	  $$cxx -std=c++11 $(WARN) -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx.o; \
@@ -53,7 +54,7 @@ compile-check: $(BUILD)/impl.o
 	bad=$$(nm -u $(BUILD)/compile/gcc-fw.o | grep -E 'mbedtls_(ctr_drbg|entropy)|getaddrinfo|poll$$|fprintf' || true); \
 	if [ -n "$$bad" ]; then echo "compile-check: the firmware set still references: $$bad"; exit 1; fi; \
 	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
-	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, exports only stws_*: ok"
+	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, no threads, exports only stws_*: ok"
 
 deps:
 	@sh tools/deps.sh

@@ -552,7 +552,8 @@ typedef struct stws_tcp_desc {
 
 typedef struct stws_tcp stws_tcp;
 /* Built-in non-blocking TCP (IPv4/IPv6, TCP_NODELAY, no SIGPIPE).  Not
-   available with STWS_NO_SOCKETS.  1 allocation. */
+   available with STWS_NO_SOCKETS.  1 allocation, and one per host-name
+   lookup by the default resolver (see stws_resolver). */
 STWS_API stws_tcp *stws_tcp_create(const stws_tcp_desc *desc);
 STWS_API void stws_tcp_destroy(stws_tcp *tcp);
 STWS_API stws_transport stws_tcp_transport(stws_tcp *tcp);
@@ -681,7 +682,8 @@ typedef struct stws_conn_desc {
    given), and each built-in transport (TCP, proxy, TLS); with a user
    transport and a random hook that is 5.  connect, reconnect and steady-state
    messaging allocate nothing more (beyond buffers growing to the largest
-   message), except inside mbedTLS's own TLS handshake. */
+   message), except inside mbedTLS's own TLS handshake and the default
+   resolver's one small record per host-name lookup (ALLOCATION). */
 STWS_API stws_conn *stws_conn_create(const stws_conn_desc *desc);
 STWS_API void stws_conn_destroy(stws_conn *conn);
 /* Start connecting (again, after CLOSED: buffers and TLS context are reused). */
@@ -699,7 +701,9 @@ STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
 /* Milliseconds until stws_conn_step() has work for a timer or buffered data:
    0 = call again now, -1 = nothing but socket readiness. */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
-/* The socket for external loops (-1 if none) and the direction it waits for. */
+/* The socket for external loops (-1 if none) and the direction it waits for;
+   while the default resolver's lookup is pending, the pipe that turns
+   readable when it ends (ask again after each step). */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
 STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
 /* Queue a message (text, binary, ping).  Only while OPEN. */
@@ -963,7 +967,8 @@ STWS_API stws_result stws_client_connect(stws_client *client);
 /* Advance without blocking (connect, auth, timers, I/O), then read events.
    Not from inside a callback (STWS_ERR_STATE). */
 STWS_API stws_result stws_client_step(stws_client *client);
-/* Wait at most timeout_ms for the socket or the next timer, then step. */
+/* Wait at most timeout_ms for the socket, the next timer or a wake
+   (stws_client_wake(), stws_client_post() from another thread), then step. */
 STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
 /* Next event or 0.  Protocol messages (connection.ok, health.check) are
    acted on here as well as delivered.  Push and pull together: with
@@ -1057,6 +1062,7 @@ STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
 #include <windows.h>
 #else
 #include <pthread.h>
+#include <signal.h>
 #endif
 #endif
 #ifndef STWS_ASSERT
@@ -2243,10 +2249,18 @@ static void stws__mutex_unlock(stws__mutex *m) { (void)pthread_mutex_unlock(m); 
 static int stws__thread_start(stws__thread_fn fn, void *arg) {
     pthread_attr_t at;
     pthread_t th;
+    sigset_t all, old;
     int r;
     if (pthread_attr_init(&at) != 0) return -1;
     r = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (r == 0) r = pthread_create(&th, &at, fn, arg);
+    /* the helper takes no signal meant for the application's threads: it
+       starts with every signal blocked (the caller's mask is restored) */
+    (void)sigfillset(&all);
+    if (r == 0) r = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (r == 0) {
+        r = pthread_create(&th, &at, fn, arg);
+        (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     (void)pthread_attr_destroy(&at);
     return r == 0 ? 0 : -1;
 }

@@ -366,7 +366,7 @@ static int sandbox(void) {
         return 0;
     }
     /* nothing mounted here may reach the machine's own namespace */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
         snprintf(sandbox_why, sizeof sandbox_why, "mount --make-rprivate /: %s", strerror(errno));
         return 0;
     }
@@ -385,7 +385,7 @@ static int sandbox(void) {
         return 0;
     }
     close(fd);
-    if (mount(path, "/etc/resolv.conf", NULL, MS_BIND, NULL) != 0) {
+    if (mount(path, "/etc/resolv.conf", "none", MS_BIND, NULL) != 0) {
         snprintf(sandbox_why, sizeof sandbox_why, "bind resolv.conf: %s", strerror(errno));
         unlink(path);
         return 0;
