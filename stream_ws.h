@@ -999,7 +999,8 @@ STWS_API int stws_client_wants(const stws_client *client);
    STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (not exactly one JSON value, RFC 8259:
    the protocol is JSON, and a server would drop the socket for it). */
 STWS_API stws_result stws_client_send(stws_client *client, const char *text, size_t len);
-/* Bytes of messages waiting in the send queue. */
+/* Bytes of messages waiting in the send queue (posted ones count from the
+   step that moved them out of the inbox). */
 STWS_API size_t stws_client_queued(const stws_client *client);
 /* Stop: close 1000 if connected, no more reconnects (also during backoff);
    a CLOSED event follows.  STWS_ERR_STATE (and no event) on a client that
@@ -1012,8 +1013,9 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 /* Thread-safe stws_client_send() (THREADING): queue one text message from any
    thread and wake the pump.  It waits in a mutex-protected inbox that the
    next step moves into the send queue, in each posting thread's order (a
-   message the queue cannot take yet stays in the inbox, in order, nothing
-   dropped); from there on it is a sent message like any other.  Refused,
+   message the queue cannot take yet, or any while the client is stopped,
+   stays in the inbox, in order, nothing dropped); from there on it is a sent
+   message like any other.  Refused,
    with nothing queued: STWS_ERR_INVALID_ARG, STWS_ERR_MESSAGE_TOO_BIG,
    STWS_ERR_INVALID_UTF8, STWS_ERR_JSON as for stws_client_send(), then
    STWS_ERR_CLOSED (the client was stopped at its last step) and
