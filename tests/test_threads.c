@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 #include "client_util.h"
 
@@ -191,6 +193,35 @@ static void test_wake_ends_a_long_poll(void **state) {
     }
 }
 
+/* The same with a socket in the poll set (the two-descriptor poll): an
+   idle socketpair end stands for the connection's socket. */
+static int idle_fds[2] = {-1, -1};
+static intptr_t idle_handle(void *ctx) {
+    (void)ctx;
+    return idle_fds[0];
+}
+
+static void test_wake_ends_a_long_poll_with_socket(void **state) {
+    pthread_t th;
+    double t0, el;
+    (void)state;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, idle_fds), 0);
+    memset(&X.d.allocator, 0, sizeof X.d.allocator);
+    X.d.transport.handle = idle_handle;
+    start_up();
+    cu_step();
+    assert_int_equal(stws_client_handle(X.c), idle_fds[0]);
+    assert_true(stws_client_timeout(X.c) > 20000);
+    t0 = mono_ms();
+    assert_int_equal(pthread_create(&th, NULL, waker, NULL), 0);
+    (void)stws_client_poll(X.c, 60000);
+    el = mono_ms() - t0;
+    pthread_join(th, NULL);
+    close(idle_fds[0]);
+    close(idle_fds[1]);
+    assert_true(el < 10000); /* without the wake: 25 s */
+}
+
 /* A wake before the poll is not lost: the poll returns at once. */
 static void test_wake_before_poll_is_kept(void **state) {
     double t0, el;
@@ -261,6 +292,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_post_from_threads_written_once_in_order, cu_setup, cu_teardown),
         cmocka_unit_test_setup_teardown(test_wake_ends_a_long_poll, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(test_wake_ends_a_long_poll_with_socket, cu_setup, cu_teardown),
         cmocka_unit_test_setup_teardown(test_wake_before_poll_is_kept, cu_setup, cu_teardown),
         cmocka_unit_test_setup_teardown(test_post_refusals_queue_nothing, cu_setup, cu_teardown),
         cmocka_unit_test_setup_teardown(test_post_before_connect_kept_in_order, cu_setup, cu_teardown),
