@@ -7,7 +7,7 @@ CFLAGS  ?= -O2 -g
 SAN     ?=
 WARN     = -Wall -Wextra -Werror
 ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(SAN) -I.
-LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto
+LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto -pthread
 FUZZ_SECONDS ?= 30
 
 EXAMPLE_SRCS := $(wildcard examples/*.c)
@@ -18,8 +18,8 @@ TEST_HDRS := $(wildcard tests/*.h) stream_ws_test.h
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean install test-packaging \
-        test-mbedtls3 test-mbedtls4
+.PHONY: all test check deps compile-check test-tsan fuzz demo bench size clean install \
+        test-packaging test-mbedtls3 test-mbedtls4
 
 # A plain `make` needs one C compiler; the compile matrix (gcc, g++, clang,
 # clang++) runs in `make check`, which `make test` runs after installing them.
@@ -46,6 +46,7 @@ compile-check: $(BUILD)/impl.o
 	    $$cc -std=$$std $(WARN) -Wpedantic -c tests/compile/decl_only.c -o $(BUILD)/compile/$$cc-$$std-decl.o; \
 	  done; \
 	  $$cc -std=c99 $(WARN) -Wpedantic $(FW_DEFS) -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-fw.o; \
+	  $$cc -std=c99 $(WARN) -Wpedantic -DSTWS_NO_THREADS -c tests/compile/impl.c -o $(BUILD)/compile/$$cc-nothreads.o; \
 	done; \
 	for cxx in g++ clang++; do \
 	  $$cxx -std=c++11 $(WARN) -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx.o; \
@@ -56,7 +57,7 @@ compile-check: $(BUILD)/impl.o
 	bad=$$(nm -u $(BUILD)/compile/gcc-fw.o | grep -E 'mbedtls_(ctr_drbg|entropy)|getaddrinfo|poll$$|fprintf' || true); \
 	if [ -n "$$bad" ]; then echo "compile-check: the firmware set still references: $$bad"; exit 1; fi; \
 	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
-	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, exports only stws_*: ok"
+	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, no threads, exports only stws_*: ok"
 
 deps:
 	@sh tools/deps.sh
@@ -69,6 +70,17 @@ test: deps
 	$(MAKE) check
 	$(MAKE) check CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(MAKE) test-tsan
+
+# The thread-safe calls (stws_client_post/wake) and the resolver's helper
+# thread under ThreadSanitizer: the two suites that start threads.
+TSAN_TESTS = $(BUILD)/tsan/test_threads $(BUILD)/tsan/test_resolve
+$(BUILD)/tsan/test_%: tests/test_%.c tests/impl.c stream_ws.h $(TEST_HDRS)
+	@mkdir -p $(BUILD)/tsan
+	clang $(ALL_CFLAGS) -O1 -fsanitize=thread -o $@ $< tests/impl.c -lcmocka $(LIBS)
+
+test-tsan: $(TSAN_TESTS)
+	@set -e; for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 $$t; done
 
 # The unit suites and the TLS integration suites against mbedTLS built from
 # source (tools/mbedtls-src.sh): 3.6 in its default config and with

@@ -16,6 +16,9 @@
            #include "stream_ws.h"
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
+       and with threads:   -pthread (the default resolver's helper thread and
+       stws_client_post(); glibc 2.34+ has them in libc, older libcs and other
+       systems need the flag; none with STWS_NO_THREADS).
        (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28, 3.x and
        4.x, switching on MBEDTLS_VERSION_NUMBER; tested with 2.28, 3.6 (also
        with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only) and 4.0, where the link
@@ -29,6 +32,11 @@
        STWS_NO_SOCKETS      no built-in TCP, poll() or default clock: give a
                             transport and a clock (firmware)
        STWS_NO_TLS          no TLS layer (wss:// then needs your transport)
+       STWS_NO_THREADS      no threads: the default resolver calls getaddrinfo()
+                            inside the step (it BLOCKS while DNS is slow: pass
+                            a resolver or a numeric host), and there is no
+                            stws_client_post()/stws_client_wake().  Implied by
+                            STWS_NO_SOCKETS.
        STWS_NO_DEFAULT_RANDOM  no built-in CTR-DRBG, so mbedTLS's entropy,
                             CTR-DRBG and AES modules are not linked: every
                             desc needs a random hook (create fails and logs
@@ -73,7 +81,12 @@
        conn then shares the client's random generator).  Buffers
        (reassembly, output, send queue) grow to the largest
        message seen, within the limits, and are reused: no allocation per
-       message, per health check or per reconnect in steady state.  mbedTLS
+       message, per health check or per reconnect in steady state, with one
+       exception: each lookup of a host name by the default resolver (once per
+       connect to a non-numeric host, threads on) makes one small allocation
+       (about 200 bytes plus the name), a helper thread and a pipe, all gone
+       when the answer has been taken or the abandoned lookup ends.  The
+       post inbox (THREADING) grows like the send queue and is reused.  mbedTLS
        allocates inside its TLS handshake and HMAC setup with its own calloc;
        the SSL context itself is made once and reset for each reconnect.
        The default random generator embeds mbedTLS's entropy context (about
@@ -85,6 +98,19 @@
        only inside the step/poll call of the object that owns them; a
        client callback may send, close or destroy its client (destroy is
        deferred to the end of the step), never step it again.
+       Exactly two functions are safe from any thread, concurrently with each
+       other and with the thread that pumps the client (not with its
+       create/destroy): stws_client_post() and stws_client_wake().  Posted
+       messages enter the send queue in the next step, in each thread's
+       order; wake makes a blocked stws_client_poll() return.  Both need
+       threads (not STWS_NO_THREADS); a post that has to grow the inbox calls
+       the allocator from the posting thread.
+       Internally, the default resolver looks host names up on a detached
+       helper thread (one per lookup, never for numeric hosts); the step
+       only asks whether the answer is in, so it never blocks on DNS.  A
+       close, destroy or reconnect while a lookup is pending abandons it:
+       the helper frees its record (with the allocator, on its own thread)
+       when getaddrinfo() returns.
 
    ERRORS
        Every fallible function returns a stws_result: 0 success, positive =
@@ -549,21 +575,28 @@ typedef struct stws_address {
 /* Name resolution hook: write up to max addresses for host into out and
    return their count (> 0), STWS_WANT_READ to be asked again on a later pump
    (an asynchronous resolver), or a negative error.  Numeric hosts never reach
-   it.  The default uses getaddrinfo(), which BLOCKS: it is the one blocking
-   step of the library.  Pass a resolver (or a numeric host) to avoid it. */
+   it.  The default runs getaddrinfo() on a helper thread (THREADING): the
+   step returns STWS_WANT_READ until the answer is in, the connect timeout
+   still counts, and meanwhile the transport's handle is a pipe that turns
+   readable when the answer arrives (poll it like the socket; the socket
+   replaces it once the lookup is done).  With STWS_NO_THREADS the default
+   calls getaddrinfo() in the step, which BLOCKS while DNS is slow or down:
+   pass a resolver (or a numeric host) to avoid it. */
 typedef struct stws_resolver {
     int (*resolve)(const char *host, stws_address *out, int max, void *user_data);
     void *user_data;
 } stws_resolver;
 
 typedef struct stws_tcp_desc {
-    stws_resolver resolver;    /* default: getaddrinfo (blocking) */
+    stws_resolver resolver;    /* default: getaddrinfo on a helper thread
+                                  (blocking in the step with STWS_NO_THREADS) */
     stws_allocator allocator;
 } stws_tcp_desc;
 
 typedef struct stws_tcp stws_tcp;
 /* Built-in non-blocking TCP (IPv4/IPv6, TCP_NODELAY, no SIGPIPE).  Not
-   available with STWS_NO_SOCKETS.  1 allocation. */
+   available with STWS_NO_SOCKETS.  1 allocation, and one per host-name
+   lookup by the default resolver (see stws_resolver). */
 STWS_API stws_tcp *stws_tcp_create(const stws_tcp_desc *desc);
 STWS_API void stws_tcp_destroy(stws_tcp *tcp);
 STWS_API stws_transport stws_tcp_transport(stws_tcp *tcp);
@@ -701,7 +734,8 @@ typedef struct stws_conn_desc {
    given), and each built-in transport (TCP, proxy, TLS); with a user
    transport and a random hook that is 5.  connect, reconnect and steady-state
    messaging allocate nothing more (beyond buffers growing to the largest
-   message), except inside mbedTLS's own TLS handshake. */
+   message), except inside mbedTLS's own TLS handshake and the default
+   resolver's one small record per host-name lookup (ALLOCATION). */
 STWS_API stws_conn *stws_conn_create(const stws_conn_desc *desc);
 /* Free everything.  Inside on_event it is deferred: no callback runs after
    it and the step frees the conn on its way out (STWS_ERR_CLOSED). */
@@ -739,7 +773,9 @@ STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
 /* Milliseconds until stws_conn_step() has work for a timer or buffered data:
    0 = call again now, -1 = nothing but socket readiness (see stws_conn_step). */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
-/* The socket for external loops (-1 if none) and the direction it waits for. */
+/* The socket for external loops (-1 if none) and the direction it waits for;
+   while the default resolver's lookup is pending, the pipe that turns
+   readable when it ends (ask again after each step). */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
 /* A number that changes whenever the socket behind stws_conn_handle() is
    replaced or closed, even when the new socket has the old number: register
@@ -1012,8 +1048,9 @@ STWS_API stws_result stws_client_connect(stws_client *client);
 /* Advance without blocking (connect, auth, timers, I/O), then read events.
    Not from inside a callback (STWS_ERR_STATE). */
 STWS_API stws_result stws_client_step(stws_client *client);
-/* Wait for the socket or the next timer (health check, dead timer, backoff,
-   watchdog), whichever first, at most timeout_ms (negative = no limit of the
+/* Wait for the socket, the next timer (health check, dead timer, backoff,
+   watchdog) or a wake (stws_client_wake(), stws_client_post() from another
+   thread), whichever first, at most timeout_ms (negative = no limit of the
    caller's), then step; as stws_conn_poll.  In backoff, with no socket, it
    sleeps until the backoff timer (real milliseconds from desc.clock). */
 STWS_API stws_result stws_client_poll(stws_client *client, int timeout_ms);
@@ -1049,7 +1086,8 @@ STWS_API unsigned stws_client_socket_generation(const stws_client *client);
    STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (not exactly one JSON value, RFC 8259:
    the protocol is JSON, and a server would drop the socket for it). */
 STWS_API stws_result stws_client_send(stws_client *client, const char *text, size_t len);
-/* Bytes of messages waiting in the send queue. */
+/* Bytes of messages waiting in the send queue (posted ones count from the
+   step that moved them out of the inbox). */
 STWS_API size_t stws_client_queued(const stws_client *client);
 /* Stop: close 1000 if connected, no more reconnects (also during backoff);
    a CLOSED event follows.  STWS_ERR_STATE (and no event) on a client that
@@ -1057,6 +1095,27 @@ STWS_API size_t stws_client_queued(const stws_client *client);
 STWS_API stws_result stws_client_close(stws_client *client);
 /* The current connection_id ("" when not connected). */
 STWS_API const char *stws_client_connection_id(const stws_client *client);
+
+#if !defined(STWS_NO_THREADS) && !defined(STWS_NO_SOCKETS)
+/* Thread-safe stws_client_send() (THREADING): queue one text message from any
+   thread and wake the pump.  It waits in a mutex-protected inbox that the
+   next step moves into the send queue, in each posting thread's order (a
+   message the queue cannot take yet, or any while the client is stopped,
+   stays in the inbox, in order, nothing dropped); from there on it is a sent
+   message like any other.  Refused,
+   with nothing queued: STWS_ERR_INVALID_ARG, STWS_ERR_MESSAGE_TOO_BIG,
+   STWS_ERR_INVALID_UTF8, STWS_ERR_JSON as for stws_client_send(), then
+   STWS_ERR_CLOSED (the client was stopped at its last step) and
+   STWS_ERR_QUEUE_FULL (inbox plus the send queue as of the last step would
+   pass send_queue_limit). */
+STWS_API stws_result stws_client_post(stws_client *client, const char *text, size_t len);
+/* Make a stws_client_poll() that is waiting (or the next one) return at
+   once; safe from any thread.  For external loops: stws_client_wake_handle(). */
+STWS_API void stws_client_wake(stws_client *client);
+/* The read end of the wake pipe (-1 if none): add it to an external loop's
+   poll set for reading; the next step empties it. */
+STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
+#endif
 
 #ifdef __cplusplus
 } /* extern "C" */
@@ -1085,6 +1144,15 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#endif
+#if !defined(STWS_NO_THREADS) && !defined(STWS_NO_SOCKETS)
+#define STWS__THREADS 1
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <pthread.h>
+#include <signal.h>
+#endif
 #endif
 #ifndef STWS_ASSERT
 #include <assert.h>
@@ -2396,14 +2464,101 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
 }
 
 
+/* ==== threads: a private layer (POSIX threads, or Win32) ================= */
+/* Only two users: the default resolver's helper thread (one per host-name
+   lookup, detached) and the client's post inbox.  A platform needs these
+   few functions: a mutex, a detached thread, and a "notify" pair of handles
+   whose read end a poll set can wait on (a pipe on POSIX; none on Win32,
+   where WSAPoll takes only sockets: the handle is then -1). */
+#ifdef STWS__THREADS
+#ifdef _WIN32
+typedef SRWLOCK stws__mutex;
+#define STWS__THREAD_FN(name, arg) DWORD WINAPI name(LPVOID arg)
+#define STWS__THREAD_RETURN return 0
+typedef LPTHREAD_START_ROUTINE stws__thread_fn;
+static int stws__mutex_init(stws__mutex *m) { InitializeSRWLock(m); return 0; }
+static void stws__mutex_destroy(stws__mutex *m) { (void)m; }
+static void stws__mutex_lock(stws__mutex *m) { AcquireSRWLockExclusive(m); }
+static void stws__mutex_unlock(stws__mutex *m) { ReleaseSRWLockExclusive(m); }
+static int stws__thread_start(stws__thread_fn fn, void *arg) {
+    HANDLE h = CreateThread(NULL, 0, fn, arg, 0, NULL);
+    if (!h) return -1;
+    CloseHandle(h); /* detached */
+    return 0;
+}
+static int stws__notify_open(int fds[2]) { fds[0] = fds[1] = -1; return 0; }
+static void stws__notify_signal(int fd) { (void)fd; }
+static void stws__notify_drain(int fd) { (void)fd; }
+static void stws__notify_close(int fds[2]) { fds[0] = fds[1] = -1; }
+#else
+typedef pthread_mutex_t stws__mutex;
+#define STWS__THREAD_FN(name, arg) void *name(void *arg)
+#define STWS__THREAD_RETURN return NULL
+typedef void *(*stws__thread_fn)(void *);
+static int stws__mutex_init(stws__mutex *m) { return pthread_mutex_init(m, NULL) == 0 ? 0 : -1; }
+static void stws__mutex_destroy(stws__mutex *m) { (void)pthread_mutex_destroy(m); }
+static void stws__mutex_lock(stws__mutex *m) { (void)pthread_mutex_lock(m); }
+static void stws__mutex_unlock(stws__mutex *m) { (void)pthread_mutex_unlock(m); }
+static int stws__thread_start(stws__thread_fn fn, void *arg) {
+    pthread_attr_t at;
+    pthread_t th;
+    sigset_t all, old;
+    int r;
+    if (pthread_attr_init(&at) != 0) return -1;
+    r = pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    /* the helper takes no signal meant for the application's threads: it
+       starts with every signal blocked (the caller's mask is restored) */
+    (void)sigfillset(&all);
+    if (r == 0) r = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (r == 0) {
+        r = pthread_create(&th, &at, fn, arg);
+        (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    (void)pthread_attr_destroy(&at);
+    return r == 0 ? 0 : -1;
+}
+/* A non-blocking, close-on-exec pipe: one byte in it means "look again". */
+static int stws__notify_open(int fds[2]) {
+    int i;
+    if (pipe(fds) != 0) {
+        fds[0] = fds[1] = -1;
+        return -1;
+    }
+    for (i = 0; i < 2; i++) {
+        (void)fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL, 0) | O_NONBLOCK);
+        (void)fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+static void stws__notify_signal(int fd) {
+    unsigned char b = 1;
+    ssize_t n;
+    do n = write(fd, &b, 1); while (n < 0 && errno == EINTR); /* full: already signalled */
+}
+static void stws__notify_drain(int fd) {
+    unsigned char b[64];
+    ssize_t n;
+    do n = read(fd, b, sizeof b); while (n > 0 || (n < 0 && errno == EINTR));
+}
+static void stws__notify_close(int fds[2]) {
+    if (fds[0] >= 0) close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
+    fds[0] = fds[1] = -1;
+}
+#endif
+#endif /* STWS__THREADS */
+
 /* ==== transport: TCP ====================================================== */
 #ifndef STWS_NO_SOCKETS
 
 #define STWS__MAX_ADDRS 8
 
+typedef struct stws__lookup stws__lookup;
+
 struct stws_tcp {
     stws_allocator alloc;
     stws_resolver resolver;
+    stws__lookup *lookup;      /* the default resolver's pending lookup, or NULL */
     int fd;
     int connecting;            /* a non-blocking connect is in flight */
     int naddr, ai;             /* resolved addresses, the one being tried */
@@ -2437,12 +2592,104 @@ static int stws__default_resolve(const char *host, stws_address *out, int max, v
     return n ? n : STWS_ERR_RESOLVE;
 }
 
+#ifdef STWS__THREADS
+/* One host-name lookup on a detached helper thread, so the step never waits
+   for DNS (issue 11).  The record is shared by the transport and the thread;
+   each holds a reference and the last one to let go frees it, so a
+   transport that closes (destroy, reconnect, connect timeout) while the
+   lookup is pending just lets go: the thread finishes getaddrinfo(), which
+   cannot be cancelled safely, and frees the record itself. */
+struct stws__lookup {
+    stws__mutex mu;
+    int refs;                   /* under mu: transport + thread */
+    int done, result;           /* under mu: result is a count or an error */
+    stws_address addrs[STWS__MAX_ADDRS]; /* under mu */
+    int fds[2];                 /* notify pair: readable once done (fixed after start) */
+    stws_allocator alloc;
+    char host[1];               /* the name, allocated to fit (fixed after start) */
+};
+
+static void stws__lookup_release(stws__lookup *lk) {
+    int left;
+    stws_allocator a;
+    stws__mutex_lock(&lk->mu);
+    left = --lk->refs;
+    stws__mutex_unlock(&lk->mu);
+    if (left) return;
+    a = lk->alloc;
+    stws__notify_close(lk->fds);
+    stws__mutex_destroy(&lk->mu);
+    stws__free(&a, lk);
+}
+
+static STWS__THREAD_FN(stws__lookup_main, arg) {
+    stws__lookup *lk = (stws__lookup *)arg;
+    stws_address out[STWS__MAX_ADDRS];
+    int r = stws__default_resolve(lk->host, out, STWS__MAX_ADDRS, NULL);
+    stws__mutex_lock(&lk->mu);
+    if (r > 0) memcpy(lk->addrs, out, (size_t)r * sizeof *out);
+    lk->result = r;
+    lk->done = 1;
+    if (lk->fds[1] >= 0) stws__notify_signal(lk->fds[1]);
+    stws__mutex_unlock(&lk->mu);
+    stws__lookup_release(lk);
+    STWS__THREAD_RETURN;
+}
+
+/* Let a pending lookup go (nothing if none). */
+static void stws__lookup_abandon(stws_tcp *t) {
+    if (!t->lookup) return;
+    stws__lookup_release(t->lookup);
+    t->lookup = NULL;
+}
+
+/* Start a lookup of host, or collect the one pending: the address count,
+   STWS_WANT_READ while it runs, or an error. */
+static int stws__lookup_poll(stws_tcp *t, const char *host) {
+    stws__lookup *lk = t->lookup;
+    int done, r;
+    if (lk && strcmp(lk->host, host) != 0) stws__lookup_abandon(t); /* another host now */
+    if (!t->lookup) {
+        size_t n = strlen(host);
+        lk = (stws__lookup *)stws__alloc(&t->alloc, sizeof *lk + n);
+        if (!lk) return STWS_ERR_NOMEM;
+        memset(lk, 0, sizeof *lk);
+        lk->alloc = t->alloc;
+        memcpy(lk->host, host, n + 1);
+        lk->refs = 2;
+        if (stws__mutex_init(&lk->mu) != 0) {
+            stws__free(&t->alloc, lk);
+            return STWS_ERR_RESOLVE;
+        }
+        if (stws__notify_open(lk->fds) != 0 || stws__thread_start(stws__lookup_main, lk) != 0) {
+            stws__notify_close(lk->fds);
+            stws__mutex_destroy(&lk->mu);
+            stws__free(&t->alloc, lk);
+            return STWS_ERR_RESOLVE; /* out of threads or descriptors: the caller retries */
+        }
+        t->lookup = lk;
+        return STWS_WANT_READ;
+    }
+    stws__mutex_lock(&lk->mu);
+    done = lk->done;
+    r = lk->result;
+    if (done && r > 0) memcpy(t->addrs, lk->addrs, (size_t)r * sizeof *lk->addrs);
+    stws__mutex_unlock(&lk->mu);
+    if (!done) return STWS_WANT_READ;
+    stws__lookup_abandon(t); /* taken: the last of the two to let go frees it */
+    return r;
+}
+#endif
+
 static void stws__tcp_close(void *ctx) {
     stws_tcp *t = (stws_tcp *)ctx;
     if (t->fd >= 0) close(t->fd);
     t->fd = -1;
     t->connecting = 0;
     t->naddr = 0;
+#ifdef STWS__THREADS
+    stws__lookup_abandon(t);
+#endif
 }
 
 /* Note why the connect to addrs[ai] failed (errno err), for the error
@@ -2515,6 +2762,10 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
             t->addrs[0].family = 6;
             t->naddr = 1;
         } else {
+#ifdef STWS__THREADS
+            if (t->resolver.resolve == stws__default_resolve) r = stws__lookup_poll(t, host);
+            else
+#endif
             r = t->resolver.resolve(host, t->addrs, STWS__MAX_ADDRS, t->resolver.user_data);
             if (r == STWS_WANT_READ || r == STWS_WANT_WRITE) return r;
             if (r <= 0) return r < 0 ? r : STWS_ERR_RESOLVE;
@@ -2581,7 +2832,13 @@ static int stws__tcp_recv(void *ctx, unsigned char *buf, size_t len) {
     return STWS_ERR_IO;
 }
 
-static intptr_t stws__tcp_handle(void *ctx) { return ((stws_tcp *)ctx)->fd; }
+static intptr_t stws__tcp_handle(void *ctx) {
+    stws_tcp *t = (stws_tcp *)ctx;
+#ifdef STWS__THREADS
+    if (t->fd < 0 && t->lookup) return t->lookup->fds[0]; /* readable when the answer is in */
+#endif
+    return t->fd;
+}
 
 stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
     stws_allocator a = stws__allocator_def(desc ? &desc->allocator : NULL);
@@ -5388,6 +5645,18 @@ struct stws_client {
     uint8_t *q;
     size_t q_cap, q_len, q_moved; /* q_moved: bytes of entries handed to the codec */
     size_t q_payload;           /* sum of entry lengths (the limit counts these) */
+#ifdef STWS__THREADS
+    /* stws_client_post()'s inbox: entries as in q (4-byte length, the text),
+       moved into q by the step; every field under in_mu */
+    stws__mutex in_mu;
+    int in_mu_ok;               /* in_mu was initialised (fixed after create) */
+    uint8_t *in;
+    size_t in_cap, in_len, in_payload;
+    size_t in_q_payload;        /* q_payload as the last step left it */
+    int in_stopped;             /* the client was stopped at the last step */
+    int wake_pending;           /* a byte is in the wake pipe */
+    int wake_fds[2];            /* notify pair (fixed after create) */
+#endif
 
     /* lifecycle events waiting for delivery, each with its own reason text */
     stws_client_event pending[8];
@@ -5664,9 +5933,23 @@ static void stws__queue_pump(stws_client *c) {
     }
 }
 
+/* The checks of stws_client_send() that depend on the text alone. */
+static stws_result stws__send_check_text(const char *text, size_t len) {
+    uint32_t st = 0;
+    if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
+    {
+        stws__json_info info; /* the reader's strict one-pass check, no tokens */
+        if (!len || stws__json_scan(text, len, (size_t)-1, STWS__JSON_MAX_NESTING, &info) != STWS_OK)
+            return STWS_ERR_JSON;
+    }
+    return STWS_OK;
+}
+
+/* Append a checked message to the send queue. */
+static stws_result stws__queue_append(stws_client *c, const char *text, size_t len);
+
 stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
-    uint32_t st = 0, n32;
-    uint64_t zero = 0;
+    stws_result r;
     if (!c || (!text && len) || len > 0xFFFFFFFFu) return STWS_ERR_INVALID_ARG;
     if (c->state == STWS__C_STOPPED) return STWS_ERR_CLOSED;
     /* the codec takes a message only if its frame (header <= 14 bytes) fits
@@ -5674,12 +5957,15 @@ stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
        forever, blocking every later message */
     if (len > STWS_DEFAULT_MAX_OUTPUT_SIZE - 14) return STWS_ERR_MESSAGE_TOO_BIG;
     if (c->q_payload + len > c->queue_limit) return STWS_ERR_QUEUE_FULL;
-    if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
-    {
-        stws__json_info info; /* the reader's strict one-pass check, no tokens */
-        if (!len || stws__json_scan(text, len, (size_t)-1, STWS__JSON_MAX_NESTING, &info) != STWS_OK)
-            return STWS_ERR_JSON;
-    }
+    if ((r = stws__send_check_text(text, len)) != STWS_OK) return r;
+    if ((r = stws__queue_append(c, text, len)) != STWS_OK) return r;
+    stws__queue_pump(c);
+    return STWS_OK;
+}
+
+static stws_result stws__queue_append(stws_client *c, const char *text, size_t len) {
+    uint32_t n32;
+    uint64_t zero = 0;
     if (c->q_cap - c->q_len < STWS__QHDR + len) {
         size_t want = STWS__MAX(c->q_len + STWS__QHDR + len, c->q_cap * 2);
         uint8_t *nq;
@@ -5697,9 +5983,87 @@ stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
     if (len) memcpy(c->q + c->q_len + STWS__QHDR, text, len);
     c->q_len += STWS__QHDR + len;
     c->q_payload += len;
-    stws__queue_pump(c);
     return STWS_OK;
 }
+
+#ifdef STWS__THREADS
+stws_result stws_client_post(stws_client *c, const char *text, size_t len) {
+    stws_result r;
+    uint32_t n32 = (uint32_t)len;
+    if (!c || (!text && len) || len > 0xFFFFFFFFu) return STWS_ERR_INVALID_ARG;
+    if (len > STWS_DEFAULT_MAX_OUTPUT_SIZE - 14) return STWS_ERR_MESSAGE_TOO_BIG;
+    /* outside the lock: posters check their texts in parallel */
+    if ((r = stws__send_check_text(text, len)) != STWS_OK) return r;
+    stws__mutex_lock(&c->in_mu);
+    if (c->in_stopped) r = STWS_ERR_CLOSED;
+    else if (c->in_q_payload + c->in_payload + len > c->queue_limit) r = STWS_ERR_QUEUE_FULL;
+    else if (c->in_cap - c->in_len < 4 + len) {
+        /* grows like the send queue, and is reused: no allocation per message */
+        size_t want = STWS__MAX(c->in_len + 4 + len, c->in_cap * 2);
+        uint8_t *ni;
+        if (want < 4096) want = 4096;
+        ni = (uint8_t *)stws__alloc(&c->alloc, want);
+        if (!ni) r = STWS_ERR_NOMEM;
+        else {
+            if (c->in_len) memcpy(ni, c->in, c->in_len);
+            stws__free(&c->alloc, c->in);
+            c->in = ni;
+            c->in_cap = want;
+        }
+    }
+    if (r == STWS_OK) {
+        memcpy(c->in + c->in_len, &n32, 4);
+        if (len) memcpy(c->in + c->in_len + 4, text, len);
+        c->in_len += 4 + len;
+        c->in_payload += len;
+        if (!c->wake_pending && c->wake_fds[1] >= 0) {
+            c->wake_pending = 1;
+            stws__notify_signal(c->wake_fds[1]);
+        }
+    }
+    stws__mutex_unlock(&c->in_mu);
+    return r;
+}
+
+void stws_client_wake(stws_client *c) {
+    if (!c) return;
+    stws__mutex_lock(&c->in_mu);
+    if (!c->wake_pending && c->wake_fds[1] >= 0) {
+        c->wake_pending = 1;
+        stws__notify_signal(c->wake_fds[1]);
+    }
+    stws__mutex_unlock(&c->in_mu);
+}
+
+intptr_t stws_client_wake_handle(const stws_client *c) { return c ? c->wake_fds[0] : -1; }
+
+/* In the step: empty the wake pipe, move what the queue can take from the
+   inbox (in order; the rest waits there), and leave the state posters check. */
+static void stws__inbox_move(stws_client *c) {
+    size_t off = 0, moved = 0;
+    stws__mutex_lock(&c->in_mu);
+    if (c->wake_pending) {
+        stws__notify_drain(c->wake_fds[0]);
+        c->wake_pending = 0;
+    }
+    while (c->state != STWS__C_STOPPED && off < c->in_len) {
+        uint32_t n;
+        memcpy(&n, c->in + off, 4);
+        if (c->q_payload + n > c->queue_limit) break; /* the pump's own sends filled it */
+        if (stws__queue_append(c, (const char *)c->in + off + 4, n) != STWS_OK) break;
+        off += 4 + (size_t)n;
+        moved += n;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+        c->in_payload -= moved;
+    }
+    c->in_q_payload = c->q_payload;
+    c->in_stopped = c->state == STWS__C_STOPPED;
+    stws__mutex_unlock(&c->in_mu);
+}
+#endif
 
 size_t stws_client_queued(const stws_client *c) { return c ? c->q_payload : 0; }
 
@@ -6014,6 +6378,9 @@ static stws_result stws__client_step(stws_client *c) {
     uint64_t now;
     if (c->rc_due) stws__client_reconnecting(c); /* the pull API saw the socket end */
     if (c->doomed) return STWS_ERR_CLOSED;
+#ifdef STWS__THREADS
+    stws__inbox_move(c);
+#endif
     now = stws__cnow(c);
     switch (c->state) {
     case STWS__C_BACKOFF:
@@ -6085,6 +6452,21 @@ int stws_client_wants(const stws_client *c) {
 }
 
 #ifndef STWS_NO_SOCKETS
+/* Fill pfd with the wake pipe's read end: 1, or 0 when there is none. */
+static nfds_t stws__client_wake_pollfd(const stws_client *c, struct pollfd *pfd) {
+#ifdef STWS__THREADS
+    if (c->wake_fds[0] >= 0) {
+        pfd->fd = c->wake_fds[0];
+        pfd->events = POLLIN;
+        pfd->revents = 0;
+        return 1;
+    }
+#endif
+    (void)c;
+    (void)pfd;
+    return 0;
+}
+
 stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     int t;
     intptr_t h;
@@ -6092,14 +6474,15 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     t = stws__sooner(stws_client_timeout(c), timeout_ms); /* see stws_conn_poll */
     h = stws_client_handle(c);
     if (t != 0 && h >= 0) {
-        struct pollfd pfd;
+        struct pollfd pfd[2];
         int wants = stws_client_wants(c);
-        pfd.fd = (int)h;
-        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
-        pfd.revents = 0;
-        (void)poll(&pfd, 1, t);
+        pfd[0].fd = (int)h;
+        pfd[0].events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
+        pfd[0].revents = 0;
+        (void)poll(pfd, stws__client_wake_pollfd(c, &pfd[1]) + 1, t);
     } else if (t > 0) {
-        (void)poll(NULL, 0, t); /* backoff: nothing to watch but the timer */
+        struct pollfd pfd; /* backoff: nothing to watch but the timer (and a wake) */
+        (void)poll(&pfd, stws__client_wake_pollfd(c, &pfd), t);
     }
     return stws_client_step(c);
 }
@@ -6216,6 +6599,16 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->alloc = a;
     c->log = lg;
     c->clock = desc->clock;
+#ifdef STWS__THREADS
+    c->wake_fds[0] = c->wake_fds[1] = -1;
+    if (stws__mutex_init(&c->in_mu) != 0) {
+        stws__log(&lg, STWS_LOG_ERROR, "client: cannot make the post inbox's mutex");
+        goto fail;
+    }
+    c->in_mu_ok = 1;
+    if (stws__notify_open(c->wake_fds) != 0) /* no wake: stws_client_poll() waits for its timeout */
+        stws__log(&lg, STWS_LOG_WARN, "client: no wake pipe (out of descriptors?)");
+#endif
 #ifndef STWS_NO_SOCKETS
     if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
     if (!c->clock.unix_s) c->clock.unix_s = stws__default_unix_s;
@@ -6349,6 +6742,12 @@ static void stws__client_free(stws_client *c) {
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
     stws__free(&a, c->q);
+#ifdef STWS__THREADS
+    if (c->in_mu_ok) stws__mutex_destroy(&c->in_mu);
+    stws__notify_close(c->wake_fds);
+    if (c->in) mbedtls_platform_zeroize(c->in, c->in_cap);
+    stws__free(&a, c->in);
+#endif
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }

@@ -221,6 +221,18 @@ class StwsTest(unittest.TestCase):
             self.assertEqual(h.get("sec-websocket-version"), ["13"])
             self.assertEqual(len(base64.b64decode(h["sec-websocket-key"][0], validate=True)), 16)
 
+    def test_cat_to_localhost(self):
+        """A host name (resolved by the default resolver on its helper thread,
+        issue 11) still connects: ws://localhost:PORT/ to a 127.0.0.1 peer."""
+        with peers.ws_server("echo") as p:
+            with peers.stws_process(["cat", "ws://localhost:%d/" % p.port]) as s:
+                s.write("via localhost\n")
+                self.assertEqual(s.wait_lines(1), ["via localhost"])
+                s.close_stdin()
+                r = s.wait()
+            self.assertExit0(r, p)
+            self.assertClosed(p, 1000, client_first=True)
+
     def test_connection_refused(self):
         port = peers.free_port()
         r = peers.run_stws(["cat", "ws://127.0.0.1:%d/" % port, "--timeout", "5"], input=b"x\n")
