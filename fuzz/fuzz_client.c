@@ -66,6 +66,7 @@
 #define FZ_MAX_MSGS 2048
 #define FZ_MAX_OPS 600
 #define FZ_BIG 70000
+#define FZ_JWT "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiYWxpY2UifQ."
 
 /* ---- small buffers --------------------------------------------------------- */
 
@@ -149,6 +150,8 @@ static struct fz {
     uint32_t next_id;
     size_t undelivered;         /* bytes of m[nd..nm) */
     int in_step;
+    unsigned cfg2;              /* the second configuration byte */
+    int fetches;
 
     long allocs, live;
     long tot_acc, tot_del, tot_ev, tot_ok; /* for FZ_STATS=1 */
@@ -480,6 +483,9 @@ static void tr_close(void *ctx) {
 
 /* ---- events ---------------------------------------------------------------- */
 
+static void fz_send_msg(unsigned v);
+static int fz_kf2_state(void);
+
 static long fz_json_int(const stws_client_event *ev, const char *key) {
     char pat[32];
     const char *p;
@@ -527,6 +533,38 @@ static void fz_on_event(stws_client *c, const stws_client_event *ev, void *u) {
     (void)u;
     CHECK(F.in_step, "push callback outside stws_client_step()");
     fz_event(ev);
+    /* the app reacts from inside the pump: sends, or closes (cfg2 bit 1) */
+    if ((F.cfg2 & 2) && fz_chance(3)) fz_send_msg(fz_rand() % 200);
+    if ((F.cfg2 & 2) && fz_chance(1) && (fz_rand() & 7) == 0 && !fz_kf2_state()) (void)stws_client_close(F.c);
+}
+
+/* Token provider (cfg2 bit 0): a JWT-shaped token, now and then a failure. */
+static int fz_fetch(char *buf, size_t cap, void *u) {
+    (void)u;
+    CHECK(F.in_step, "token provider called outside stws_client_step()");
+    F.fetches++;
+    if (fz_chance(2)) return -1;
+    return snprintf(buf, cap, FZ_JWT "c2ln%d", F.fetches);
+}
+
+/* on_reconnecting (cfg2 bit 2): go on, stop, close, or change token/URL. */
+static int fz_reconnecting(stws_client *c, int attempt, int delay_ms, stws_reconnect_ctl *ctl, void *u) {
+    static char tok[128];
+    unsigned v = fz_rand() % 32;
+    (void)c;
+    (void)u;
+    CHECK(F.in_step, "on_reconnecting outside stws_client_step()");
+    CHECK(attempt >= 1 && delay_ms >= 0, "on_reconnecting: attempt %d, delay %d", attempt, delay_ms);
+    if (v == 0) return 1;
+    if (v == 1 && !fz_kf2_state()) (void)stws_client_close(F.c);
+    if (v == 2) {
+        snprintf(tok, sizeof tok, FZ_JWT "bmV3%d", attempt);
+        ctl->token = tok;
+    }
+    if (v == 3) ctl->token = "not a jwt";
+    if (v == 4) ctl->url = "ws://127.0.0.1:8081/api/v2/connect?api_key=key123";
+    if (v == 5) ctl->url = "http://bad url";
+    return 0;
 }
 
 static void fz_pull(int max) {
@@ -580,7 +618,16 @@ static void fz_create(unsigned cfg) {
     F.d.url = (cfg & 8) ? "ws://127.0.0.1:8080/api/v2/connect?x=1" : "ws://127.0.0.1:8080/api/v2/connect";
     F.d.api_key = "key123";
     F.d.user_id = "alice";
-    F.d.token = "a.b.c";
+    F.cfg2 = fz_u8();
+    if (F.cfg2 & 1) {
+        F.d.token_provider.fetch = fz_fetch;
+    } else {
+        F.d.token = FZ_JWT "c2ln";
+    }
+    if (F.cfg2 & 4) F.d.on_reconnecting = fz_reconnecting;
+    if (F.cfg2 & 8) F.d.max_message_size = 300; /* bigger server events end the socket (1009) */
+    if (F.cfg2 & 16) F.d.watchdog_ms = 2000;
+    if (F.cfg2 & 32) F.d.dead_timeout_ms = 3000;
     F.d.transport.open = tr_open;
     F.d.transport.send = tr_send;
     F.d.transport.recv = tr_recv;
@@ -703,6 +750,18 @@ static void fz_srv_op(unsigned op) {
     case 8: /* a binary frame (ignored by the client) */
         fz_frame(&s->in, 0x82, "\x01\x02", 2);
         break;
+    case 10: { /* a big event (the receive buffer grows; or past max_message_size) */
+        size_t n = (fz_u8() & 1) ? 70000 : 1000, h;
+        char *big = (char *)malloc(n + 128);
+        if (!big) abort();
+        h = (size_t)snprintf(big, 128, "{\"type\":\"big.event\",\"sock\":%d,\"seq\":%d,\"pad\":\"", k,
+                             s->seq_push++);
+        memset(big + h, 'y', n);
+        memcpy(big + h + n, "\"}", 3);
+        fz_frame(&s->in, 0x81, big, h + n + 2);
+        free(big);
+        break;
+    }
     case 9: /* end of stream or a transport error after what is queued */
         s->in_end = (fz_u8() & 1) ? 1 : 2;
         break;
@@ -736,13 +795,19 @@ static void fz_send_msg(unsigned v) {
     fz_check_queue(1);
 }
 
-static void fz_close(void) {
-    fz_sock *s = fz_last();
-    if (!F.c) return;
+/* The state of KNOWN_FINDING_2: the current socket's transport closed and
+   its DISCONNECTED/CLOSED not delivered yet (its CLOSE not processed). */
+static int fz_kf2_state(void) {
 #if KNOWN_FINDING_2
-    if (!F.push && s && s->inst == F.inst && s->closed && !s->lifecycle_done) return;
+    fz_sock *s = fz_last();
+    return s && s->inst == F.inst && s->closed && !s->lifecycle_done;
+#else
+    return 0;
 #endif
-    (void)s;
+}
+
+static void fz_close(void) {
+    if (!F.c || fz_kf2_state()) return;
     (void)stws_client_close(F.c);
     fz_check_queue(0);
 }
@@ -847,7 +912,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 11: fz_srv_op(2); break;
         case 12: fz_srv_op(3); break;
         case 13: fz_srv_op(4); break;
-        case 14: fz_srv_op(5 + fz_u8() % 5); break;
+        case 14: fz_srv_op(5 + fz_u8() % 6); break;
         case 15: fz_knobs(); break;
         case 16: fz_calm(); break;
         case 17: fz_close(); break;

@@ -111,14 +111,17 @@ HANDSHAKE = {
 
 # fuzz_client seeds are programs (see fuzz/fuzz_client.c): two PRNG bytes,
 # a configuration byte (bit 0 push delivery, 1 small queue limit, 2
-# max_attempts 3, 4 fast health checks, 5 connect at once), then ops.
+# max_attempts 3, 3 URL with a query, 4 fast health checks, 5 connect at
+# once), a second one (bit 0 token provider, 1 sends and closes from push
+# callbacks, 2 on_reconnecting, 3 max_message_size 300, 4 watchdog 2 s,
+# 5 dead timer 3 s), then ops.
 C_STEP, C_TIME, C_SEND, C_OK, C_EV, C_HEALTH, C_ERR, C_CLOSEF, C_MISC = 0, 3, 4, 7, 9, 11, 12, 13, 14
 C_KNOBS, C_CALM, C_CLOSE, C_CONNECT, C_RECREATE, C_PULL, C_PULL1, C_STEPPULL = 15, 16, 17, 18, 19, 20, 22, 23
-M_PING, M_FRAG, M_GARBAGE, M_BINARY, M_END = 0, 1, 2, 3, 4
+M_PING, M_FRAG, M_GARBAGE, M_BINARY, M_END, M_BIG = 0, 1, 2, 3, 4, 5
 
 
-def prog(cfg, *ops, rng=(0x12, 0x34)):
-    return bytes(rng) + bytes([cfg]) + bytes(b for op in ops for b in op)
+def prog(cfg, *ops, rng=(0x12, 0x34), cfg2=0):
+    return bytes(rng) + bytes([cfg, cfg2]) + bytes(b for op in ops for b in op)
 
 
 def steps(n=8):
@@ -148,7 +151,7 @@ CLIENT = {
                           (C_STEPPULL,), *up(), (C_STEPPULL,)),
     "close_after_eof": prog(0x20, *up(), (C_SEND, 5), (C_MISC, M_END, 1), steps(2), (C_CLOSE,),
                             (C_PULL,), (C_CONNECT,), *up(), (C_SEND, 8), steps()),
-    "recreate": prog(0x20, *up(), (C_SEND, 5), (C_RECREATE, 0x23), *up(), (C_SEND, 9), steps(), (C_PULL,)),
+    "recreate": prog(0x20, *up(), (C_SEND, 5), (C_RECREATE, 0x23, 0x00), *up(), (C_SEND, 9), steps(), (C_PULL,)),
     "conn_error_retry": prog(0x20, steps(), (C_ERR, 7), (C_STEPPULL,), (C_STEPPULL,), (C_TIME, 7),
                              *up(), (C_SEND, 3), steps()),
     "conn_error_fatal": prog(0x24, steps(), (C_ERR, 3), (C_STEPPULL,), (C_SEND, 3), (C_CONNECT,), *up()),
@@ -160,6 +163,12 @@ CLIENT = {
                    (C_STEPPULL,), (C_TIME, 7), (C_STEPPULL,)),
     "slow_open_404": prog(0x20, (C_KNOBS, 0x00, 0x00, 0xEC), steps(), (C_STEPPULL,), (C_TIME, 7),
                           (C_STEPPULL,), (C_CALM,), (C_TIME, 8), *up()),
+    "provider_reconnecting": prog(0x20, *up(), (C_SEND, 4), *drop(), (C_TIME, 8), (C_STEPPULL,), (C_TIME, 8),
+                                  *up(), (C_ERR, 0), (C_STEPPULL,), (C_TIME, 9), *up(), steps(), cfg2=0x05),
+    "push_callbacks": prog(0x21, *up(), (C_EV,), (C_EV,), steps(), (C_MISC, M_BIG, 1), (C_EV,), steps(),
+                           *drop(), (C_TIME, 8), steps(), *up(), steps(), cfg2=0x02),
+    "small_limits": prog(0x30, *up(), (C_MISC, M_BIG, 0), (C_STEPPULL,), (C_TIME, 8), steps(), *up(),
+                         (C_TIME, 9), (C_STEPPULL,), cfg2=0x38),
     "small_queue": prog(0x22, (C_SEND, 190), (C_SEND, 190), (C_SEND, 190), (C_SEND, 190), *up(), steps()),
 }
 
