@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the seed corpora for fuzz/fuzz_codec.c, fuzz/fuzz_handshake.c and fuzz/fuzz_client.c.
+"""Write the seed corpora for fuzz/fuzz_codec.c, fuzz/fuzz_handshake.c, fuzz/fuzz_client.c
+and fuzz/fuzz_client_tls.c.
 
     python3 fuzz/make_seeds.py      (from the repository root)
 
@@ -182,8 +183,9 @@ def write(directory, name, data):
 def main():
     for name, stream in CODEC.items():
         write(os.path.join(ROOT, "corpus", "fuzz_codec"), name, bytes([CONFIG.get(name, 0)]) + stream)
-    for name, data in CLIENT.items():
+    for name, data in CLIENT.items():  # the TLS variant runs the same programs
         write(os.path.join(ROOT, "corpus", "fuzz_client"), name, data)
+        write(os.path.join(ROOT, "corpus", "fuzz_client_tls"), name, data)
     for name, text in HANDSHAKE.items():
         write(os.path.join(ROOT, "corpus", "fuzz_handshake"), name, text.encode("latin-1"))
 
