@@ -73,6 +73,8 @@ build/fuzz/%: fuzz/%.c stream_ws.h
 	@mkdir -p build/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -o $@ $< $(LIBS)
 
+build/fuzz/fuzz_client_tls: fuzz/fuzz_client.c  # it includes the plain target
+
 fuzz: deps $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
