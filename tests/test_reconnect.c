@@ -1,6 +1,6 @@
 /* 1,000 forced reconnects of the Stream client with messages in both
    directions, over the scripted multi-socket transport and the fake clock of
-   tests/client_util.h (no sockets, no sleeping: it runs in well under a
+   tests/client_util.h (no sockets, no real time: it runs in well under a
    second).  Issue 13, "tests that find the next one".
 
    Every round r is one socket: connection.ok, three server events, two
