@@ -9,6 +9,7 @@ WARN     = -Wall -Wextra -Werror
 ALL_CFLAGS = -std=c99 $(WARN) $(CFLAGS) $(SAN) -I.
 LIBS     = -lmbedtls -lmbedx509 -lmbedcrypto -pthread
 FUZZ_SECONDS ?= 30
+SOAK_SECONDS ?= 3600
 
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
@@ -18,7 +19,7 @@ TEST_HDRS := $(wildcard tests/*.h) stream_ws_test.h
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check test-tsan fuzz demo bench size clean install \
+.PHONY: all test check deps compile-check test-tsan fuzz soak demo bench size clean install \
         test-packaging test-mbedtls3 test-mbedtls4
 
 # A plain `make` needs one C compiler; the compile matrix (gcc, g++, clang,
@@ -100,6 +101,8 @@ build/fuzz/%: fuzz/%.c stream_ws.h
 	@mkdir -p build/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I. -o $@ $< $(LIBS)
 
+build/fuzz/fuzz_client_tls: fuzz/fuzz_client.c  # it includes the plain target
+
 fuzz: deps $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
 	  name=$$(basename $$f); mkdir -p build/fuzz/corpus-$$name; \
@@ -111,6 +114,19 @@ fuzz: deps $(FUZZERS)
 	    tail -n 60 build/fuzz/$$name.log; echo "fuzz: $$name FAILED (input saved under build/fuzz/)"; exit 1; \
 	  fi; \
 	done
+
+# Not part of `make test`: SOAK_SECONDS of flapping ws:// and wss://
+# connections against two mock coordinators, the driver under ASan+UBSan;
+# a line per client every minute, non-zero on any loss, duplicate or leak
+# (tools/soak.py).  CI runs `make soak SOAK_SECONDS=300`.
+soak: deps
+	$(MAKE) build/asan/soak CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+	$(PYTHON) tools/soak.py --seconds $(SOAK_SECONDS) --driver build/asan/soak
+
+$(BUILD)/soak: tools/soak.c stream_ws.h
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
 
 # The README's main command: a mock Stream coordinator on a free port and
 # `stws listen` against it for about 15 s (events, a forced drop, the

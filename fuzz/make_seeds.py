@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write the seed corpora for fuzz/fuzz_codec.c and fuzz/fuzz_handshake.c.
+"""Write the seed corpora for fuzz/fuzz_codec.c, fuzz/fuzz_handshake.c, fuzz/fuzz_client.c
+and fuzz/fuzz_client_tls.c.
 
     python3 fuzz/make_seeds.py      (from the repository root)
 
@@ -109,6 +110,70 @@ HANDSHAKE = {
 }
 
 
+# fuzz_client seeds are programs (see fuzz/fuzz_client.c): two PRNG bytes,
+# a configuration byte (bit 0 push delivery, 1 small queue limit, 2
+# max_attempts 3, 3 URL with a query, 4 fast health checks, 5 connect at
+# once), a second one (bit 0 token provider, 1 sends and closes from push
+# callbacks, 2 on_reconnecting, 3 max_message_size 300, 4 watchdog 2 s,
+# 5 dead timer 3 s), then ops.
+C_STEP, C_TIME, C_SEND, C_OK, C_EV, C_HEALTH, C_ERR, C_CLOSEF, C_MISC = 0, 3, 4, 7, 9, 11, 12, 13, 14
+C_KNOBS, C_CALM, C_CLOSE, C_CONNECT, C_RECREATE, C_PULL, C_PULL1, C_STEPPULL = 15, 16, 17, 18, 19, 20, 22, 23
+M_PING, M_FRAG, M_GARBAGE, M_BINARY, M_END, M_BIG = 0, 1, 2, 3, 4, 5
+
+
+def prog(cfg, *ops, rng=(0x12, 0x34), cfg2=0):
+    return bytes(rng) + bytes([cfg, cfg2]) + bytes(b for op in ops for b in op)
+
+
+def steps(n=8):
+    return (C_STEP, n - 1)
+
+
+def up():
+    """step until the upgrade is answered, connection.ok, events pulled"""
+    return [steps(), (C_OK, 3), (C_STEPPULL,), steps(), (C_PULL,)]
+
+
+def drop(eof=True):
+    return [(C_MISC, M_END, 1 if eof else 0), (C_STEPPULL,), (C_STEPPULL,)]
+
+
+CLIENT = {
+    "connect_send_events": prog(0x20, *up(), (C_SEND, 10), (C_STEPPULL,), (C_EV,), (C_EV,), (C_STEPPULL,),
+                                (C_SEND, 245), (C_SEND, 199), steps(), (C_PULL,)),
+    "push_mode": prog(0x21, *up(), (C_SEND, 1), (C_EV,), steps(), (C_HEALTH,), steps()),
+    "reconnect_resend": prog(0x20, *up(), (C_SEND, 50), (C_SEND, 60), *drop(), (C_TIME, 8), (C_STEPPULL,),
+                             (C_TIME, 6), *up(), (C_SEND, 70), steps(), (C_PULL,)),
+    "would_block_partial": prog(0x20, (C_KNOBS, 0x3F, 0x0B, 0x01), *up(), (C_SEND, 30), (C_SEND, 250),
+                                (C_SEND, 130), steps(), steps(), *drop(False), (C_TIME, 7), (C_STEPPULL,),
+                                *up(), steps(), (C_CALM,), steps()),
+    "want_write_always": prog(0x20, (C_KNOBS, 0x07, 0x00, 0x02), *up(), (C_SEND, 90), steps(), steps()),
+    "close_connect": prog(0x20, *up(), (C_SEND, 5), (C_CLOSE,), (C_STEPPULL,), (C_SEND, 6), (C_CONNECT,),
+                          (C_STEPPULL,), *up(), (C_STEPPULL,)),
+    "close_after_eof": prog(0x20, *up(), (C_SEND, 5), (C_MISC, M_END, 1), steps(2), (C_CLOSE,),
+                            (C_PULL,), (C_CONNECT,), *up(), (C_SEND, 8), steps()),
+    "recreate": prog(0x20, *up(), (C_SEND, 5), (C_RECREATE, 0x23, 0x00), *up(), (C_SEND, 9), steps(), (C_PULL,)),
+    "conn_error_retry": prog(0x20, steps(), (C_ERR, 7), (C_STEPPULL,), (C_STEPPULL,), (C_TIME, 7),
+                             *up(), (C_SEND, 3), steps()),
+    "conn_error_fatal": prog(0x24, steps(), (C_ERR, 3), (C_STEPPULL,), (C_SEND, 3), (C_CONNECT,), *up()),
+    "server_close": prog(0x20, *up(), (C_CLOSEF, 1), (C_STEPPULL,), (C_TIME, 7), *up(), (C_CLOSEF, 0),
+                         (C_STEPPULL,)),
+    "fragments_garbage": prog(0x20, *up(), (C_MISC, M_FRAG, 5, 9, 1), (C_MISC, M_PING), (C_STEPPULL,),
+                              (C_MISC, M_GARBAGE, 5, 0x81, 0x7e, 0xff, 0x00, 0x12), (C_STEPPULL,)),
+    "timers": prog(0x30, *up(), (C_TIME, 7), (C_STEPPULL,), (C_TIME, 15), (C_STEPPULL,), (C_TIME, 15),
+                   (C_STEPPULL,), (C_TIME, 7), (C_STEPPULL,)),
+    "slow_open_404": prog(0x20, (C_KNOBS, 0x00, 0x00, 0xEC), steps(), (C_STEPPULL,), (C_TIME, 7),
+                          (C_STEPPULL,), (C_CALM,), (C_TIME, 8), *up()),
+    "provider_reconnecting": prog(0x20, *up(), (C_SEND, 4), *drop(), (C_TIME, 8), (C_STEPPULL,), (C_TIME, 8),
+                                  *up(), (C_ERR, 0), (C_STEPPULL,), (C_TIME, 9), *up(), steps(), cfg2=0x05),
+    "push_callbacks": prog(0x21, *up(), (C_EV,), (C_EV,), steps(), (C_MISC, M_BIG, 1), (C_EV,), steps(),
+                           *drop(), (C_TIME, 8), steps(), *up(), steps(), cfg2=0x02),
+    "small_limits": prog(0x30, *up(), (C_MISC, M_BIG, 0), (C_STEPPULL,), (C_TIME, 8), steps(), *up(),
+                         (C_TIME, 9), (C_STEPPULL,), cfg2=0x38),
+    "small_queue": prog(0x22, (C_SEND, 190), (C_SEND, 190), (C_SEND, 190), (C_SEND, 190), *up(), steps()),
+}
+
+
 def write(directory, name, data):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, name), "wb") as f:
@@ -118,6 +183,9 @@ def write(directory, name, data):
 def main():
     for name, stream in CODEC.items():
         write(os.path.join(ROOT, "corpus", "fuzz_codec"), name, bytes([CONFIG.get(name, 0)]) + stream)
+    for name, data in CLIENT.items():  # the TLS variant runs the same programs
+        write(os.path.join(ROOT, "corpus", "fuzz_client"), name, data)
+        write(os.path.join(ROOT, "corpus", "fuzz_client_tls"), name, data)
     for name, text in HANDSHAKE.items():
         write(os.path.join(ROOT, "corpus", "fuzz_handshake"), name, text.encode("latin-1"))
 

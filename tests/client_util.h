@@ -42,7 +42,9 @@
 #define CU_T0 ((uint64_t)5000000)          /* the fake monotonic clock starts here */
 #define CU_UNIX0 ((int64_t)1767225600)     /* 2026-01-01T00:00:00Z */
 #define CU_SEED UINT64_C(0x2545F4914F6CDD1D)
+#ifndef CU_MAX_SOCKS
 #define CU_MAX_SOCKS 96
+#endif
 #define CU_MAX_EVENTS 4096
 #define CU_MAX_FRAMES 512
 #define CU_MAX_CALLS 64

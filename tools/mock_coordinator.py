@@ -70,10 +70,11 @@ X-Stream-Client value is logged).  On exit (SIGTERM, SIGINT,
    "health_checks_sent":4,"client_messages":5,"client_health_checks":2,...}
 and the exit status is 0.
 
-Endpoints: ws://HOST:PORT/api/v2/connect and ws://HOST:PORT/video/connect, with
-the query ?api_key=KEY&stream-auth-type=jwt&X-Stream-Client=... .  Any other
-path: the upgrade is answered with HTTP 404.  A missing or wrong api_key: the
-upgrade succeeds, the mock at once sends connection.error code 2 (StatusCode
+Endpoints: ws://HOST:PORT/api/v2/connect and ws://HOST:PORT/video/connect
+(wss:// with --tls-cert and --tls-key), with the query
+?api_key=KEY&stream-auth-type=jwt&X-Stream-Client=... .  Any other path: the
+upgrade is answered with HTTP 404.  A missing or wrong api_key: the upgrade
+succeeds, the mock at once sends connection.error code 2 (StatusCode
 401, "api_key not found") and closes with 1000.  stream-auth-type may be
 omitted; any value but "jwt" gives connection.error code 4.
 
@@ -964,8 +965,13 @@ class Mock:
     async def run(self):
         opts = self.opts
         loop = asyncio.get_running_loop()
+        tls = None
+        if opts.tls_cert:
+            import ssl
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls.load_cert_chain(opts.tls_cert, opts.tls_key)
         server = await websockets.serve(
-            self.handler, opts.host, opts.port,
+            self.handler, opts.host, opts.port, ssl=tls,
             process_request=self.process_request,
             compression="deflate" if opts.compression else None,
             max_size=None, ping_interval=None, ping_timeout=None,
@@ -1035,6 +1041,10 @@ def parse_args(argv=None):
                    help="the only api_key accepted (default: key)")
     g.add_argument("--secret", default="secret",
                    help="HS256 secret that user tokens must be signed with (default: secret)")
+    g.add_argument("--tls-cert", metavar="FILE", default=None,
+                   help="serve wss:// with this PEM certificate (chain) instead of ws://")
+    g.add_argument("--tls-key", metavar="FILE", default=None,
+                   help="the PEM private key of --tls-cert")
     g.add_argument("--compression", action="store_true",
                    help="accept permessage-deflate when the client offers it (default: off)")
     g = p.add_argument_group("authentication")

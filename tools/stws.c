@@ -46,6 +46,7 @@ static int usage(const char *why) {
             "       stws listen [--url URL] --api-key KEY --user-id ID (--secret S | --token JWT)\n"
             "                   [--products LIST] [--max-events N] [--user-name NAME] [--max-attempts N]\n"
             "                   [--ca FILE] [--insecure] [--health-interval MS] [--dead-timeout MS]\n"
+            "                   [--backoff-cap MS]\n"
             "         env: STREAM_WS_URL STREAM_API_KEY STREAM_API_SECRET STREAM_USER_ID STREAM_TOKEN\n",
             why);
     return 2;
@@ -296,6 +297,7 @@ static int listen_usage(const char *why) {
             "usage: stws listen [--url URL] --api-key KEY --user-id ID (--secret SECRET | --token JWT)\n"
             "                   [--products LIST] [--max-events N] [--user-name NAME] [--max-attempts N]\n"
             "                   [--ca FILE] [--insecure] [--health-interval MS] [--dead-timeout MS]\n"
+            "                   [--backoff-cap MS]\n"
             "       fallbacks: STREAM_WS_URL STREAM_API_KEY STREAM_API_SECRET STREAM_USER_ID STREAM_TOKEN\n",
             why);
     return 2;
@@ -340,6 +342,7 @@ static int listen_main(int argc, char **argv) {
         } else if (strcmp(a, "--max-attempts") == 0) d.max_attempts = atoi(v);
         else if (strcmp(a, "--health-interval") == 0) d.health_interval_ms = atoi(v);
         else if (strcmp(a, "--dead-timeout") == 0) d.dead_timeout_ms = atoi(v);
+        else if (strcmp(a, "--backoff-cap") == 0) d.backoff_cap_ms = atoi(v);
         else return listen_usage("unknown option");
     }
     url = env_or(url, "STREAM_WS_URL");
