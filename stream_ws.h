@@ -2845,11 +2845,12 @@ static stws_result stws__http_chunk_byte(stws_http_parser *p, int c) {
         }
         if (!p->have_digit) return STWS_ERR_HTTP_CHUNK;
         p->state = STWS__HTTP_CHUNK_EXT;
-        /* fall through */
+        return stws__http_chunk_byte(p, c);
     case STWS__HTTP_CHUNK_EXT:
-        if (++p->line_len > STWS__HTTP_MAX_CHUNK_LINE) return STWS_ERR_HTTP_CHUNK;
         if (c == '\r') {
             p->state = STWS__HTTP_CHUNK_SIZE_LF;
+        } else if (++p->line_len > STWS__HTTP_MAX_CHUNK_LINE) {
+            return STWS_ERR_HTTP_CHUNK;
         } else if (c == ';') {
             p->in_ext = 1; /* chunk-ext: ignored (§7.1.1) */
         } else if ((c < 0x20 && c != '\t') || c == 0x7F ||
