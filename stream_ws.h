@@ -2802,9 +2802,6 @@ static stws_result stws__http_head_done(stws_http_parser *p) {
     } else if (cl >= 0) {
         if ((uint64_t)cl > (uint64_t)p->max_body) return STWS_ERR_HTTP_BODY_TOO_BIG;
         p->remaining = (size_t)cl;
-        if (!stws__http_grow(&p->alloc, (void **)&p->body, &p->body_cap, 0, p->remaining + 1,
-                             p->max_body + 1))
-            return STWS_ERR_NOMEM;
         p->state = p->remaining ? STWS__HTTP_BODY_LEN : STWS__HTTP_DONE;
     } else {
         r->keep_alive = 0;
@@ -2813,10 +2810,13 @@ static stws_result stws__http_head_done(stws_http_parser *p) {
     return STWS_OK;
 }
 
+/* The body buffer grows with the bytes that arrived, not with what a length
+   announced: a peer that claims 16 MiB and sends nothing costs nothing. */
 static stws_result stws__http_body_put(stws_http_parser *p, const uint8_t *d, size_t n) {
+    size_t end = p->state == STWS__HTTP_BODY_LEN ? p->body_len + p->remaining : p->max_body;
     if (n > p->max_body - p->body_len) return STWS_ERR_HTTP_BODY_TOO_BIG;
     if (!stws__http_grow(&p->alloc, (void **)&p->body, &p->body_cap, p->body_len,
-                         p->body_len + n + 1, p->max_body + 1))
+                         p->body_len + n + 1, end + 1))
         return STWS_ERR_NOMEM;
     memcpy(p->body + p->body_len, d, n);
     p->body_len += n;

@@ -239,6 +239,7 @@ static void bad_chunks(void **state) {
         {"CR without LF", "5\rhello", STWS_ERR_HTTP_CHUNK},
         {"missing CRLF after data", "5\r\nhelloXX5\r\nhello\r\n", STWS_ERR_HTTP_CHUNK},
         {"LF only after data", "5\r\nhello\n0\r\n\r\n", STWS_ERR_HTTP_CHUNK},
+        {"no CR after data", "5\r\nhelloX\n0\r\n\r\n", STWS_ERR_HTTP_CHUNK},
         {"data longer than size", "3\r\nhello\r\n", STWS_ERR_HTTP_CHUNK},
         {"control in extension", "5;a\001b\r\nhello\r\n", STWS_ERR_HTTP_CHUNK},
         {"bad trailer name", "0\r\nBad Name: x\r\n\r\n", STWS_ERR_HTTP_CHUNK},
