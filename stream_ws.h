@@ -3,6 +3,8 @@
    A single-header C library, in layers you can use alone:
      codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
+     http       sans-I/O HTTP/1.1 response parser (Content-Length, chunked,
+                keep-alive, 1xx, limits) and request writer (stws_http_*)
      transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
      json/jwt   escaping writer, strict reader (one tokenless pass; look-ups
@@ -76,6 +78,9 @@
        message, per health check or per reconnect in steady state.  mbedTLS
        allocates inside its TLS handshake and HMAC setup with its own calloc;
        the SSL context itself is made once and reset for each reconnect.
+       The HTTP response parser: 1 at create, then its header and body
+       buffers grow with the bytes received to the largest response and are
+       kept across responses.
        The default random generator embeds mbedTLS's entropy context (about
        38 KB with Debian's 2.28): pass a random hook to save it.
 
@@ -113,6 +118,7 @@
        max_output_size                     64 MiB of queued, unsent bytes; the
                                            output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
+       HTTP response header / body         16 KiB (1xx and trailers counted) / 16 MiB
        connect_timeout_ms / close_timeout_ms   10 s / 1 s
        client: health 25 s, dead 35 s, watchdog 15 s, backoff cap 25 s,
                send queue 1 MiB, JSON tokens per event: no limit beyond
