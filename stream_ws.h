@@ -251,8 +251,8 @@ typedef enum stws_result {
     STWS_ERR_HTTP_MALFORMED = -0x1E0,       /* not HTTP/1.x response syntax */
     STWS_ERR_HTTP_HEADERS_TOO_BIG = -0x1E1, /* header or trailer block > limit */
     STWS_ERR_HTTP_BODY_TOO_BIG = -0x1E2,    /* body > max_body_size */
-    STWS_ERR_HTTP_CHUNK = -0x1E3            /* bad chunk size line, size overflow
-                                               or missing CRLF after a chunk */
+    STWS_ERR_HTTP_CHUNK = -0x1E3            /* bad chunk size line, size overflow,
+                                               no CRLF after a chunk, bad trailer */
 } stws_result;
 
 /* A short English description of a result ("invalid UTF-8", ...). Never NULL. */

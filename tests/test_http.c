@@ -621,6 +621,35 @@ static void no_allocation_in_steady_state(void **state) {
     tbuf_free(&t);
 }
 
+/* An announced length is no reason to allocate: the body buffer grows with
+   the bytes that came. */
+static size_t largest_alloc;
+static void *size_alloc(size_t size, void *ud) {
+    (void)ud;
+    if (size > largest_alloc) largest_alloc = size;
+    return malloc(size);
+}
+static void size_free(void *p, void *ud) {
+    (void)ud;
+    free(p);
+}
+static void announced_length_not_allocated(void **state) {
+    static const char in[] = "HTTP/1.1 200 OK\r\nContent-Length: 16000000\r\n\r\nabc";
+    stws_http_parser_desc d;
+    stws_http_parser *p;
+    size_t used;
+    (void)state;
+    memset(&d, 0, sizeof d);
+    d.allocator.alloc = size_alloc;
+    d.allocator.free = size_free;
+    largest_alloc = 0;
+    p = stws_http_parser_create(&d);
+    assert_int_equal(stws_http_parser_parse(p, in, sizeof in - 1, &used), STWS_INCOMPLETE);
+    assert_true(largest_alloc <= 4096);
+    assert_int_equal(stws_http_parser_eof(p), STWS_ERR_EOF);
+    stws_http_parser_destroy(p);
+}
+
 /* ---- the writer ------------------------------------------------------------- */
 
 static void write_req(const stws_http_request_desc *d, char *buf, size_t cap, stws_result want) {
@@ -964,6 +993,7 @@ int main(void) {
         cmocka_unit_test(fields_and_folding),
         cmocka_unit_test(args_checked),
         cmocka_unit_test(no_allocation_in_steady_state),
+        cmocka_unit_test(announced_length_not_allocated),
         cmocka_unit_test(writer_get_with_query),
         cmocka_unit_test(writer_post_body),
         cmocka_unit_test(writer_refuses_injection),
