@@ -3,6 +3,8 @@
    A single-header C library, in layers you can use alone:
      codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
+     http       sans-I/O HTTP/1.1 response parser (Content-Length, chunked,
+                keep-alive, 1xx, limits) and request writer (stws_http_*)
      transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
      json/jwt   escaping writer, strict reader (one tokenless pass; look-ups
@@ -89,6 +91,9 @@
        post inbox (THREADING) grows like the send queue and is reused.  mbedTLS
        allocates inside its TLS handshake and HMAC setup with its own calloc;
        the SSL context itself is made once and reset for each reconnect.
+       The HTTP response parser: 1 at create, then its header and body
+       buffers grow with the bytes received to the largest response and are
+       kept across responses.
        The default random generator embeds mbedTLS's entropy context (about
        38 KB with Debian's 2.28): pass a random hook to save it.
 
@@ -148,6 +153,7 @@
        max_output_size                     64 MiB of queued, unsent bytes; the
                                            output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
+       HTTP response header / body         16 KiB (1xx and trailers counted) / 16 MiB
        connect_timeout_ms / close_timeout_ms   10 s / 1 s
        client: health 25 s, dead 35 s, watchdog 15 s, backoff cap 25 s,
                send queue 1 MiB, JSON tokens per event: no limit beyond
@@ -274,7 +280,14 @@ typedef enum stws_result {
     STWS_ERR_ATTEMPTS = -0x1C4,     /* max_attempts consecutive failures */
     STWS_ERR_ABORTED = -0x1C5,      /* on_reconnecting said stop */
     STWS_ERR_DEAD = -0x1C6,         /* nothing received for dead_timeout_ms */
-    STWS_ERR_WATCHDOG = -0x1C7      /* no connection.ok within watchdog_ms */
+    STWS_ERR_WATCHDOG = -0x1C7,     /* no connection.ok within watchdog_ms */
+
+    /* HTTP/1.1 client messages, RFC 9112 */
+    STWS_ERR_HTTP_MALFORMED = -0x1E0,       /* not HTTP/1.x response syntax */
+    STWS_ERR_HTTP_HEADERS_TOO_BIG = -0x1E1, /* header or trailer block > limit */
+    STWS_ERR_HTTP_BODY_TOO_BIG = -0x1E2,    /* body > max_body_size */
+    STWS_ERR_HTTP_CHUNK = -0x1E3            /* bad chunk size line, size overflow,
+                                               no CRLF after a chunk, bad trailer */
 } stws_result;
 
 /* A short English description of a result ("invalid UTF-8", ...). Never NULL. */
@@ -512,6 +525,126 @@ STWS_API stws_codec_state stws_codec_get_state(const stws_codec *codec);
 
 /* True when a close code may appear in a close frame (§7.4, IANA registry). */
 STWS_API int stws_close_code_valid(int code);
+
+/* ==== HTTP/1.1 client messages (RFC 9112), sans-I/O ======================= */
+
+/* A response parser and a request writer for REST over keep-alive HTTP/1.1,
+   in the codec's style: bytes in, a response out, no I/O.  The parser copies
+   the header block and the (de-chunked) body into buffers it owns, which grow
+   to the largest response and are kept across stws_http_parser_reset(): no
+   allocation per response in steady state. */
+
+#define STWS_HTTP_DEFAULT_MAX_HEADER_SIZE ((size_t)16 * 1024)
+#define STWS_HTTP_DEFAULT_MAX_BODY_SIZE ((size_t)16 << 20)
+
+typedef struct stws_http_parser_desc {
+    size_t max_header_size;    /* 0 = STWS_HTTP_DEFAULT_MAX_HEADER_SIZE: the
+                                  status line, fields and empty line of the
+                                  final answer plus any 1xx answers before it;
+                                  the trailer section of a chunked body too */
+    size_t max_body_size;      /* 0 = STWS_HTTP_DEFAULT_MAX_BODY_SIZE, after
+                                  de-chunking */
+    stws_allocator allocator;  /* default malloc/free */
+} stws_http_parser_desc;
+
+/* A complete response.  Every view points into the parser's buffers and is
+   valid until the next stws_http_parser_reset() or _destroy(). */
+typedef struct stws_http_response {
+    int status;                /* 100..599 (101 is final: no body, no reuse) */
+    int version;               /* 10 for HTTP/1.0, 11 for HTTP/1.1 (and 1.x) */
+    stws_str reason;           /* reason phrase, possibly empty */
+    int keep_alive;            /* 1: the connection may carry the next request;
+                                  0: close it (Connection: close, HTTP/1.0
+                                  without keep-alive, body ended by close) */
+    int chunked;               /* body was Transfer-Encoding: chunked */
+    int64_t content_length;    /* Content-Length, -1 when absent */
+    int64_t retry_after;       /* Retry-After in seconds, -1 when absent or an
+                                  HTTP-date (RFC 9110 §10.2.3) */
+    stws_str content_type;     /* Content-Type value, empty when absent */
+    const uint8_t *body;       /* body_len bytes, NUL-terminated, never NULL */
+    size_t body_len;
+    int interim;               /* number of 1xx answers skipped before this */
+    stws_str fields;           /* the raw field lines, for
+                                  stws_http_response_header() */
+} stws_http_response;
+
+typedef struct stws_http_parser stws_http_parser;
+
+/* Create a parser, ready for the response to one non-HEAD request.  desc may
+   be NULL.  Returns NULL when out of memory. */
+STWS_API stws_http_parser *stws_http_parser_create(const stws_http_parser_desc *desc);
+/* Free the parser and its buffers.  NULL is ignored. */
+STWS_API void stws_http_parser_destroy(stws_http_parser *parser);
+/* Forget the current response (complete, failed or partial) and expect the
+   next one; head non-zero when it answers a HEAD request (no body, whatever
+   the fields say: RFC 9110 §9.3.2).  Keeps the buffers. */
+STWS_API void stws_http_parser_reset(stws_http_parser *parser, int head);
+
+/* Consume response bytes.  *used receives the bytes taken; after STWS_OK the
+   rest of the input belongs to the next response (pipelining, keep-alive).
+   Returns STWS_INCOMPLETE (all input taken, more needed), STWS_OK (the
+   response is complete: stws_http_parser_response()), STWS_ERR_STATE after OK
+   until the next reset, or an error that every later call repeats until a
+   reset: STWS_ERR_HTTP_MALFORMED, STWS_ERR_HTTP_HEADERS_TOO_BIG,
+   STWS_ERR_HTTP_BODY_TOO_BIG, STWS_ERR_HTTP_CHUNK, STWS_ERR_NOMEM.  The
+   result is the same however the input is split across calls. */
+STWS_API stws_result stws_http_parser_parse(stws_http_parser *parser, const void *in,
+                                            size_t len, size_t *used);
+
+/* The peer closed the connection.  STWS_OK when that completes a body read
+   until close (RFC 9112 §6.3 item 8) or the response was already complete;
+   otherwise STWS_ERR_EOF (sticky), the response being truncated. */
+STWS_API stws_result stws_http_parser_eof(stws_http_parser *parser);
+
+/* Bytes of the current response consumed so far.  0 after a failed or
+   closed keep-alive connection means the server sent nothing: the request
+   can be sent again on a new connection. */
+STWS_API size_t stws_http_parser_received(const stws_http_parser *parser);
+
+/* The complete response, or NULL while none is. */
+STWS_API const stws_http_response *stws_http_parser_response(const stws_http_parser *parser);
+
+/* Iterate over the fields: start with *pos = 0; returns 1 and the next name
+   and value (without surrounding whitespace), 0 at the end. */
+STWS_API int stws_http_response_header(const stws_http_response *response, size_t *pos,
+                                       stws_str *name, stws_str *value);
+/* The first field called name (case-insensitive): 1 and its value, or 0. */
+STWS_API int stws_http_response_find(const stws_http_response *response, const char *name,
+                                     stws_str *value);
+
+typedef struct stws_http_query {
+    const char *name;          /* form-encoded on output (space as '+') */
+    const char *value;         /* form-encoded; NULL writes the name alone */
+} stws_http_query;
+
+typedef struct stws_http_request_desc {
+    const char *method;        /* a token; NULL = "GET" */
+    const char *host;          /* host name or IP (IPv6 without brackets) */
+    int port;                  /* 0 = the scheme's default */
+    int secure;                /* https: default port 443, else 80 */
+    const char *path;          /* origin-form, starting with '/'; visible
+                                  ASCII, no '#'; NULL = "/" */
+    const stws_http_query *query; /* appended after '?' (or '&' when path
+                                  holds one), num_query long */
+    int num_query;
+    const stws_header *headers; /* extra fields: names are tokens, values
+                                  without CR, LF or other controls but HTAB;
+                                  never Host, Content-Length,
+                                  Transfer-Encoding or Connection */
+    int num_headers;
+    const void *body;          /* sent with Content-Length: body_len */
+    size_t body_len;
+    int close;                 /* 0 = Connection: keep-alive, else close */
+} stws_http_request_desc;
+
+/* Write the request (head and body) into buf, NUL-terminated; *len receives
+   its length without the NUL.  Content-Length is sent when there is a body
+   and for POST, PUT and PATCH.  STWS_ERR_HEADER_VALUE when a field, the
+   method, host or path would break the message (header injection),
+   STWS_ERR_INVALID_ARG for a field the writer owns, or
+   STWS_ERR_BUFFER_TOO_SMALL with *len set to the size needed. */
+STWS_API stws_result stws_http_request_write(const stws_http_request_desc *desc, char *buf,
+                                             size_t cap, size_t *len);
 
 /* ==== transports (mbedTLS bio dialect) ==================================== */
 
@@ -1371,8 +1504,8 @@ static void stws__log_line(const stws_logger *l, stws_log_level level, const cha
     l->func(level, line, l->user_data);
 }
 
-/* The codes are sparse (0, 1, -0x101 .. -0x1C7), so a switch becomes a jump
-   table of ~460 pointers (1.8 KB on a 32-bit MCU).  Instead one list, kept
+/* The codes are sparse (0, 1, -0x101 .. -0x1E3), so a switch becomes a jump
+   table of ~480 pointers (1.8 KB on a 32-bit MCU).  Instead one list, kept
    as pairs, expands into a code array and one string of NUL-separated texts
    in the same order: 2 bytes per code, no pointers. */
 #define STWS__RESULT_TEXTS(X) \
@@ -1433,7 +1566,11 @@ static void stws__log_line(const stws_logger *l, stws_log_level level, const cha
     X(STWS_ERR_ATTEMPTS, "reconnect attempts exhausted") \
     X(STWS_ERR_ABORTED, "stopped by on_reconnecting") \
     X(STWS_ERR_DEAD, "connection silent for too long") \
-    X(STWS_ERR_WATCHDOG, "no connection.ok in time")
+    X(STWS_ERR_WATCHDOG, "no connection.ok in time") \
+    X(STWS_ERR_HTTP_MALFORMED, "malformed HTTP response") \
+    X(STWS_ERR_HTTP_HEADERS_TOO_BIG, "HTTP response header too big") \
+    X(STWS_ERR_HTTP_BODY_TOO_BIG, "HTTP response body larger than max_body_size") \
+    X(STWS_ERR_HTTP_CHUNK, "malformed HTTP chunk")
 
 #define STWS__RESULT_CODE(code, text) code,
 #define STWS__RESULT_TEXT(code, text) text "\0"
@@ -2463,6 +2600,612 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
     return STWS_OK;
 }
 
+
+/* ==== HTTP/1.1 client messages (RFC 9112) ================================= */
+
+/* application/x-www-form-urlencoded (space as '+', '|' as %7C), PROTOCOL.md §1 */
+static void stws__sb_form(stws__sb *b, const char *s) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char e[3];
+        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '*') {
+            stws__sb_put(b, (const char *)&ch, 1);
+        } else if (ch == ' ') {
+            stws__sb_put(b, "+", 1);
+        } else {
+            e[0] = '%';
+            e[1] = hex[ch >> 4];
+            e[2] = hex[ch & 15];
+            stws__sb_put(b, e, 3);
+        }
+    }
+}
+
+/* A chunk-size line with its extensions (RFC 9112 §7.1.1) longer than this is
+   refused: extensions are ignored, so only a hostile peer sends kilobytes. */
+#define STWS__HTTP_MAX_CHUNK_LINE 4096
+
+enum {
+    STWS__HTTP_HEAD = 0,       /* status line and fields */
+    STWS__HTTP_BODY_LEN,       /* Content-Length body */
+    STWS__HTTP_BODY_CLOSE,     /* body delimited by the close */
+    STWS__HTTP_CHUNK_SIZE,     /* hex digits */
+    STWS__HTTP_CHUNK_EXT,      /* BWS, ";" extensions, up to the CR */
+    STWS__HTTP_CHUNK_SIZE_LF,
+    STWS__HTTP_CHUNK_DATA,
+    STWS__HTTP_CHUNK_DATA_CR,
+    STWS__HTTP_CHUNK_DATA_LF,
+    STWS__HTTP_TRAILER,        /* field lines after the last chunk */
+    STWS__HTTP_DONE,
+    STWS__HTTP_FAILED
+};
+
+struct stws_http_parser {
+    stws_allocator alloc;
+    size_t max_head, max_body;
+    int state, head_req;
+    stws_result error;             /* sticky once FAILED */
+    char *head;                    /* the header block being read */
+    size_t head_len, head_cap;
+    uint8_t *body;                 /* de-chunked body, kept NUL-terminated */
+    size_t body_len, body_cap;
+    size_t interim_bytes;          /* header bytes of skipped 1xx answers */
+    size_t received;
+    size_t remaining;              /* Content-Length or chunk bytes to come */
+    size_t chunk;                  /* chunk size being read */
+    size_t line_len;               /* chunk line or trailer bytes so far */
+    int have_digit, in_ext, tstate;
+    stws_http_response resp;
+};
+
+/* Grow *buf (len bytes in use) to hold need bytes, doubling, never past max
+   (need <= max). */
+static int stws__http_grow(const stws_allocator *a, void **buf, size_t *cap, size_t len,
+                           size_t need, size_t max) {
+    size_t nc;
+    void *nb;
+    if (need <= *cap) return 1;
+    nc = *cap ? *cap : 256;
+    while (nc < need) nc = nc > max / 2 ? max : nc * 2;
+    if (nc > max) nc = max;
+    if (nc < need) nc = need;
+    nb = stws__alloc(a, nc);
+    if (!nb) return 0;
+    if (len) memcpy(nb, *buf, len);
+    stws__free(a, *buf);
+    *buf = nb;
+    *cap = nc;
+    return 1;
+}
+
+stws_http_parser *stws_http_parser_create(const stws_http_parser_desc *desc) {
+    stws_http_parser_desc d;
+    stws_allocator a;
+    stws_http_parser *p;
+    if (desc) d = *desc;
+    else memset(&d, 0, sizeof d);
+    a = stws__allocator_def(&d.allocator);
+    p = (stws_http_parser *)stws__alloc(&a, sizeof *p);
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    p->alloc = a;
+    p->max_head = d.max_header_size ? d.max_header_size : STWS_HTTP_DEFAULT_MAX_HEADER_SIZE;
+    p->max_body = d.max_body_size ? d.max_body_size : STWS_HTTP_DEFAULT_MAX_BODY_SIZE;
+    if (p->max_body == (size_t)-1) p->max_body--; /* room for the NUL */
+    stws_http_parser_reset(p, 0);
+    return p;
+}
+
+void stws_http_parser_destroy(stws_http_parser *p) {
+    if (!p) return;
+    stws__free(&p->alloc, p->head);
+    stws__free(&p->alloc, p->body);
+    stws__free(&p->alloc, p);
+}
+
+void stws_http_parser_reset(stws_http_parser *p, int head) {
+    if (!p) return;
+    p->state = STWS__HTTP_HEAD;
+    p->head_req = head != 0;
+    p->error = STWS_OK;
+    p->head_len = p->body_len = p->interim_bytes = p->received = 0;
+    p->remaining = p->chunk = p->line_len = 0;
+    p->have_digit = p->in_ext = p->tstate = 0;
+    memset(&p->resp, 0, sizeof p->resp);
+}
+
+/* Take header-block bytes until the empty line.  Line ends are CRLF only: a
+   bare CR or LF is refused at once (RFC 9112 §2.2 lets a recipient accept a
+   bare LF; refusing it leaves no two readings of one message). */
+static stws_result stws__http_head_bytes(stws_http_parser *p, const uint8_t *in, size_t len,
+                                         size_t *used, int *complete) {
+    static const char proto[] = "HTTP/1.";
+    size_t i = 0, limit = p->max_head - p->interim_bytes;
+    *complete = 0;
+    while (i < len) {
+        size_t hl = p->head_len;
+        unsigned char c = in[i];
+        if (hl >= limit) {
+            *used = i;
+            return STWS_ERR_HTTP_HEADERS_TOO_BIG;
+        }
+        if (hl == p->head_cap &&
+            !stws__http_grow(&p->alloc, (void **)&p->head, &p->head_cap, hl, hl + 1, p->max_head)) {
+            *used = i;
+            return STWS_ERR_NOMEM;
+        }
+        i++;
+        p->head[p->head_len++] = (char)c;
+        /* fail fast on what is not HTTP/1.x at all */
+        if ((hl < 7 && c != (unsigned char)proto[hl]) || c == 0 ||
+            (hl && p->head[hl - 1] == '\r' && c != '\n') ||
+            (c == '\n' && (!hl || p->head[hl - 1] != '\r'))) {
+            *used = i;
+            return STWS_ERR_HTTP_MALFORMED;
+        }
+        if (c == '\n' && hl >= 3 && p->head[hl - 2] == '\n') {
+            *complete = 1;
+            break;
+        }
+    }
+    *used = i;
+    return STWS_OK;
+}
+
+/* Saturating decimal: 1*DIGIT, else -1. */
+static int64_t stws__http_digits(const char *s, size_t n) {
+    int64_t v = 0;
+    size_t i;
+    if (!n) return -1;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v > (INT64_MAX - 9) / 10 ? INT64_MAX : v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* The header block is complete: check it (RFC 9112 §4, §5) and choose how
+   the body is delimited (§6.3). */
+static stws_result stws__http_head_done(stws_http_parser *p) {
+    char *buf = p->head;
+    size_t n = p->head_len, i, line_end, k;
+    int64_t cl = -1;
+    int te = 0, te_chunked = 0, te_other = 0, conn_close = 0, conn_keep = 0;
+    stws_http_response *r = &p->resp;
+    int interim = r->interim;
+
+    for (line_end = 0; buf[line_end] != '\r'; line_end++) {}
+    /* status-line = HTTP-version SP status-code SP [ reason-phrase ] (§4) */
+    if (line_end < 12 || buf[7] < '0' || buf[7] > '9' || buf[8] != ' ' || buf[9] < '1' ||
+        buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9' ||
+        (line_end > 12 && buf[12] != ' '))
+        return STWS_ERR_HTTP_MALFORMED;
+    for (i = 12; i < line_end; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7F) return STWS_ERR_HTTP_MALFORMED;
+    }
+    memset(r, 0, sizeof *r);
+    r->interim = interim;
+    r->version = buf[7] == '0' ? 10 : 11;
+    r->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    r->reason.ptr = buf + STWS__MIN(line_end, (size_t)13);
+    r->reason.len = line_end - STWS__MIN(line_end, (size_t)13);
+    r->content_length = -1;
+    r->retry_after = -1;
+    r->content_type.ptr = buf;
+
+    /* obs-fold: a user agent replaces each with SP (§5.2) */
+    for (k = line_end + 2; k + 2 < n; k++)
+        if (buf[k - 1] == '\n' && (buf[k] == ' ' || buf[k] == '\t')) {
+            if (k == line_end + 2) return STWS_ERR_HTTP_MALFORMED; /* §2.2 */
+            buf[k - 2] = buf[k - 1] = ' ';
+        }
+    r->fields.ptr = buf + line_end + 2;
+    r->fields.len = n - 2 - (line_end + 2);
+
+    /* field-line = field-name ":" OWS field-value OWS (§5.1) */
+    i = line_end + 2;
+    while (i < n - 2) {
+        size_t ns = i, ne, vs, ve;
+        const char *val;
+        size_t vlen;
+        while (buf[i] != '\r' && buf[i] != ':') i++;
+        if (buf[i] != ':' || i == ns) return STWS_ERR_HTTP_MALFORMED;
+        ne = i;
+        for (i = ns; i < ne; i++) /* no whitespace before the colon (§5.1) */
+            if (!stws__is_tchar((unsigned char)buf[i])) return STWS_ERR_HTTP_MALFORMED;
+        i = ne + 1;
+        while (buf[i] == ' ' || buf[i] == '\t') i++;
+        vs = i;
+        for (; buf[i] != '\r'; i++) {
+            unsigned char c = (unsigned char)buf[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7F) return STWS_ERR_HTTP_MALFORMED;
+        }
+        ve = i;
+        while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t')) ve--;
+        i += 2;
+        val = buf + vs;
+        vlen = ve - vs;
+        if (stws__ieq(buf + ns, ne - ns, "content-length")) {
+            /* a list of identical values may be accepted (RFC 9110 §8.6) */
+            size_t s = 0;
+            while (s <= vlen) {
+                size_t e = s, a, b;
+                int64_t v;
+                while (e < vlen && val[e] != ',') e++;
+                a = s;
+                b = e;
+                while (a < b && (val[a] == ' ' || val[a] == '\t')) a++;
+                while (b > a && (val[b - 1] == ' ' || val[b - 1] == '\t')) b--;
+                v = stws__http_digits(val + a, b - a);
+                if (v < 0 || (cl >= 0 && v != cl)) return STWS_ERR_HTTP_MALFORMED;
+                cl = v;
+                s = e + 1;
+            }
+        } else if (stws__ieq(buf + ns, ne - ns, "transfer-encoding")) {
+            /* chunked must be the final coding, once (RFC 9112 §6.1); we ask
+               for no other coding and decode none */
+            size_t s = 0;
+            te = 1;
+            while (s < vlen) {
+                size_t e = s, a, b;
+                while (e < vlen && val[e] != ',') e++;
+                a = s;
+                b = e;
+                while (a < b && (val[a] == ' ' || val[a] == '\t')) a++;
+                while (b > a && (val[b - 1] == ' ' || val[b - 1] == '\t')) b--;
+                if (b > a) {
+                    if (te_chunked || !stws__ieq(val + a, b - a, "chunked")) te_other = 1;
+                    else te_chunked = 1;
+                }
+                s = e + 1;
+            }
+        } else if (stws__ieq(buf + ns, ne - ns, "connection")) {
+            if (stws__list_has(val, vlen, "close")) conn_close = 1;
+            if (stws__list_has(val, vlen, "keep-alive")) conn_keep = 1;
+        } else if (stws__ieq(buf + ns, ne - ns, "retry-after")) {
+            r->retry_after = stws__http_digits(val, vlen);
+        } else if (stws__ieq(buf + ns, ne - ns, "content-type") && !r->content_type.len) {
+            r->content_type.ptr = val;
+            r->content_type.len = vlen;
+        }
+    }
+    if (te && (te_other || !te_chunked)) return STWS_ERR_HTTP_MALFORMED;
+
+    if (r->status < 200 && r->status != 101) {
+        /* an interim answer (RFC 9110 §15.2): skip it, read the next */
+        r->interim = interim + 1;
+        p->interim_bytes += n;
+        p->head_len = 0;
+        return STWS_OK;
+    }
+    /* RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with keep-alive */
+    r->keep_alive = !conn_close && (r->version == 11 || conn_keep);
+    r->content_length = cl;
+    if (p->head_req || r->status == 101 || r->status == 204 || r->status == 304) {
+        if (r->status == 101) r->keep_alive = 0; /* no longer HTTP */
+        p->state = STWS__HTTP_DONE;
+    } else if (te) {
+        r->chunked = 1;
+        /* both: Transfer-Encoding wins, and the connection is not reused
+           (§6.3 item 3); a 1.0 message with it has faulty framing (§6.1) */
+        if (cl >= 0 || r->version == 10) r->keep_alive = 0;
+        p->state = STWS__HTTP_CHUNK_SIZE;
+    } else if (cl >= 0) {
+        if ((uint64_t)cl > (uint64_t)p->max_body) return STWS_ERR_HTTP_BODY_TOO_BIG;
+        p->remaining = (size_t)cl;
+        p->state = p->remaining ? STWS__HTTP_BODY_LEN : STWS__HTTP_DONE;
+    } else {
+        r->keep_alive = 0;
+        p->state = STWS__HTTP_BODY_CLOSE;
+    }
+    return STWS_OK;
+}
+
+/* The body buffer grows with the bytes that arrived, not with what a length
+   announced: a peer that claims 16 MiB and sends nothing costs nothing. */
+static stws_result stws__http_body_put(stws_http_parser *p, const uint8_t *d, size_t n) {
+    size_t end = p->state == STWS__HTTP_BODY_LEN ? p->body_len + p->remaining : p->max_body;
+    if (n > p->max_body - p->body_len) return STWS_ERR_HTTP_BODY_TOO_BIG;
+    if (!stws__http_grow(&p->alloc, (void **)&p->body, &p->body_cap, p->body_len,
+                         p->body_len + n + 1, end + 1))
+        return STWS_ERR_NOMEM;
+    memcpy(p->body + p->body_len, d, n);
+    p->body_len += n;
+    return STWS_OK;
+}
+
+static int stws__http_hex(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* One byte of chunked framing outside chunk data (RFC 9112 §7.1). */
+static stws_result stws__http_chunk_byte(stws_http_parser *p, int c) {
+    int h;
+    switch (p->state) {
+    case STWS__HTTP_CHUNK_SIZE:
+        h = stws__http_hex(c);
+        if (h >= 0) {
+            if (++p->line_len > STWS__HTTP_MAX_CHUNK_LINE) return STWS_ERR_HTTP_CHUNK;
+            if (p->chunk > ((size_t)-1 >> 4)) return STWS_ERR_HTTP_CHUNK; /* overflow */
+            p->chunk = p->chunk * 16 + (size_t)h;
+            p->have_digit = 1;
+            return STWS_OK;
+        }
+        if (!p->have_digit) return STWS_ERR_HTTP_CHUNK;
+        p->state = STWS__HTTP_CHUNK_EXT;
+        return stws__http_chunk_byte(p, c);
+    case STWS__HTTP_CHUNK_EXT:
+        if (c == '\r') {
+            p->state = STWS__HTTP_CHUNK_SIZE_LF;
+        } else if (++p->line_len > STWS__HTTP_MAX_CHUNK_LINE) {
+            return STWS_ERR_HTTP_CHUNK;
+        } else if (c == ';') {
+            p->in_ext = 1; /* chunk-ext: ignored (§7.1.1) */
+        } else if ((c < 0x20 && c != '\t') || c == 0x7F ||
+                   (!p->in_ext && c != ' ' && c != '\t')) {
+            return STWS_ERR_HTTP_CHUNK; /* only BWS before the first ';' */
+        }
+        return STWS_OK;
+    case STWS__HTTP_CHUNK_SIZE_LF:
+        if (c != '\n') return STWS_ERR_HTTP_CHUNK;
+        p->line_len = 0;
+        if (p->chunk == 0) {
+            p->state = STWS__HTTP_TRAILER;
+            p->tstate = 0;
+            return STWS_OK;
+        }
+        if (p->chunk > p->max_body - p->body_len) return STWS_ERR_HTTP_BODY_TOO_BIG;
+        p->remaining = p->chunk;
+        p->state = STWS__HTTP_CHUNK_DATA;
+        return STWS_OK;
+    case STWS__HTTP_CHUNK_DATA_CR:
+        if (c != '\r') return STWS_ERR_HTTP_CHUNK;
+        p->state = STWS__HTTP_CHUNK_DATA_LF;
+        return STWS_OK;
+    case STWS__HTTP_CHUNK_DATA_LF:
+        if (c != '\n') return STWS_ERR_HTTP_CHUNK;
+        p->state = STWS__HTTP_CHUNK_SIZE;
+        p->chunk = 0;
+        p->have_digit = p->in_ext = 0;
+        return STWS_OK;
+    default: /* STWS__HTTP_TRAILER: parsed and dropped (§7.1.2) */
+        if (++p->line_len > p->max_head) return STWS_ERR_HTTP_HEADERS_TOO_BIG;
+        switch (p->tstate) {
+        case 0: /* line start */
+            if (c == '\r') p->tstate = 4;
+            else if (stws__is_tchar(c)) p->tstate = 1;
+            else return STWS_ERR_HTTP_CHUNK;
+            break;
+        case 1: /* name */
+            if (c == ':') p->tstate = 2;
+            else if (!stws__is_tchar(c)) return STWS_ERR_HTTP_CHUNK;
+            break;
+        case 2: /* value */
+            if (c == '\r') p->tstate = 3;
+            else if ((c < 0x20 && c != '\t') || c == 0x7F) return STWS_ERR_HTTP_CHUNK;
+            break;
+        case 3: /* LF after a field */
+            if (c != '\n') return STWS_ERR_HTTP_CHUNK;
+            p->tstate = 0;
+            break;
+        default: /* LF of the empty line */
+            if (c != '\n') return STWS_ERR_HTTP_CHUNK;
+            p->state = STWS__HTTP_DONE;
+        }
+        return STWS_OK;
+    }
+}
+
+static stws_result stws__http_fail(stws_http_parser *p, stws_result r) {
+    p->state = STWS__HTTP_FAILED;
+    p->error = r;
+    return r;
+}
+
+static void stws__http_finish(stws_http_parser *p) {
+    p->state = STWS__HTTP_DONE;
+    if (p->body) p->body[p->body_len] = 0;
+    p->resp.body = p->body ? p->body : (const uint8_t *)"";
+    p->resp.body_len = p->body_len;
+}
+
+stws_result stws_http_parser_parse(stws_http_parser *p, const void *in, size_t len, size_t *used) {
+    const uint8_t *s = (const uint8_t *)in;
+    size_t i = 0, n;
+    stws_result r = STWS_OK;
+    if (used) *used = 0;
+    if (!p || (!in && len) || !used) return STWS_ERR_INVALID_ARG;
+    if (p->state == STWS__HTTP_FAILED) return p->error;
+    if (p->state == STWS__HTTP_DONE) return STWS_ERR_STATE;
+    while (p->state != STWS__HTTP_DONE && i < len && r == STWS_OK) {
+        switch (p->state) {
+        case STWS__HTTP_HEAD: {
+            int complete;
+            r = stws__http_head_bytes(p, s + i, len - i, &n, &complete);
+            i += n;
+            if (r == STWS_OK && complete) r = stws__http_head_done(p);
+            break;
+        }
+        case STWS__HTTP_BODY_LEN:
+        case STWS__HTTP_CHUNK_DATA:
+            n = STWS__MIN(p->remaining, len - i);
+            r = stws__http_body_put(p, s + i, n);
+            i += n;
+            p->remaining -= n;
+            if (!p->remaining)
+                p->state = p->state == STWS__HTTP_BODY_LEN ? STWS__HTTP_DONE
+                                                           : STWS__HTTP_CHUNK_DATA_CR;
+            break;
+        case STWS__HTTP_BODY_CLOSE:
+            r = stws__http_body_put(p, s + i, len - i);
+            i = len;
+            break;
+        default:
+            r = stws__http_chunk_byte(p, s[i++]);
+        }
+    }
+    p->received += i;
+    *used = i;
+    if (r != STWS_OK) return stws__http_fail(p, r);
+    if (p->state != STWS__HTTP_DONE) return STWS_INCOMPLETE;
+    stws__http_finish(p);
+    return STWS_OK;
+}
+
+stws_result stws_http_parser_eof(stws_http_parser *p) {
+    if (!p) return STWS_ERR_INVALID_ARG;
+    if (p->state == STWS__HTTP_FAILED) return p->error;
+    if (p->state == STWS__HTTP_DONE) return STWS_OK;
+    if (p->state != STWS__HTTP_BODY_CLOSE) return stws__http_fail(p, STWS_ERR_EOF);
+    stws__http_finish(p);
+    return STWS_OK;
+}
+
+size_t stws_http_parser_received(const stws_http_parser *p) { return p ? p->received : 0; }
+
+const stws_http_response *stws_http_parser_response(const stws_http_parser *p) {
+    return p && p->state == STWS__HTTP_DONE ? &p->resp : NULL;
+}
+
+/* The field lines were checked by the parser: "name:" OWS value OWS CRLF. */
+int stws_http_response_header(const stws_http_response *r, size_t *pos, stws_str *name,
+                              stws_str *value) {
+    const char *f;
+    size_t i, n, vs, ve;
+    if (!r || !pos || !r->fields.ptr || *pos >= r->fields.len) return 0;
+    f = r->fields.ptr;
+    n = r->fields.len;
+    i = *pos;
+    if (name) name->ptr = f + i;
+    while (f[i] != ':') i++;
+    if (name) name->len = (size_t)(f + i - name->ptr);
+    i++;
+    while (f[i] == ' ' || f[i] == '\t') i++;
+    vs = i;
+    while (f[i] != '\r') i++;
+    ve = i;
+    while (ve > vs && (f[ve - 1] == ' ' || f[ve - 1] == '\t')) ve--;
+    if (value) {
+        value->ptr = f + vs;
+        value->len = ve - vs;
+    }
+    *pos = STWS__MIN(i + 2, n);
+    return 1;
+}
+
+int stws_http_response_find(const stws_http_response *r, const char *name, stws_str *value) {
+    size_t pos = 0;
+    stws_str n, v;
+    if (!name) return 0;
+    while (stws_http_response_header(r, &pos, &n, &v))
+        if (stws__ieq(n.ptr, n.len, name)) {
+            if (value) *value = v;
+            return 1;
+        }
+    return 0;
+}
+
+/* field-value = *( VCHAR / obs-text / SP / HTAB ) (RFC 9110 §5.5): refusing
+   every other control also refuses CR and LF, the injection (NUL ends the
+   C string). */
+static int stws__http_value_ok(const char *v) {
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        if ((c < 0x20 && c != '\t') || c == 0x7F) return 0;
+    }
+    return 1;
+}
+
+static void stws__sb_uint(stws__sb *b, size_t v) {
+    char d[24];
+    size_t k = sizeof d;
+    do { d[--k] = (char)('0' + v % 10); v /= 10; } while (v);
+    stws__sb_put(b, d + k, sizeof d - k);
+}
+
+stws_result stws_http_request_write(const stws_http_request_desc *d, char *buf, size_t cap,
+                                    size_t *len) {
+    static const char *const owned[] = {"host", "content-length", "transfer-encoding",
+                                        "connection"};
+    const char *method, *path, *q;
+    stws__sb b;
+    int i, k, has_q;
+    if (!d || (!buf && cap) || !len || !d->host || d->num_query < 0 || d->num_headers < 0 ||
+        (d->num_query && !d->query) || (d->num_headers && !d->headers) ||
+        (!d->body && d->body_len) || d->port < 0 || d->port > 65535)
+        return STWS_ERR_INVALID_ARG;
+    method = d->method ? d->method : "GET";
+    path = d->path ? d->path : "/";
+    if (!stws__token_ok(method) || !*d->host || path[0] != '/') return STWS_ERR_HEADER_VALUE;
+    for (q = d->host; *q; q++) /* reg-name or IP literal characters only */
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7F ||
+            strchr("/?#@[]\\\"<>^`{|}", *q))
+            return STWS_ERR_HEADER_VALUE;
+    for (q = path; *q; q++) /* request-target: visible ASCII (RFC 9112 §3.2) */
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7F || *q == '#')
+            return STWS_ERR_HEADER_VALUE;
+    for (i = 0; i < d->num_query; i++)
+        if (!d->query[i].name) return STWS_ERR_INVALID_ARG;
+    for (i = 0; i < d->num_headers; i++) {
+        const stws_header *h = &d->headers[i];
+        if (!h->name || !h->value || !stws__token_ok(h->name) || !stws__http_value_ok(h->value))
+            return STWS_ERR_HEADER_VALUE;
+        for (k = 0; k < (int)(sizeof owned / sizeof owned[0]); k++)
+            if (stws__ieq(h->name, strlen(h->name), owned[k])) return STWS_ERR_INVALID_ARG;
+    }
+    b.buf = buf;
+    b.cap = cap;
+    b.len = 0;
+    stws__sb_puts(&b, method);
+    stws__sb_puts(&b, " ");
+    stws__sb_puts(&b, path);
+    has_q = strchr(path, '?') != NULL;
+    for (i = 0; i < d->num_query; i++) {
+        stws__sb_puts(&b, has_q ? "&" : "?");
+        has_q = 1;
+        stws__sb_form(&b, d->query[i].name);
+        if (d->query[i].value) {
+            stws__sb_puts(&b, "=");
+            stws__sb_form(&b, d->query[i].value);
+        }
+    }
+    /* Host first (RFC 9112 §3.2), with the port unless it is the default */
+    stws__sb_puts(&b, " HTTP/1.1\r\nHost: ");
+    if (strchr(d->host, ':')) stws__sb_puts(&b, "[");
+    stws__sb_puts(&b, d->host);
+    if (strchr(d->host, ':')) stws__sb_puts(&b, "]");
+    if (d->port && d->port != (d->secure ? 443 : 80)) {
+        stws__sb_puts(&b, ":");
+        stws__sb_uint(&b, (size_t)d->port);
+    }
+    stws__sb_puts(&b, "\r\n");
+    for (i = 0; i < d->num_headers; i++) {
+        stws__sb_puts(&b, d->headers[i].name);
+        stws__sb_puts(&b, ": ");
+        stws__sb_puts(&b, d->headers[i].value);
+        stws__sb_puts(&b, "\r\n");
+    }
+    /* RFC 9110 §8.6: a user agent sends Content-Length: 0 for an empty body
+       of a method that expects one */
+    if (d->body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+        strcmp(method, "PATCH") == 0) {
+        stws__sb_puts(&b, "Content-Length: ");
+        stws__sb_uint(&b, d->body_len);
+        stws__sb_puts(&b, "\r\n");
+    }
+    stws__sb_puts(&b, d->close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+    if (d->body_len) stws__sb_put(&b, (const char *)d->body, d->body_len);
+    *len = b.len;
+    if (b.len >= cap) return STWS_ERR_BUFFER_TOO_SMALL;
+    buf[b.len] = 0;
+    return STWS_OK;
+}
 
 /* ==== threads: a private layer (POSIX threads, or Win32) ================= */
 /* Only two users: the default resolver's helper thread (one per host-name
@@ -5690,25 +6433,6 @@ static stws_client_event *stws__cpush(stws_client *c, stws_client_event_type typ
     return e;
 }
 
-/* application/x-www-form-urlencoded (space as '+', '|' as %7C), PROTOCOL.md §1 */
-static void stws__sb_form(stws__sb *b, const char *s) {
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        char e[3];
-        if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '*') {
-            stws__sb_put(b, (const char *)&ch, 1);
-        } else if (ch == ' ') {
-            stws__sb_put(b, "+", 1);
-        } else {
-            e[0] = '%';
-            e[1] = hex[ch >> 4];
-            e[2] = hex[ch & 15];
-            stws__sb_put(b, e, 3);
-        }
-    }
-}
 
 
 #ifndef STWS_NO_SOCKETS
