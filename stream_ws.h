@@ -801,11 +801,13 @@ STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
    document is valid until the next call on the client, and a look-up counts
    as a use of the client (THREADING).  Never change text or len of a made
    document.  A doc with internal NULL (zero-initialised, text and len set by
-   hand) still works, but every look-up checks the whole text first. */
+   hand) still works, but every look-up checks the whole text first; a doc
+   whose parse failed finds nothing. */
 typedef struct stws_json_doc {
     const char *text;
     size_t len;
-    const void *internal;   /* opaque: what checked the text (NULL: nothing yet) */
+    const void *internal;   /* opaque: what checked the text (NULL: nothing, each
+                               look-up checks it) */
 } stws_json_doc;
 
 /* A reusable jsmn tokenizer: zero-initialise it (or set max_tokens and
@@ -3625,15 +3627,16 @@ static int stws__utf8_ok(const char *s, size_t n) {
 /* ---- parsing ------------------------------------------------------------------ */
 
 /* What doc->internal says (the public doc keeps one opaque pointer):
-     NULL                       nothing checked the text: each look-up
-                                checks it first (stws__json_kind)
-     &stws__json_checked_mark   stws_json_doc_init() checked it: lazy
+     NULL                       made by hand, nothing checked the text:
+                                each look-up checks it first (stws__json_kind)
+     &stws__json_mark[0]        stws_json_doc_init() checked it: lazy
+     &stws__json_mark[1]        a parse refused it: nothing is found
      a stws_json_tokens         whose text_/len_ are the doc's: lazy when
                                 count is 0 (the client's record of the event
                                 it checked), a token document otherwise.
    A record that has moved on to another text (a doc kept past its event)
-   no longer matches, and the doc falls back to "nothing checked". */
-static const char stws__json_checked_mark = 0;
+   no longer matches, and nothing is found (the text may be gone). */
+static const char stws__json_mark[2] = {0, 0};
 
 enum { STWS__DOC_NONE, STWS__DOC_LAZY, STWS__DOC_TOKENS };
 
@@ -3698,7 +3701,7 @@ static stws_result stws__json_validate(const char *text, size_t len, int utf8_kn
 static void stws__json_doc_reset(stws_json_doc *doc, const char *text, size_t len) {
     doc->text = text;
     doc->len = len;
-    doc->internal = NULL;
+    doc->internal = &stws__json_mark[1];
 }
 
 stws_result stws_json_doc_init(stws_json_doc *doc, const char *text, size_t len) {
@@ -3707,7 +3710,7 @@ stws_result stws_json_doc_init(stws_json_doc *doc, const char *text, size_t len)
     if (!doc) return STWS_ERR_INVALID_ARG;
     stws__json_doc_reset(doc, text, len);
     r = stws__json_validate(text, len, 0, INT_MAX, &info);
-    if (r == STWS_OK) doc->internal = &stws__json_checked_mark;
+    if (r == STWS_OK) doc->internal = &stws__json_mark[0];
     return r;
 }
 
@@ -4098,23 +4101,24 @@ static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_
 
 /* -- documents and values (both kinds) -- */
 
-/* Which kind doc is (*rec: its tokens when TOKENS).  A doc nothing checked
-   (internal NULL, or a record that moved on) is checked here, at every
-   look-up: it works, at the price of a pass over the text each time. */
+/* Which kind doc is (*rec: its tokens when TOKENS).  A doc made by hand
+   (internal NULL) is checked here, at every look-up: it works, at the price
+   of a pass over the text each time. */
 static int stws__json_kind(const stws_json_doc *doc, const stws_json_tokens **rec) {
     const stws_json_tokens *r;
     stws__json_info info;
     *rec = NULL;
     if (!doc || !doc->text) return STWS__DOC_NONE;
-    if (doc->internal == (const void *)&stws__json_checked_mark) return STWS__DOC_LAZY;
+    if (!doc->internal)
+        return stws__json_validate(doc->text, doc->len, 0, INT_MAX, &info) == STWS_OK ? STWS__DOC_LAZY
+                                                                                      : STWS__DOC_NONE;
+    if (doc->internal == (const void *)&stws__json_mark[0]) return STWS__DOC_LAZY;
+    if (doc->internal == (const void *)&stws__json_mark[1]) return STWS__DOC_NONE;
     r = (const stws_json_tokens *)doc->internal;
-    if (r && r->text_ == doc->text && r->len_ == doc->len) {
-        if (r->count == 0) return STWS__DOC_LAZY;
-        *rec = r;
-        return STWS__DOC_TOKENS;
-    }
-    return stws__json_validate(doc->text, doc->len, 0, INT_MAX, &info) == STWS_OK ? STWS__DOC_LAZY
-                                                                                  : STWS__DOC_NONE;
+    if (r->text_ != doc->text || r->len_ != doc->len) return STWS__DOC_NONE;
+    if (r->count == 0) return STWS__DOC_LAZY;
+    *rec = r;
+    return STWS__DOC_TOKENS;
 }
 
 static stws_json_type stws__json_none(stws_json_value *out) {
