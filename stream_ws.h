@@ -5,8 +5,9 @@
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
      transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
-     json/jwt   escaping writer, strict reader (one tokenless pass; look-ups
-                walk the checked text; jsmn for eager token documents), HS256 minter
+     json/jwt   escaping writer, strict reader (lazy documents: one tokenless
+                pass, look-ups walk the checked text; token documents: jsmn
+                into tokens you own; values, cursors, int64/double), HS256 minter
      client     Stream's protocol: auth, health checks, reconnect, token
                 refresh, a lossless send queue (stws_client_*)
 
@@ -119,6 +120,16 @@
                max_message_size
 
    VERSION HISTORY
+       unreleased        JSON reader: stws_json_doc_init (any text is a
+                         document), stws_json_tokenize/stws_json_tokens (jsmn
+                         tokens you own and reuse), stws_json_get/get_in/len/
+                         elem/iter_init/next (linear iteration),
+                         stws_json_value_* and stws_json_double_at; client
+                         desc.tokenize_events.  stws_json_doc is now {text,
+                         len, internal} (the unused tokens/ntokens/lazy fields
+                         are gone).  Typed getters tell absent
+                         (STWS_ERR_JSON_PATH) from present of another type or
+                         null (new STWS_ERR_JSON_TYPE; was JSON_PATH).
        0.1.0  (2026-11)  codec, handshake, transports, connection, JSON, JWT,
                          Stream client
 */
