@@ -4366,16 +4366,133 @@ stws_result stws_json_value_int(const stws_json_value *v, int64_t *out) {
     return STWS_OK;
 }
 
+/* Exact comparison for the double reader: m * 10^e10 against h * 2^e2 in
+   integers of up to 64 * 32 bits (m < 2^64, |e10| <= 362, h < 2^55 and
+   |e2| <= 1100 need at most some 1700).  -1, 0 or 1. */
+#define STWS__BIG_LIMBS 64
+typedef struct stws__big {
+    uint32_t d[STWS__BIG_LIMBS]; /* little-endian limbs */
+    int n;
+} stws__big;
+
+static void stws__big_set(stws__big *b, uint64_t v) {
+    b->n = 0;
+    while (v) {
+        b->d[b->n++] = (uint32_t)v;
+        v >>= 32;
+    }
+}
+
+static void stws__big_mul(stws__big *b, uint32_t k) {
+    uint64_t carry = 0;
+    int i;
+    for (i = 0; i < b->n; i++) {
+        uint64_t t = (uint64_t)b->d[i] * k + carry;
+        b->d[i] = (uint32_t)t;
+        carry = t >> 32;
+    }
+    if (carry && b->n < STWS__BIG_LIMBS) b->d[b->n++] = (uint32_t)carry;
+}
+
+static void stws__big_pow5(stws__big *b, long k) {
+    for (; k >= 13; k -= 13) stws__big_mul(b, 1220703125u); /* 5^13 */
+    for (; k > 0; k--) stws__big_mul(b, 5);
+}
+
+static void stws__big_shl(stws__big *b, long bits) {
+    int limbs = (int)(bits / 32), sh = (int)(bits % 32), i;
+    if (!b->n || bits <= 0) return;
+    if (b->n + limbs + 1 > STWS__BIG_LIMBS) limbs = STWS__BIG_LIMBS - b->n - 1; /* cannot happen */
+    b->d[b->n + limbs] = 0;
+    for (i = b->n - 1; i >= 0; i--) {
+        uint64_t w = (uint64_t)b->d[i] << sh;
+        b->d[i + limbs + 1] |= (uint32_t)(w >> 32);
+        b->d[i + limbs] = (uint32_t)w;
+    }
+    for (i = 0; i < limbs; i++) b->d[i] = 0;
+    b->n += limbs + 1;
+    while (b->n && !b->d[b->n - 1]) b->n--;
+}
+
+static int stws__big_cmp(const stws__big *a, const stws__big *b) {
+    int i;
+    if (a->n != b->n) return a->n < b->n ? -1 : 1;
+    for (i = a->n - 1; i >= 0; i--)
+        if (a->d[i] != b->d[i]) return a->d[i] < b->d[i] ? -1 : 1;
+    return 0;
+}
+
+static int stws__dec_cmp(uint64_t m, long e10, uint64_t h, long e2) {
+    stws__big a, b;
+    long a2 = e10 > 0 ? e10 : 0, b2 = (e10 < 0 ? -e10 : 0) + e2, low;
+    stws__big_set(&a, m);
+    stws__big_set(&b, h);
+    if (e10 > 0) stws__big_pow5(&a, e10);
+    else stws__big_pow5(&b, -e10);
+    low = a2 < b2 ? a2 : b2;
+    stws__big_shl(&a, a2 - low);
+    stws__big_shl(&b, b2 - low);
+    return stws__big_cmp(&a, &b);
+}
+
+/* x (m * 10^e10, or strictly between that and (m + 1) * 10^e10 when digits
+   were dropped) against h * 2^e2: -1, 0, 1, or 2 when that cannot tell. */
+static int stws__dec_side(uint64_t m, int dropped, long e10, uint64_t h, long e2) {
+    int lo = stws__dec_cmp(m, e10, h, e2);
+    if (!dropped) return lo;
+    if (lo >= 0) return 1;
+    if (m == UINT64_MAX) return 2;
+    return stws__dec_cmp(m + 1, e10, h, e2) <= 0 ? -1 : 2;
+}
+
+/* Round d (positive, finite, within an ulp or so of x) to the double
+   nearest x, ties to even: compare x with the halfway points around d. */
+static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
+    int k;
+    for (k = 0; k < 4; k++) {
+        uint64_t bits, f, M;
+        long E;
+        int ef, c;
+        memcpy(&bits, &d, 8);
+        ef = (int)(bits >> 52);
+        f = bits & ((UINT64_C(1) << 52) - 1);
+        if (ef == 0x7FF) return d;
+        M = ef ? f | (UINT64_C(1) << 52) : f;
+        E = ef ? ef - 1075 : -1074;
+        c = stws__dec_side(m, dropped, e10, 2 * M + 1, E - 1); /* halfway above */
+        if (c == 2) return d;
+        if (c > 0 || (c == 0 && (M & 1))) {
+            bits++;
+            memcpy(&d, &bits, 8);
+            continue;
+        }
+        if (M == 0) return d;
+        if (f == 0 && ef > 1) c = stws__dec_side(m, dropped, e10, 4 * M - 1, E - 2); /* closer below */
+        else c = stws__dec_side(m, dropped, e10, 2 * M - 1, E - 1);
+        if (c == 2) return d;
+        if (c < 0 || (c == 0 && (M & 1))) {
+            bits--;
+            memcpy(&d, &bits, 8);
+            continue;
+        }
+        return d;
+    }
+    return d;
+}
+
 /* RFC 8259 §6 number text (already checked) to the nearest double, without
    strtod (whose decimal point is the C locale's).  The first 19
    significant digits go into a uint64 m and the rest only shift the decimal
    exponent.  When m <= 2^53 and no digit was dropped, m and 10^|e| <= 10^22
    are exact doubles and one multiplication or division rounds once:
    correctly rounded (Clinger's fast path), which covers nearly every number
-   an event carries.  Otherwise the scaling runs in long double and rounds
-   to double at the end: correctly rounded except for inputs within about
-   2^-11 ulp of a halfway point where long double has a 64-bit mantissa,
-   within a few ulps where it is no wider than double.  0: not finite. */
+   an event carries.  Otherwise the scaling runs in long double (an
+   estimate within an ulp or so) and stws__dec_correct() settles the last
+   bit by comparing the decimal exactly, in big integers, with the halfway
+   points around it: correctly rounded, ties to even.  The one exception:
+   past 19 significant digits the rest are only known to be non-zero, so a
+   halfway point inside that last-digit interval (some 1 in 2000 of such
+   inputs) keeps the estimate.  0: not finite. */
 static int stws__json_to_double(const char *s, size_t n, double *out) {
     static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                    1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -4445,6 +4562,9 @@ static int stws__json_to_double(const char *s, size_t n, double *out) {
         if (ex & 1) ld = e10 < 0 ? ld / b10[k] : ld * b10[k];
     d = (double)ld;
     if (d - d != 0.0) return 0; /* infinite */
+    if (d == 0.0) d = 4.9406564584124654e-324; /* the estimate underflowed: start at the least */
+    d = stws__dec_correct(d, m, dropped, e10);
+    if (d - d != 0.0) return 0;
     *out = neg ? -d : d;
     return 1;
 }
