@@ -82,9 +82,10 @@ T_FN stws_result stws__json_event_type(const stws_json_doc *doc, stws_str *type)
     return STWS_OK;
 }
 
+/* A token document: its values carry tokens (lazy values a span). */
 T_FN int is_tokens(const stws_json_doc *doc) {
-    const stws_json_tokens *tk = doc ? (const stws_json_tokens *)doc->internal : NULL;
-    return tk && tk->count > 0 && tk->text_ == doc->text;
+    stws_json_value v;
+    return stws_json_get(doc, "", &v) != STWS_JSON_NONE && v.internal != NULL;
 }
 
 /* ---- a parser with its own token array --------------------------------------- */
