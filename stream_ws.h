@@ -878,6 +878,7 @@ STWS_API stws_result stws_json_doc_init(stws_json_doc *doc, const char *text, si
    old array is kept). */
 STWS_API stws_result stws_json_tokenize(stws_json_tokens *tk, const char *text, size_t len,
                                         stws_json_doc *doc);
+/* Free tk's token array (with tk->allocator); tk can be used again. */
 STWS_API void stws_json_tokens_free(stws_json_tokens *tk);
 
 /* The value at path ("" = the root) into *out; returns its type,
@@ -903,6 +904,7 @@ STWS_API stws_result stws_json_value_int(const stws_json_value *v, int64_t *out)
 /* Any number as the nearest double, independent of the C locale; a number
    beyond the double range is STWS_ERR_JSON_TYPE. */
 STWS_API stws_result stws_json_value_double(const stws_json_value *v, double *out);
+/* true or false as 1 or 0. */
 STWS_API stws_result stws_json_value_bool(const stws_json_value *v, int *out);
 /* A string unescaped (\u escapes, surrogate pairs included, to UTF-8) into
    buf, NUL-terminated; *len is its length without the NUL, also when
@@ -914,11 +916,16 @@ STWS_API stws_result stws_json_value_string(const stws_json_value *v, char *buf,
 /* Path shorthands: stws_json_get() and the typed reader.  STWS_ERR_JSON_PATH
    if absent, STWS_ERR_JSON_TYPE if present and of another type (null
    included: a null is present). */
+/* The raw view of the value at path (out->ptr NULL if absent); its type. */
 STWS_API stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out);
+/* stws_json_value_string of the value at path. */
 STWS_API stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf,
                                          size_t cap, size_t *len);
+/* stws_json_value_int of the value at path. */
 STWS_API stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out);
+/* stws_json_value_double of the value at path. */
 STWS_API stws_result stws_json_double_at(const stws_json_doc *doc, const char *path, double *out);
+/* stws_json_value_bool of the value at path. */
 STWS_API stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out);
 
 /* ==== JWT (HS256) ========================================================= */
