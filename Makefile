@@ -53,12 +53,17 @@ compile-check: $(BUILD)/impl.o
 	  $$cxx -std=c++11 $(WARN) -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx.o; \
 	  $$cxx -std=c++11 $(WARN) -DSTWS_STATIC -c tests/compile/impl.cc -o $(BUILD)/compile/$$cxx-static.o; \
 	done; \
+	if gcc -std=c99 $(WARN) -c tests/compile/jsmn_first.c -o $(BUILD)/compile/jsmn-first.o 2> $(BUILD)/compile/jsmn-first.err; then \
+	  echo "compile-check: jsmn.h without parent links first must not build"; exit 1; fi; \
+	grep -q 'jsmn.h was included before the implementation' $(BUILD)/compile/jsmn-first.err || \
+	  { cat $(BUILD)/compile/jsmn-first.err; echo "compile-check: no clear message for the jsmn include order"; exit 1; }; \
+	gcc -std=c99 $(WARN) -DJSMN_FIRST_CONFIGURED -c tests/compile/jsmn_first.c -o $(BUILD)/compile/jsmn-first-ok.o; \
 	bad=$$(nm -g --defined-only $(BUILD)/compile/gcc-c99.o $(BUILD)/compile/g++.o | awk 'NF==3 {print $$3}' | grep -v '^stws_' || true); \
 	if [ -n "$$bad" ]; then echo "compile-check: non-stws_ symbols exported: $$bad"; exit 1; fi; \
 	bad=$$(nm -u $(BUILD)/compile/gcc-fw.o | grep -E 'mbedtls_(ctr_drbg|entropy)|getaddrinfo|poll$$|fprintf' || true); \
 	if [ -n "$$bad" ]; then echo "compile-check: the firmware set still references: $$bad"; exit 1; fi; \
 	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
-	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, no threads, exports only stws_*: ok"
+	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, no threads, jsmn include order, exports only stws_*: ok"
 
 deps:
 	@sh tools/deps.sh

@@ -7,8 +7,9 @@
                 keep-alive, 1xx, limits) and request writer (stws_http_*)
      transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
-     json/jwt   escaping writer, strict reader (one tokenless pass; look-ups
-                walk the checked text; jsmn for eager token documents), HS256 minter
+     json/jwt   escaping writer, strict reader (lazy documents: one tokenless
+                pass, look-ups walk the checked text; token documents: jsmn
+                into tokens you own; values, cursors, int64/double), HS256 minter
      client     Stream's protocol: auth, health checks, reconnect, token
                 refresh, a lossless send queue (stws_client_*)
 
@@ -160,6 +161,16 @@
                max_message_size
 
    VERSION HISTORY
+       unreleased        JSON reader: stws_json_doc_init (any text is a
+                         document), stws_json_tokenize/stws_json_tokens (jsmn
+                         tokens you own and reuse), stws_json_get/get_in/len/
+                         elem/iter_init/next (linear iteration),
+                         stws_json_value_* and stws_json_double_at; client
+                         desc.tokenize_events.  stws_json_doc is now {text,
+                         len, internal} (the unused tokens/ntokens/lazy fields
+                         are gone).  Typed getters tell absent
+                         (STWS_ERR_JSON_PATH) from present of another type or
+                         null (new STWS_ERR_JSON_TYPE; was JSON_PATH).
        0.1.0  (2026-11)  codec, handshake, transports, connection, JSON, JWT,
                          Stream client
 */
@@ -268,9 +279,10 @@ typedef enum stws_result {
 
     /* JSON and JWT */
     STWS_ERR_JSON = -0x1A0,         /* malformed JSON, or writer misuse */
-    STWS_ERR_JSON_PATH = -0x1A1,    /* path absent or of another type */
+    STWS_ERR_JSON_PATH = -0x1A1,    /* path absent */
     STWS_ERR_JSON_TOO_BIG = -0x1A2, /* more tokens than max_json_tokens */
     STWS_ERR_EVENT_SHAPE = -0x1A3,  /* not an object with a string "type" */
+    STWS_ERR_JSON_TYPE = -0x1A4,    /* value present but of another type */
 
     /* Stream client */
     STWS_ERR_AUTH = -0x1C0,         /* connection.error: fatal code (see error_code) */
@@ -977,24 +989,42 @@ STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
 
 /* ==== JSON: reading inbound events (strict RFC 8259) ====================== */
 
-/* A parsed JSON document: a view of text, with tokens if it was tokenized.
+/* A checked JSON document: a view of text.  Make one with
+   stws_json_doc_init() (lazy: one tokenless check pass, then look-ups walk
+   the text) or stws_json_tokenize() (eager: jsmn tokens that the caller's
+   stws_json_tokens owns); a client event's doc is one of the two (desc
+   tokenize_events).  Both kinds answer every look-up identically.
    Path look-ups take dotted paths with array indices: "me.id", "error.code",
-   "message.user.name", "members.0.user.id" or "members[0].user.id".
-   A client event's document is lazy: before delivery the text is checked
-   (grammar, nesting, max_json_tokens) in one pass without tokens, and a
-   look-up walks that text to the value (it costs about the bytes before
-   the value; nothing is tokenized or allocated).  Like the rest of the
-   event it is valid until the next call on the client, and a look-up
-   counts as a use of the client (THREADING). */
+   "message.user.name", "members.0.user.id" or "members[0].user.id"; a key is
+   compared with its raw text (escapes as written).  A lazy look-up costs
+   about the bytes before the value; nothing is allocated.  A client event's
+   document is valid until the next call on the client, and a look-up counts
+   as a use of the client (THREADING).  Never change text or len of a made
+   document.  A doc with internal NULL (zero-initialised, text and len set by
+   hand) still works, but every look-up checks the whole text first; a doc
+   whose parse failed finds nothing. */
 typedef struct stws_json_doc {
     const char *text;
     size_t len;
-    const void *tokens;     /* jsmntok_t[], owned by whoever parsed; NULL in
-                               a lazy document */
-    int ntokens;
-    void *lazy;             /* internal: the client's record that the text was
-                               checked; NULL in any other document */
+    const void *internal;   /* opaque: what checked the text (NULL: nothing, each
+                               look-up checks it) */
 } stws_json_doc;
+
+/* A reusable jsmn tokenizer: zero-initialise it (or set max_tokens and
+   allocator), pass it to stws_json_tokenize() for every document, and
+   free it with stws_json_tokens_free().  The token array grows to the
+   largest document seen and is reused: no allocation in steady state. */
+typedef struct stws_json_tokens {
+    void *tok;                /* jsmntok_t[count] as jsmn.h declares it with
+                                 JSMN_PARENT_LINKS (type, start, end, size,
+                                 parent): cast it to walk tokens the jsmn way */
+    int count;                /* tokens of the last document, 0 if it failed */
+    int cap;                  /* room in tok */
+    int max_tokens;           /* 0 = no limit but the text's size */
+    stws_allocator allocator; /* default malloc/free */
+    const char *text_;        /* internal: the text tok describes */
+    size_t len_;
+} stws_json_tokens;
 
 typedef enum stws_json_type {
     STWS_JSON_NONE = 0,     /* not found */
@@ -1006,17 +1036,85 @@ typedef enum stws_json_type {
     STWS_JSON_NULL
 } stws_json_type;
 
-/* Find path; *out receives the raw text of the value (for strings: between
-   the quotes, still escaped).  Returns the value's type, STWS_JSON_NONE if
-   the path does not exist. */
+/* One value of a document, found by a look-up or an iteration; valid as
+   long as its document (and tokens). */
+typedef struct stws_json_value {
+    stws_json_type type;    /* STWS_JSON_NONE: nothing was found */
+    stws_str raw;           /* its text; for strings between the quotes, still escaped */
+    const void *internal;   /* opaque: the tokens of a token document, else NULL */
+    int tok;                /* opaque: its token index in a token document */
+} stws_json_value;
+
+/* A cursor over the members of an object or the elements of an array:
+   each stws_json_next() moves on from where the last one stopped, so
+   iterating N children costs O(N) in all.  Fields are internal. */
+typedef struct stws_json_iter {
+    const char *text_;
+    size_t pos_, end_;
+    const void *tokens_;
+    int next_, parent_, object_, done_;
+} stws_json_iter;
+
+/* Check text[0..len) (UTF-8, RFC 8259 grammar, nesting <= 512) and make doc
+   a lazy document of it.  STWS_OK, STWS_ERR_JSON, STWS_ERR_INVALID_UTF8,
+   STWS_ERR_JSON_TOO_BIG (len > INT_MAX or nesting), STWS_ERR_INVALID_ARG;
+   on failure every look-up finds nothing. */
+STWS_API stws_result stws_json_doc_init(stws_json_doc *doc, const char *text, size_t len);
+/* The same checks, then jsmn (strict, parent links) tokenizes the text into
+   tk, and every token is proved against the grammar; doc is a token document
+   of tk (valid until tk's next use).  Also STWS_ERR_JSON_TOO_BIG (more than
+   tk->max_tokens tokens: one per value and per key) and STWS_ERR_NOMEM (the
+   old array is kept). */
+STWS_API stws_result stws_json_tokenize(stws_json_tokens *tk, const char *text, size_t len,
+                                        stws_json_doc *doc);
+/* Free tk's token array (with tk->allocator); tk can be used again. */
+STWS_API void stws_json_tokens_free(stws_json_tokens *tk);
+
+/* The value at path ("" = the root) into *out; returns its type,
+   STWS_JSON_NONE (out->type too) if the path does not exist. */
+STWS_API stws_json_type stws_json_get(const stws_json_doc *doc, const char *path, stws_json_value *out);
+/* The value at path relative to v (e.g. "user.id" of a member). */
+STWS_API stws_json_type stws_json_get_in(const stws_json_value *v, const char *path, stws_json_value *out);
+/* Number of elements of an array or members of an object (0 otherwise). */
+STWS_API size_t stws_json_len(const stws_json_value *v);
+/* Element i of an array (or the value of member i of an object). */
+STWS_API stws_json_type stws_json_elem(const stws_json_value *v, size_t i, stws_json_value *out);
+/* Start iterating container v: STWS_OK, or STWS_ERR_JSON_TYPE if v is not
+   an object or an array (the iterator then yields nothing). */
+STWS_API stws_result stws_json_iter_init(stws_json_iter *it, const stws_json_value *v);
+/* The next member (key: a STRING value, raw still escaped; value) or
+   element (key->type NONE); 1 if there was one, 0 at the end.  key may be
+   NULL. */
+STWS_API int stws_json_next(stws_json_iter *it, stws_json_value *key, stws_json_value *val);
+/* Typed readers of a value: STWS_ERR_JSON_TYPE if it is of another type
+   (null included), STWS_ERR_JSON_PATH if v is nothing (NONE). */
+/* A number without fraction or exponent, within int64 (3.5, 1e2: TYPE). */
+STWS_API stws_result stws_json_value_int(const stws_json_value *v, int64_t *out);
+/* Any number as the nearest double, independent of the C locale; a number
+   beyond the double range is STWS_ERR_JSON_TYPE. */
+STWS_API stws_result stws_json_value_double(const stws_json_value *v, double *out);
+/* true or false as 1 or 0. */
+STWS_API stws_result stws_json_value_bool(const stws_json_value *v, int *out);
+/* A string unescaped (\u escapes, surrogate pairs included, to UTF-8) into
+   buf, NUL-terminated; *len is its length without the NUL, also when
+   STWS_ERR_BUFFER_TOO_SMALL (buf then needs *len + 1 bytes).  "\u0000"
+   gives a NUL inside: trust *len, not strlen.  Raw view: v->raw. */
+STWS_API stws_result stws_json_value_string(const stws_json_value *v, char *buf, size_t cap,
+                                            size_t *len);
+
+/* Path shorthands: stws_json_get() and the typed reader.  STWS_ERR_JSON_PATH
+   if absent, STWS_ERR_JSON_TYPE if present and of another type (null
+   included: a null is present). */
+/* The raw view of the value at path (out->ptr NULL if absent); its type. */
 STWS_API stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out);
-/* The string at path, unescaped (\u escapes, surrogate pairs included, to UTF-8) into
-   buf (NUL-terminated).  STWS_ERR_JSON_PATH if absent or not a string,
-   STWS_ERR_BUFFER_TOO_SMALL with *len set to the size needed. */
+/* stws_json_value_string of the value at path. */
 STWS_API stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf,
                                          size_t cap, size_t *len);
-/* An integer (no fraction or exponent, within int64). */
+/* stws_json_value_int of the value at path. */
 STWS_API stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out);
+/* stws_json_value_double of the value at path. */
+STWS_API stws_result stws_json_double_at(const stws_json_doc *doc, const char *path, double *out);
+/* stws_json_value_bool of the value at path. */
 STWS_API stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out);
 
 /* ==== JWT (HS256) ========================================================= */
@@ -1060,8 +1158,8 @@ typedef struct stws_client_event {
     stws_client_event_type type;
     stws_str event_type;       /* SERVER: "message.new", "health.check", ... */
     stws_str json;             /* SERVER, MALFORMED: the text exactly as received */
-    stws_json_doc doc;         /* SERVER: for stws_json_*_at() look-ups (they
-                                  walk the text; nothing is allocated) */
+    stws_json_doc doc;         /* SERVER: for stws_json_get() and the other
+                                  look-ups (lazy, or tokens: tokenize_events) */
     stws_str connection_id;    /* CONNECTED, RECONNECTED */
     int attempt;               /* RECONNECTING: 1, 2, ... */
     int delay_ms;              /* RECONNECTING */
@@ -1133,8 +1231,16 @@ typedef struct stws_client_desc {
                                       connection.ok counts as one) */
     size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
     size_t max_message_size;       /* 0 = 16 MiB */
-    int max_json_tokens;           /* 0 = max_message_size: no limit but the
+    int max_json_tokens;           /* most JSON tokens (values plus keys, as jsmn
+                                      counts them) in one inbound event; more is
+                                      MALFORMED with STWS_ERR_JSON_TOO_BIG.
+                                      0 = max_message_size: no limit but the
                                       size (a token takes at least a byte) */
+    int tokenize_events;           /* 0 = lazy: an event's doc is checked in one
+                                      pass and look-ups walk its text (fastest
+                                      for a few look-ups); 1 = every event is
+                                      tokenized by jsmn (stws_json_tokenize) into
+                                      tokens the client owns and reuses */
     stws_reconnecting_fn on_reconnecting;
     stws_client_event_fn on_event; /* optional push delivery of every event (inside
                                       the pump); set, stws_client_next_event() has
@@ -1556,8 +1662,9 @@ static void stws__log_line(const stws_logger *l, stws_log_level level, const cha
     X(STWS_ERR_TLS_VERIFY, "TLS certificate verification failed") \
     X(STWS_ERR_PROXY, "HTTP proxy CONNECT failed") \
     X(STWS_ERR_JSON, "malformed JSON") \
-    X(STWS_ERR_JSON_PATH, "JSON path not found or of another type") \
+    X(STWS_ERR_JSON_PATH, "JSON path not found") \
     X(STWS_ERR_JSON_TOO_BIG, "JSON has more tokens than max_json_tokens") \
+    X(STWS_ERR_JSON_TYPE, "JSON value of another type") \
     X(STWS_ERR_EVENT_SHAPE, "event is not a JSON object with a string type") \
     X(STWS_ERR_AUTH, "authentication failed (fatal connection.error)") \
     X(STWS_ERR_AUTH_TRANSIENT, "connection.error (transient, retrying)") \
@@ -4249,41 +4356,48 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
    Reader.  Every text is first checked by stws__json_scan(), one tokenless
    pass of the RFC 8259 grammar that also enforces the limits (nesting,
    token count: it counts what jsmn would make) and finds an event's "type".
-   A Stream event is delivered after the pass alone (stws__json_event_parse)
-   and is never tokenized: a path look-up on it walks the checked text
-   (stws__json_walk), skipping the values it does not enter, so it costs
-   about the bytes before the value it finds and allocates nothing (tokens
-   would only pay for an app that looks up some 25 paths of every event:
-   see the walk's comment).
+   A lazy document (stws_json_doc_init, and a client event by default) is
+   never tokenized: a look-up walks the checked text (stws__json_walk),
+   skipping the values it does not enter, so it costs about the bytes
+   before the value it finds and allocates nothing (tokens only pay for an
+   app that looks up some 25 paths of every event: see the walk's comment).
 
-   The eager stws__json_parse() (tests and fuzzing, where its tokens are
-   the reference the walk is compared with) runs jsmn (Debian libjsmn-dev,
-   strict mode, parent links) after the pass, into an array of exactly the
-   counted size.  jsmn alone is not a validator (even strict it takes
-   `[1 2]`, `{"a" "b"}`, `[1,]`, `tru`, `01`, raw control characters in
-   strings, and stops at a NUL), so stws__json_check() proves, token by
-   token, that type, start, end and parent are what the grammar says and
-   that the count is exact; only then are tokens handed out.  Look-ups on
-   tokens use start/end/parent only (never jsmn's `size`), check every index
-   and offset they use, and so stay in bounds even on a stws_json_doc that
-   did not come from stws__json_parse().
+   stws_json_tokenize() (and a client with tokenize_events) runs jsmn
+   (Debian libjsmn-dev, strict mode, parent links) after the pass, into the
+   caller's stws_json_tokens, grown to exactly the counted size.  jsmn alone
+   is not a validator (even strict it takes `[1 2]`, `{"a" "b"}`, `[1,]`,
+   `tru`, `01`, raw control characters in strings, and stops at a NUL), so
+   stws__json_check() proves, token by token, that type, start, end and
+   parent are what the grammar says and that the count is exact; only then
+   are tokens handed out.  Look-ups on tokens use start/end/parent only
+   (never jsmn's `size`), check every index and offset they use, and so
+   stay in bounds even on tokens a user changed.
+
+   Values (stws_json_value) and cursors (stws_json_iter) carry either an
+   offset span of the text (lazy) or a token index; an iteration resumes
+   where the last step stopped, so walking N children is linear on both.
 
    Paths: keys separated by '.', array elements as ".N" or "[N]" ("members.0.id",
    "members[0].id", "[2]" on a top-level array); "" is the whole document.
    A key segment is compared byte for byte with the key's raw text as it
    appears in the JSON, escapes included (a key written "a\u0062" is found
-   as "a\u0062", not "ab"); keys holding '.' or '[' cannot be addressed.  A
-   digit segment after '.' indexes an array (at most 9 digits), or names a
-   key of an object.  With duplicate keys the first one wins.  Both kinds of
-   document cut paths with stws__json_seg_next(), so they read them alike.
+   as "a\u0062", not "ab"); keys holding '.' or '[' cannot be addressed (an
+   iteration reaches them).  A digit segment after '.' indexes an array (at
+   most 9 digits), or names a key of an object.  With duplicate keys the
+   first one wins.  Both kinds of document cut paths with
+   stws__json_seg_next(), so they read them alike.
 
    Internal API for the Stream client (static):
-     stws__json_event_parse(text, len, utf8_known, &lazy, max_tokens, &doc, &type)
-                                            the client's per-message path
-     stws__json_parse(text, len, &tokens, &cap, max_tokens, allocator, &doc)
-     stws__json_event_type(&doc, &type)     the same, eagerly (tests, fuzzing;
-                                            event_type takes either document) */
+     stws__json_event_parse(text, len, utf8_known, &rec, eager, max_tokens, &doc, &type)
+                                            the client's per-message path */
 
+/* jsmn.h is configured by macros at its first inclusion, and this reader
+   needs strict mode with parent links (tokens of another layout would be
+   misread).  A jsmn.h included earlier in this file without them cannot be
+   re-configured: say so plainly. */
+#if defined(JSMN_H) && (!defined(JSMN_PARENT_LINKS) || !defined(JSMN_STRICT))
+#error "stream_ws.h: jsmn.h was included before the implementation without JSMN_PARENT_LINKS and JSMN_STRICT; define both before that #include, or include jsmn.h after stream_ws.h's implementation"
+#endif
 #ifndef JSMN_STATIC
 #define JSMN_STATIC
 #endif
@@ -4299,15 +4413,8 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
 #endif
 #include <limits.h>
 
-/* jsmn.h included earlier without JSMN_PARENT_LINKS would give tokens of
-   another layout: refuse to build rather than misread them. */
+/* (and a copy of jsmn.h of another layout: refuse to build) */
 typedef char stws__jsmn_has_parent_links[sizeof(jsmntok_t) == 5 * sizeof(int) ? 1 : -1];
-
-#if defined(__GNUC__) || defined(__clang__)
-#define STWS__MAYBE_UNUSED __attribute__((unused))
-#else
-#define STWS__MAYBE_UNUSED
-#endif
 
 /* jsmn walks up the parent chain at every closing bracket, which is
    quadratic in the nesting depth; real events nest a dozen levels. */
@@ -4637,37 +4744,40 @@ static int stws__utf8_ok(const char *s, size_t n) {
     return stws_utf8_validate(&st, s, n) == n && st == 0;
 }
 
-/* ---- parsing (internal API of the Stream client) --------------------------- */
+/* ---- parsing ------------------------------------------------------------------ */
 
-/* A client event's document state (the Stream client owns one and reuses
-   it): which text the tokenless pass last proved valid.  Look-ups on a lazy
-   document walk that text directly (stws__json_walk), so nothing is ever
-   tokenized or allocated for it. */
-typedef struct stws__json_lazy {
-    const char *text;    /* the checked document, or NULL */
-    size_t len;
-} stws__json_lazy;
+/* What doc->internal says (the public doc keeps one opaque pointer):
+     NULL                       made by hand, nothing checked the text:
+                                each look-up checks it first (stws__json_kind)
+     &stws__json_mark[0]        stws_json_doc_init() checked it: lazy
+     &stws__json_mark[1]        a parse refused it: nothing is found
+     a stws_json_tokens         whose text_/len_ are the doc's: lazy when
+                                count is 0 (the client's record of the event
+                                it checked), a token document otherwise.
+   A record that has moved on to another text (a doc kept past its event)
+   no longer matches, and nothing is found (the text may be gone). */
+static const char stws__json_mark[2] = {0, 0};
 
-/* Room for n tokens (1 <= n <= max_tokens) in *tokens (capacity *cap, owned
-   by the caller: free it with the same allocator).  Grows to a power of two
+enum { STWS__DOC_NONE, STWS__DOC_LAZY, STWS__DOC_TOKENS };
+
+/* Room for n tokens (1 <= n <= max_tokens) in tk.  Grows to a power of two
    from 64, never past max_tokens; the old array is kept on failure.  Once
    big enough it is reused, so documents of a size seen before allocate
    nothing. */
-static stws_result stws__json_reserve(jsmntok_t **tokens, int *cap, int n, int max_tokens,
-                                      const stws_allocator *a) {
+static stws_result stws__json_reserve(stws_json_tokens *tk, int n, int max_tokens) {
     stws_allocator al;
     int want = STWS__JSON_FIRST_TOKENS;
     jsmntok_t *nt;
-    if (n <= *cap) return STWS_OK;
+    if (n <= tk->cap && tk->tok) return STWS_OK;
     while (want < n) want = want > INT_MAX / 2 ? INT_MAX : want * 2;
     want = STWS__MIN(want, max_tokens);
     if ((size_t)want > (size_t)-1 / sizeof(jsmntok_t)) return STWS_ERR_NOMEM;
-    al = stws__allocator_def(a);
+    al = stws__allocator_def(&tk->allocator);
     nt = (jsmntok_t *)stws__alloc(&al, (size_t)want * sizeof(jsmntok_t));
     if (!nt) return STWS_ERR_NOMEM;
-    stws__free(&al, *tokens);
-    *tokens = nt;
-    *cap = want;
+    stws__free(&al, tk->tok);
+    tk->tok = nt;
+    tk->cap = want;
     return STWS_OK;
 }
 
@@ -4698,7 +4808,7 @@ static int stws__json_tokenize(const char *text, size_t len, jsmntok_t *t, int c
     return n;
 }
 
-/* The checks both parses make, in this order: arguments, size, UTF-8, the
+/* The checks every parse makes, in this order: arguments, size, UTF-8, the
    tokenless pass (info filled on STWS_OK). */
 static stws_result stws__json_validate(const char *text, size_t len, int utf8_known, int max_tokens,
                                        stws__json_info *info) {
@@ -4708,66 +4818,99 @@ static stws_result stws__json_validate(const char *text, size_t len, int utf8_kn
     return stws__json_scan(text, len, (size_t)max_tokens, STWS__JSON_MAX_NESTING, info);
 }
 
-/* Tokenize text[0..len) into *tokens (capacity *cap, owned by the caller:
-   free it with the same allocator), sized to the token count the tokenless
-   pass found, never past max_tokens (>= 1).  Results: STWS_OK (doc filled),
-   STWS_ERR_JSON (not exactly one valid JSON value: malformed, truncated,
-   trailing bytes), STWS_ERR_INVALID_UTF8, STWS_ERR_JSON_TOO_BIG (more than
-   max_tokens tokens, nesting deeper than 512, or len > INT_MAX; the first
-   problem in the text wins), STWS_ERR_NOMEM (the old array is kept),
-   STWS_ERR_INVALID_ARG.  On failure doc has no tokens (look-ups find
-   nothing).  doc points into text and *tokens: both must outlive it. */
-static STWS__MAYBE_UNUSED stws_result stws__json_parse(const char *text, size_t len,
-                                                       jsmntok_t **tokens, int *cap, int max_tokens,
-                                                       const stws_allocator *a,
-                                                       stws_json_doc *doc) {
-    stws__json_info info;
-    stws_result r;
-    int n;
-    if (!doc) return STWS_ERR_INVALID_ARG;
-    memset(doc, 0, sizeof *doc);
+static void stws__json_doc_reset(stws_json_doc *doc, const char *text, size_t len) {
     doc->text = text;
     doc->len = len;
-    if (!tokens || !cap || *cap < 0 || (!*tokens && *cap)) return STWS_ERR_INVALID_ARG;
-    r = stws__json_validate(text, len, 0, max_tokens, &info);
-    if (r == STWS_OK) r = stws__json_reserve(tokens, cap, (int)info.ntokens, max_tokens, a);
+    doc->internal = &stws__json_mark[1];
+}
+
+stws_result stws_json_doc_init(stws_json_doc *doc, const char *text, size_t len) {
+    stws__json_info info;
+    stws_result r;
+    if (!doc) return STWS_ERR_INVALID_ARG;
+    stws__json_doc_reset(doc, text, len);
+    r = stws__json_validate(text, len, 0, INT_MAX, &info);
+    if (r == STWS_OK) doc->internal = &stws__json_mark[0];
+    return r;
+}
+
+/* stws_json_tokenize with the client's knowledge: utf8_known (the codec
+   checked it, RFC 6455 §8.1) and the pass's info handed back. */
+static stws_result stws__json_tokenize_doc(stws_json_tokens *tk, const char *text, size_t len,
+                                           int utf8_known, stws_json_doc *doc, stws__json_info *info) {
+    stws_result r;
+    int n, max = tk->max_tokens > 0 ? tk->max_tokens : INT_MAX;
+    stws__json_doc_reset(doc, text, len);
+    tk->count = 0;
+    tk->text_ = NULL;
+    tk->len_ = 0;
+    if (tk->cap < 0 || (!tk->tok && tk->cap)) return STWS_ERR_INVALID_ARG;
+    r = stws__json_validate(text, len, utf8_known, max, info);
+    if (r == STWS_OK) r = stws__json_reserve(tk, (int)info->ntokens, max);
     if (r != STWS_OK) return r;
-    n = stws__json_tokenize(text, len, *tokens, (int)info.ntokens);
+    n = stws__json_tokenize(text, len, (jsmntok_t *)tk->tok, (int)info->ntokens);
     if (n < 1) return STWS_ERR_JSON;
-    doc->tokens = *tokens;
-    doc->ntokens = n;
+    tk->count = n;
+    tk->text_ = text;
+    tk->len_ = len;
+    doc->internal = tk;
     return STWS_OK;
 }
 
-/* The Stream client's per-message path: the same checks and results as
-   stws__json_parse() followed by stws__json_event_type(), in one tokenless
-   pass, and no tokens ever: look-ups on the document walk its text
-   (stws__json_walk).  utf8_known: the codec validated the text already
-   (RFC 6455 §8.1).  Whenever the text is valid JSON (STWS_OK,
-   STWS_ERR_EVENT_SHAPE) doc is lazy (doc->lazy = lz); on STWS_OK *type is
-   the event type's raw view.  lz must outlive doc and belongs to it until
-   the next call.  Nothing is allocated. */
-static STWS__MAYBE_UNUSED stws_result stws__json_event_parse(const char *text, size_t len,
-                                                             int utf8_known, stws__json_lazy *lz,
-                                                             int max_tokens, stws_json_doc *doc,
-                                                             stws_str *type) {
+stws_result stws_json_tokenize(stws_json_tokens *tk, const char *text, size_t len, stws_json_doc *doc) {
+    stws__json_info info;
+    if (!doc) return STWS_ERR_INVALID_ARG;
+    if (!tk) {
+        stws__json_doc_reset(doc, text, len);
+        return STWS_ERR_INVALID_ARG;
+    }
+    return stws__json_tokenize_doc(tk, text, len, 0, doc, &info);
+}
+
+void stws_json_tokens_free(stws_json_tokens *tk) {
+    stws_allocator al;
+    if (!tk) return;
+    al = stws__allocator_def(&tk->allocator);
+    stws__free(&al, tk->tok);
+    tk->tok = NULL;
+    tk->cap = tk->count = 0;
+    tk->text_ = NULL;
+    tk->len_ = 0;
+}
+
+/* The Stream client's per-message path: the checks of stws_json_doc_init()
+   (UTF-8 only when !utf8_known) with max_tokens, and the event's shape
+   (PROTOCOL.md §8: an object with a string "type"), in one pass.  Lazy
+   (eager == 0): no tokens, rec only records which text was checked
+   (rec->count 0); eager: rec tokenizes it.  Whenever the text is valid
+   JSON (STWS_OK, STWS_ERR_EVENT_SHAPE) doc is usable (doc->internal = rec);
+   on STWS_OK *type is the event type's raw view.  rec must outlive doc. */
+static stws_result stws__json_event_parse(const char *text, size_t len, int utf8_known,
+                                          stws_json_tokens *rec, int eager, int max_tokens,
+                                          stws_json_doc *doc, stws_str *type) {
     stws__json_info info;
     stws_result r;
-    if (!doc || !lz) return STWS_ERR_INVALID_ARG;
-    memset(doc, 0, sizeof *doc);
-    doc->text = text;
-    doc->len = len;
+    if (!doc || !rec) return STWS_ERR_INVALID_ARG;
+    stws__json_doc_reset(doc, text, len);
     if (type) {
         type->ptr = NULL;
         type->len = 0;
     }
-    lz->text = NULL;
-    lz->len = 0;
-    r = stws__json_validate(text, len, utf8_known, max_tokens, &info);
-    if (r != STWS_OK) return r;
-    lz->text = text;
-    lz->len = len;
-    doc->lazy = lz; /* valid JSON: look-ups work even when it is no event */
+    rec->text_ = NULL;
+    rec->len_ = 0;
+    rec->count = 0;
+    if (eager) {
+        rec->max_tokens = max_tokens;
+        if (max_tokens < 1) return STWS_ERR_INVALID_ARG;
+        r = stws__json_tokenize_doc(rec, text, len, utf8_known, doc, &info);
+        if (r != STWS_OK) return r;
+    } else {
+        r = stws__json_validate(text, len, utf8_known, max_tokens, &info);
+        if (r != STWS_OK) return r;
+        rec->text_ = text;
+        rec->len_ = len;
+        doc->internal = rec; /* valid JSON: look-ups work even when it is no event */
+    }
     if (info.root != '{' || info.type_state != 1) return STWS_ERR_EVENT_SHAPE;
     if (type) {
         type->ptr = text + info.type_start;
@@ -4823,58 +4966,67 @@ static void stws__json_seg_next(const char *path, size_t *i, stws__json_seg *g) 
     g->kind = 2;
 }
 
-/* -- on tokens (stws__json_parse, or a document made by hand) -- */
+/* -- on tokens (stws_json_tokenize, the client, or a record made by hand) -- */
 
-/* Token k of doc if its offsets lie inside the text, else NULL. */
-static const jsmntok_t *stws__json_tok(const stws_json_doc *doc, int k) {
+/* Token k of rec if its offsets lie inside the text, else NULL. */
+static const jsmntok_t *stws__json_tok(const stws_json_tokens *rec, int k) {
     const jsmntok_t *t;
-    if (!doc || !doc->tokens || !doc->text || k < 0 || k >= doc->ntokens) return NULL;
-    t = (const jsmntok_t *)doc->tokens + k;
-    if (t->start < 0 || t->end < t->start || (size_t)t->end > doc->len) return NULL;
+    if (!rec || !rec->tok || !rec->text_ || k < 0 || k >= rec->count || k >= rec->cap) return NULL;
+    t = (const jsmntok_t *)rec->tok + k;
+    if (t->start < 0 || t->end < t->start || (size_t)t->end > rec->len_) return NULL;
     if (t->type != JSMN_OBJECT && t->type != JSMN_ARRAY && t->type != JSMN_STRING &&
         t->type != JSMN_PRIMITIVE)
         return NULL;
     return t;
 }
 
-/* The index-th direct child of container c (for objects: the index-th key),
-   or -1.  Children follow their container in document order. */
-static int stws__json_child_at(const stws_json_doc *doc, int c, unsigned long index) {
-    const jsmntok_t *ct = stws__json_tok(doc, c), *t;
-    int j;
-    for (j = c + 1; ct && (t = stws__json_tok(doc, j)) != NULL && t->start < ct->end; j++)
-        if (t->parent == c && index-- == 0) return j;
+/* The first direct child of container c at or after token j (for objects:
+   a key), or -1.  Children follow their container in document order, so a
+   cursor that resumes after the last child it found visits every token of
+   the container once in all. */
+static int stws__json_child_from(const stws_json_tokens *rec, int c, int j) {
+    const jsmntok_t *ct = stws__json_tok(rec, c), *t;
+    if (j <= c) j = c + 1;
+    for (; ct && (t = stws__json_tok(rec, j)) != NULL && t->start < ct->end; j++)
+        if (t->parent == c) return j;
     return -1;
 }
 
+/* The index-th direct child of container c (for objects: the index-th key),
+   or -1. */
+static int stws__json_child_at(const stws_json_tokens *rec, int c, unsigned long index) {
+    int j = stws__json_child_from(rec, c, c + 1);
+    while (j >= 0 && index-- > 0) j = stws__json_child_from(rec, c, j + 1);
+    return j;
+}
+
 /* The value of key (raw text key[0..klen)) in object c, or -1. */
-static int stws__json_member(const stws_json_doc *doc, int c, const char *key, size_t klen) {
-    const jsmntok_t *ct = stws__json_tok(doc, c), *t, *v;
+static int stws__json_member(const stws_json_tokens *rec, int c, const char *key, size_t klen) {
+    const jsmntok_t *ct = stws__json_tok(rec, c), *t, *v;
     int j;
     if (!ct || ct->type != JSMN_OBJECT) return -1;
-    for (j = c + 1; (t = stws__json_tok(doc, j)) != NULL && t->start < ct->end; j++) {
+    for (j = c + 1; (t = stws__json_tok(rec, j)) != NULL && t->start < ct->end; j++) {
         if (t->parent != c || t->type != JSMN_STRING) continue;
-        if ((size_t)(t->end - t->start) == klen && memcmp(doc->text + t->start, key, klen) == 0) {
-            v = stws__json_tok(doc, j + 1);
+        if ((size_t)(t->end - t->start) == klen && memcmp(rec->text_ + t->start, key, klen) == 0) {
+            v = stws__json_tok(rec, j + 1);
             return v && v->parent == j ? j + 1 : -1;
         }
     }
     return -1;
 }
 
-/* Token index of path, or -1. */
-static int stws__json_path(const stws_json_doc *doc, const char *path) {
-    int cur = 0;
+/* Token index of path relative to token cur, or -1. */
+static int stws__json_path(const stws_json_tokens *rec, int cur, const char *path) {
     size_t i = 0;
-    if (!path || !stws__json_tok(doc, 0)) return -1;
+    if (!path || !stws__json_tok(rec, cur)) return -1;
     for (;;) {
-        const jsmntok_t *ct = stws__json_tok(doc, cur);
+        const jsmntok_t *ct = stws__json_tok(rec, cur);
         stws__json_seg g;
         stws__json_seg_next(path, &i, &g);
         if (g.kind == 0) return cur;
         if (g.kind < 0 || !ct) return -1;
-        if (ct->type == JSMN_ARRAY && g.is_index) cur = stws__json_child_at(doc, cur, g.index);
-        else if (ct->type == JSMN_OBJECT && g.kind == 2) cur = stws__json_member(doc, cur, g.key, g.klen);
+        if (ct->type == JSMN_ARRAY && g.is_index) cur = stws__json_child_at(rec, cur, g.index);
+        else if (ct->type == JSMN_OBJECT && g.kind == 2) cur = stws__json_member(rec, cur, g.key, g.klen);
         else return -1;
         if (cur < 0) return -1;
     }
@@ -4988,63 +5140,6 @@ static int stws__json_walk(const char *s, size_t len, const char *path, size_t *
     return 1;
 }
 
-/* Is doc a lazy document whose text the pass proved valid?  Tokens win: a
-   document that has them is looked up on them. */
-static int stws__json_checked(const stws_json_doc *doc) {
-    const stws__json_lazy *lz = doc ? (const stws__json_lazy *)doc->lazy : NULL;
-    return lz && !doc->tokens && doc->text && lz->text == doc->text && lz->len == doc->len;
-}
-
-stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
-    stws_json_type type = STWS_JSON_NONE;
-    size_t start, end;
-    if (out) {
-        out->ptr = NULL;
-        out->len = 0;
-    }
-    if (stws__json_checked(doc)) {
-        if (!stws__json_walk(doc->text, doc->len, path, &start, &end) || end <= start)
-            return STWS_JSON_NONE;
-        switch (doc->text[start]) {
-        case '{': type = STWS_JSON_OBJECT; break;
-        case '[': type = STWS_JSON_ARRAY; break;
-        case '"':
-            if (end - start < 2) return STWS_JSON_NONE;
-            type = STWS_JSON_STRING;
-            start++;
-            end--;
-            break;
-        case 't': case 'f': type = STWS_JSON_BOOL; break;
-        case 'n': type = STWS_JSON_NULL; break;
-        default: type = STWS_JSON_NUMBER; break;
-        }
-    } else {
-        const jsmntok_t *t = stws__json_tok(doc, stws__json_path(doc, path));
-        if (!t) return STWS_JSON_NONE;
-        switch (t->type) {
-        case JSMN_OBJECT: type = STWS_JSON_OBJECT; break;
-        case JSMN_ARRAY: type = STWS_JSON_ARRAY; break;
-        case JSMN_STRING: type = STWS_JSON_STRING; break;
-        case JSMN_PRIMITIVE:
-            if (t->end == t->start) return STWS_JSON_NONE;
-            switch (doc->text[t->start]) {
-            case 't': case 'f': type = STWS_JSON_BOOL; break;
-            case 'n': type = STWS_JSON_NULL; break;
-            default: type = STWS_JSON_NUMBER; break;
-            }
-            break;
-        default: return STWS_JSON_NONE;
-        }
-        start = (size_t)t->start;
-        end = (size_t)t->end;
-    }
-    if (out) {
-        out->ptr = doc->text + start;
-        out->len = end - start;
-    }
-    return type;
-}
-
 /* Append code point cp as UTF-8 (RFC 3629 §3). */
 static size_t stws__utf8_put(uint32_t cp, char out[4]) {
     if (cp < 0x80) {
@@ -5124,39 +5219,254 @@ static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_
     return STWS_OK;
 }
 
-/* *len: the unescaped length without the NUL; buf needs *len + 1 bytes.
-   "\u0000" yields a NUL byte inside the string: trust *len, not strlen. */
-stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf, size_t cap,
-                                size_t *len) {
-    stws_str v;
+/* -- documents and values (both kinds) -- */
+
+/* Which kind doc is (*rec: its tokens when TOKENS).  A doc made by hand
+   (internal NULL) is checked here, at every look-up: it works, at the price
+   of a pass over the text each time. */
+static int stws__json_kind(const stws_json_doc *doc, const stws_json_tokens **rec) {
+    const stws_json_tokens *r;
+    stws__json_info info;
+    *rec = NULL;
+    if (!doc || !doc->text) return STWS__DOC_NONE;
+    if (!doc->internal)
+        return stws__json_validate(doc->text, doc->len, 0, INT_MAX, &info) == STWS_OK ? STWS__DOC_LAZY
+                                                                                      : STWS__DOC_NONE;
+    if (doc->internal == (const void *)&stws__json_mark[0]) return STWS__DOC_LAZY;
+    if (doc->internal == (const void *)&stws__json_mark[1]) return STWS__DOC_NONE;
+    r = (const stws_json_tokens *)doc->internal;
+    if (r->text_ != doc->text || r->len_ != doc->len) return STWS__DOC_NONE;
+    if (r->count == 0) return STWS__DOC_LAZY;
+    *rec = r;
+    return STWS__DOC_TOKENS;
+}
+
+static stws_json_type stws__json_none(stws_json_value *out) {
+    memset(out, 0, sizeof *out);
+    out->tok = -1;
+    return STWS_JSON_NONE;
+}
+
+/* The value spanning s[vs, ve) (quotes included) of a lazy document. */
+static stws_json_type stws__json_value_span(const char *s, size_t vs, size_t ve, stws_json_value *out) {
+    stws_json_type type;
+    stws__json_none(out);
+    if (ve <= vs) return STWS_JSON_NONE;
+    switch (s[vs]) {
+    case '{': type = STWS_JSON_OBJECT; break;
+    case '[': type = STWS_JSON_ARRAY; break;
+    case '"':
+        if (ve - vs < 2) return STWS_JSON_NONE;
+        type = STWS_JSON_STRING;
+        vs++;
+        ve--;
+        break;
+    case 't': case 'f': type = STWS_JSON_BOOL; break;
+    case 'n': type = STWS_JSON_NULL; break;
+    default: type = STWS_JSON_NUMBER; break;
+    }
+    out->type = type;
+    out->raw.ptr = s + vs;
+    out->raw.len = ve - vs;
+    return type;
+}
+
+/* The value of token k of a token document. */
+static stws_json_type stws__json_value_tok(const stws_json_tokens *rec, int k, stws_json_value *out) {
+    const jsmntok_t *t = stws__json_tok(rec, k);
+    stws_json_type type;
+    stws__json_none(out);
+    if (!t) return STWS_JSON_NONE;
+    switch (t->type) {
+    case JSMN_OBJECT: type = STWS_JSON_OBJECT; break;
+    case JSMN_ARRAY: type = STWS_JSON_ARRAY; break;
+    case JSMN_STRING: type = STWS_JSON_STRING; break;
+    case JSMN_PRIMITIVE:
+        if (t->end == t->start) return STWS_JSON_NONE;
+        switch (rec->text_[t->start]) {
+        case 't': case 'f': type = STWS_JSON_BOOL; break;
+        case 'n': type = STWS_JSON_NULL; break;
+        default: type = STWS_JSON_NUMBER; break;
+        }
+        break;
+    default: return STWS_JSON_NONE;
+    }
+    out->type = type;
+    out->raw.ptr = rec->text_ + t->start;
+    out->raw.len = (size_t)(t->end - t->start);
+    out->internal = rec;
+    out->tok = k;
+    return type;
+}
+
+/* v's tokens if v is a value of a token document whose tokens still
+   describe it, else NULL. */
+static const stws_json_tokens *stws__json_vrec(const stws_json_value *v) {
+    const stws_json_tokens *rec = (const stws_json_tokens *)v->internal;
+    const jsmntok_t *t = stws__json_tok(rec, v->tok);
+    return t && rec->text_ + t->start == v->raw.ptr ? rec : NULL;
+}
+
+/* The whole text of a lazy value (quotes included). */
+static void stws__json_span(const stws_json_value *v, const char **s, size_t *n) {
+    int q = v->type == STWS_JSON_STRING;
+    *s = v->raw.ptr - q;
+    *n = v->raw.len + 2 * (size_t)q;
+}
+
+stws_json_type stws_json_get(const stws_json_doc *doc, const char *path, stws_json_value *out) {
+    stws_json_value tmp;
+    const stws_json_tokens *rec;
+    size_t vs, ve;
+    if (!out) out = &tmp;
+    stws__json_none(out);
+    switch (stws__json_kind(doc, &rec)) {
+    case STWS__DOC_LAZY:
+        if (!stws__json_walk(doc->text, doc->len, path, &vs, &ve)) return STWS_JSON_NONE;
+        return stws__json_value_span(doc->text, vs, ve, out);
+    case STWS__DOC_TOKENS: return stws__json_value_tok(rec, stws__json_path(rec, 0, path), out);
+    default: return STWS_JSON_NONE;
+    }
+}
+
+stws_json_type stws_json_get_in(const stws_json_value *v, const char *path, stws_json_value *out) {
+    stws_json_value tmp, in;
+    const char *s;
+    size_t n, vs, ve;
+    if (!out) out = &tmp;
+    if (!v || v->type == STWS_JSON_NONE || !v->raw.ptr) return stws__json_none(out);
+    in = *v; /* out may be v */
+    stws__json_none(out);
+    if (in.internal) {
+        const stws_json_tokens *rec = stws__json_vrec(&in);
+        return rec ? stws__json_value_tok(rec, stws__json_path(rec, in.tok, path), out) : STWS_JSON_NONE;
+    }
+    stws__json_span(&in, &s, &n);
+    if (!stws__json_walk(s, n, path, &vs, &ve)) return STWS_JSON_NONE;
+    return stws__json_value_span(s, vs, ve, out);
+}
+
+stws_result stws_json_iter_init(stws_json_iter *it, const stws_json_value *v) {
+    if (!it) return STWS_ERR_INVALID_ARG;
+    memset(it, 0, sizeof *it);
+    it->done_ = 1;
+    if (!v || (v->type != STWS_JSON_OBJECT && v->type != STWS_JSON_ARRAY) || !v->raw.ptr)
+        return STWS_ERR_JSON_TYPE;
+    it->object_ = v->type == STWS_JSON_OBJECT;
+    if (v->internal) {
+        const stws_json_tokens *rec = stws__json_vrec(v);
+        if (!rec) return STWS_ERR_JSON_TYPE;
+        it->tokens_ = rec;
+        it->parent_ = v->tok;
+        it->next_ = v->tok + 1;
+    } else {
+        it->text_ = v->raw.ptr;
+        it->end_ = v->raw.len;
+        it->pos_ = STWS__JSON_WS(it->text_, it->end_, 1);
+    }
+    it->done_ = 0;
+    return STWS_OK;
+}
+
+static int stws__json_iter_end(stws_json_iter *it) {
+    it->done_ = 1;
+    return 0;
+}
+
+int stws_json_next(stws_json_iter *it, stws_json_value *key, stws_json_value *val) {
+    stws_json_value kt, vt;
+    const char *s;
+    size_t n, p, ke, ve;
+    if (!key) key = &kt;
+    if (!val) val = &vt;
+    stws__json_none(key);
+    stws__json_none(val);
+    if (!it || it->done_) return 0;
+    if (it->tokens_) {
+        const stws_json_tokens *rec = (const stws_json_tokens *)it->tokens_;
+        int j = stws__json_child_from(rec, it->parent_, it->next_);
+        if (j < 0) return stws__json_iter_end(it);
+        if (it->object_) {
+            const jsmntok_t *v = stws__json_tok(rec, j + 1);
+            if (stws__json_value_tok(rec, j, key) != STWS_JSON_STRING || !v || v->parent != j)
+                return stws__json_iter_end(it);
+            j++;
+        }
+        if (stws__json_value_tok(rec, j, val) == STWS_JSON_NONE) return stws__json_iter_end(it);
+        it->next_ = j + 1;
+        return 1;
+    }
+    /* lazy: text_[pos_] is the next key or element, or the closing bracket */
+    s = it->text_;
+    n = it->end_;
+    p = it->pos_;
+    if (p >= n || s[p] == '}' || s[p] == ']') return stws__json_iter_end(it);
+    if (it->object_) {
+        if (s[p] != '"') return stws__json_iter_end(it);
+        ke = stws__json_skip_string(s, n, p + 1);
+        if (stws__json_value_span(s, p, ke, key) != STWS_JSON_STRING) return stws__json_iter_end(it);
+        p = STWS__JSON_WS(s, n, ke);
+        if (p >= n || s[p] != ':') return stws__json_iter_end(it);
+        p = STWS__JSON_WS(s, n, p + 1);
+    }
+    ve = stws__json_skip_value(s, n, p);
+    if (stws__json_value_span(s, p, ve, val) == STWS_JSON_NONE) return stws__json_iter_end(it);
+    p = STWS__JSON_WS(s, n, ve);
+    if (p < n && s[p] == ',') p = STWS__JSON_WS(s, n, p + 1);
+    it->pos_ = p;
+    return 1;
+}
+
+size_t stws_json_len(const stws_json_value *v) {
+    stws_json_iter it;
+    size_t n = 0;
+    if (stws_json_iter_init(&it, v) != STWS_OK) return 0;
+    while (stws_json_next(&it, NULL, NULL)) n++;
+    return n;
+}
+
+stws_json_type stws_json_elem(const stws_json_value *v, size_t i, stws_json_value *out) {
+    stws_json_iter it;
+    stws_json_value tmp, e;
+    if (!out) out = &tmp;
+    if (stws_json_iter_init(&it, v) != STWS_OK) return stws__json_none(out);
+    while (stws_json_next(&it, NULL, &e))
+        if (i-- == 0) {
+            *out = e;
+            return e.type;
+        }
+    return stws__json_none(out);
+}
+
+/* -- typed readers -- */
+
+stws_result stws_json_value_string(const stws_json_value *v, char *buf, size_t cap, size_t *len) {
     if (!len || (!buf && cap)) return STWS_ERR_INVALID_ARG;
     *len = 0;
-    if (stws_json_find(doc, path, &v) != STWS_JSON_STRING) {
-        if (cap) buf[0] = 0;
-        return STWS_ERR_JSON_PATH;
-    }
-    return stws__json_unescape(v.ptr, v.len, buf, cap, len);
+    if (cap) buf[0] = 0;
+    if (!v || v->type == STWS_JSON_NONE) return STWS_ERR_JSON_PATH;
+    if (v->type != STWS_JSON_STRING) return STWS_ERR_JSON_TYPE;
+    return stws__json_unescape(v->raw.ptr, v->raw.len, buf, cap, len);
 }
 
 /* Only -?digits: a fraction, an exponent or a value outside int64 is
-   STWS_ERR_JSON_PATH (not an int64), like any other type.  *out is left
-   alone on failure. */
-stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out) {
-    stws_str v;
+   STWS_ERR_JSON_TYPE (not an int64).  *out is left alone on failure. */
+stws_result stws_json_value_int(const stws_json_value *v, int64_t *out) {
     size_t i = 0;
     uint64_t mag = 0, limit;
     int neg;
     if (!out) return STWS_ERR_INVALID_ARG;
-    if (stws_json_find(doc, path, &v) != STWS_JSON_NUMBER) return STWS_ERR_JSON_PATH;
-    neg = v.len > 0 && v.ptr[0] == '-';
+    if (!v || v->type == STWS_JSON_NONE) return STWS_ERR_JSON_PATH;
+    if (v->type != STWS_JSON_NUMBER) return STWS_ERR_JSON_TYPE;
+    neg = v->raw.len > 0 && v->raw.ptr[0] == '-';
     i = (size_t)neg;
-    if (i == v.len) return STWS_ERR_JSON_PATH;
+    if (i == v->raw.len) return STWS_ERR_JSON_TYPE;
     limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < v.len; i++) {
+    for (; i < v->raw.len; i++) {
         unsigned d;
-        if (v.ptr[i] < '0' || v.ptr[i] > '9') return STWS_ERR_JSON_PATH;
-        d = (unsigned)(v.ptr[i] - '0');
-        if (mag > (limit - d) / 10) return STWS_ERR_JSON_PATH;
+        if (v->raw.ptr[i] < '0' || v->raw.ptr[i] > '9') return STWS_ERR_JSON_TYPE;
+        d = (unsigned)(v->raw.ptr[i] - '0');
+        if (mag > (limit - d) / 10) return STWS_ERR_JSON_TYPE;
         mag = mag * 10 + d;
     }
     if (!neg) *out = (int64_t)mag;
@@ -5165,29 +5475,260 @@ stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t
     return STWS_OK;
 }
 
-stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out) {
-    stws_str v;
+/* Exact comparison for the double reader: m * 10^e10 against h * 2^e2 in
+   integers of up to 64 * 32 bits (m < 2^64, |e10| <= 362, h < 2^55 and
+   |e2| <= 1100 need at most some 1700).  -1, 0 or 1. */
+#define STWS__BIG_LIMBS 64
+typedef struct stws__big {
+    uint32_t d[STWS__BIG_LIMBS]; /* little-endian limbs */
+    int n;
+} stws__big;
+
+static void stws__big_set(stws__big *b, uint64_t v) {
+    b->n = 0;
+    while (v) {
+        b->d[b->n++] = (uint32_t)v;
+        v >>= 32;
+    }
+}
+
+static void stws__big_mul(stws__big *b, uint32_t k) {
+    uint64_t carry = 0;
+    int i;
+    for (i = 0; i < b->n; i++) {
+        uint64_t t = (uint64_t)b->d[i] * k + carry;
+        b->d[i] = (uint32_t)t;
+        carry = t >> 32;
+    }
+    if (carry && b->n < STWS__BIG_LIMBS) b->d[b->n++] = (uint32_t)carry;
+}
+
+static void stws__big_pow5(stws__big *b, long k) {
+    for (; k >= 13; k -= 13) stws__big_mul(b, 1220703125u); /* 5^13 */
+    for (; k > 0; k--) stws__big_mul(b, 5);
+}
+
+static void stws__big_shl(stws__big *b, long bits) {
+    int limbs = (int)(bits / 32), sh = (int)(bits % 32), i;
+    if (!b->n || bits <= 0) return;
+    if (b->n + limbs + 1 > STWS__BIG_LIMBS) limbs = STWS__BIG_LIMBS - b->n - 1; /* cannot happen */
+    b->d[b->n + limbs] = 0;
+    for (i = b->n - 1; i >= 0; i--) {
+        uint64_t w = (uint64_t)b->d[i] << sh;
+        b->d[i + limbs + 1] |= (uint32_t)(w >> 32);
+        b->d[i + limbs] = (uint32_t)w;
+    }
+    for (i = 0; i < limbs; i++) b->d[i] = 0;
+    b->n += limbs + 1;
+    while (b->n && !b->d[b->n - 1]) b->n--;
+}
+
+static int stws__big_cmp(const stws__big *a, const stws__big *b) {
+    int i;
+    if (a->n != b->n) return a->n < b->n ? -1 : 1;
+    for (i = a->n - 1; i >= 0; i--)
+        if (a->d[i] != b->d[i]) return a->d[i] < b->d[i] ? -1 : 1;
+    return 0;
+}
+
+static int stws__dec_cmp(uint64_t m, long e10, uint64_t h, long e2) {
+    stws__big a, b;
+    long a2 = e10 > 0 ? e10 : 0, b2 = (e10 < 0 ? -e10 : 0) + e2, low;
+    stws__big_set(&a, m);
+    stws__big_set(&b, h);
+    if (e10 > 0) stws__big_pow5(&a, e10);
+    else stws__big_pow5(&b, -e10);
+    low = a2 < b2 ? a2 : b2;
+    stws__big_shl(&a, a2 - low);
+    stws__big_shl(&b, b2 - low);
+    return stws__big_cmp(&a, &b);
+}
+
+/* x (m * 10^e10, or strictly between that and (m + 1) * 10^e10 when digits
+   were dropped) against h * 2^e2: -1, 0, 1, or 2 when that cannot tell. */
+static int stws__dec_side(uint64_t m, int dropped, long e10, uint64_t h, long e2) {
+    int lo = stws__dec_cmp(m, e10, h, e2);
+    if (!dropped) return lo;
+    if (lo >= 0) return 1;
+    if (m == UINT64_MAX) return 2;
+    return stws__dec_cmp(m + 1, e10, h, e2) <= 0 ? -1 : 2;
+}
+
+/* Round d (positive, finite, within an ulp or so of x) to the double
+   nearest x, ties to even: compare x with the halfway points around d. */
+static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
+    int k;
+    for (k = 0; k < 4; k++) {
+        uint64_t bits, f, M;
+        long E;
+        int ef, c;
+        memcpy(&bits, &d, 8);
+        ef = (int)(bits >> 52);
+        f = bits & ((UINT64_C(1) << 52) - 1);
+        if (ef == 0x7FF) return d;
+        M = ef ? f | (UINT64_C(1) << 52) : f;
+        E = ef ? ef - 1075 : -1074;
+        c = stws__dec_side(m, dropped, e10, 2 * M + 1, E - 1); /* halfway above */
+        if (c == 2) return d;
+        if (c > 0 || (c == 0 && (M & 1))) {
+            bits++;
+            memcpy(&d, &bits, 8);
+            continue;
+        }
+        if (M == 0) return d;
+        if (f == 0 && ef > 1) c = stws__dec_side(m, dropped, e10, 4 * M - 1, E - 2); /* closer below */
+        else c = stws__dec_side(m, dropped, e10, 2 * M - 1, E - 1);
+        if (c == 2) return d;
+        if (c < 0 || (c == 0 && (M & 1))) {
+            bits--;
+            memcpy(&d, &bits, 8);
+            continue;
+        }
+        return d;
+    }
+    return d;
+}
+
+/* RFC 8259 §6 number text (already checked) to the nearest double, without
+   strtod (whose decimal point is the C locale's).  The first 19
+   significant digits go into a uint64 m and the rest only shift the decimal
+   exponent.  When m <= 2^53 and no digit was dropped, m and 10^|e| <= 10^22
+   are exact doubles and one multiplication or division rounds once:
+   correctly rounded (Clinger's fast path), which covers nearly every number
+   an event carries.  Otherwise the scaling runs in long double (an
+   estimate within an ulp or so) and stws__dec_correct() settles the last
+   bit by comparing the decimal exactly, in big integers, with the halfway
+   points around it: correctly rounded, ties to even.  The one exception:
+   past 19 significant digits the rest are only known to be non-zero, so a
+   halfway point inside that last-digit interval (some 1 in 2000 of such
+   inputs) keeps the estimate.  0: not finite. */
+static int stws__json_to_double(const char *s, size_t n, double *out) {
+    static const double p10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    static const long double b10[9] = {1e1L, 1e2L, 1e4L, 1e8L, 1e16L, 1e32L, 1e64L, 1e128L, 1e256L};
+    size_t i = 0;
+    uint64_t m = 0;
+    int nd = 0, neg = 0, dropped = 0, k;
+    long e10 = 0, ex = 0;
+    double d;
+    long double ld;
+    if (i < n && s[i] == '-') {
+        neg = 1;
+        i++;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (nd < 19) {
+            m = m * 10 + (uint64_t)(s[i] - '0');
+            if (m) nd++;
+        } else {
+            e10++;
+            dropped |= s[i] != '0';
+        }
+    }
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (nd < 19) {
+                m = m * 10 + (uint64_t)(s[i] - '0');
+                if (m) nd++;
+                e10--;
+            } else {
+                dropped |= s[i] != '0';
+            }
+        }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        int eneg = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (ex < 100000) ex = ex * 10 + (s[i] - '0');
+        e10 += eneg ? -ex : ex;
+    }
+    if (m == 0) {
+        *out = neg ? -0.0 : 0.0;
+        return 1;
+    }
+    if (!dropped && m <= (UINT64_C(1) << 53)) {
+        if (e10 >= 0 && e10 <= 22) {
+            d = (double)m * p10[e10];
+            *out = neg ? -d : d;
+            return 1;
+        }
+        if (e10 < 0 && e10 >= -22) {
+            d = (double)m / p10[-e10];
+            *out = neg ? -d : d;
+            return 1;
+        }
+    }
+    if (e10 + nd - 1 > 309) return 0;     /* at least 1e310 */
+    if (e10 + nd - 1 < -343) {            /* below half the smallest subnormal */
+        *out = neg ? -0.0 : 0.0;
+        return 1;
+    }
+    ld = (long double)m;
+    ex = e10 < 0 ? -e10 : e10;
+    for (k = 0; ex; k++, ex >>= 1)
+        if (ex & 1) ld = e10 < 0 ? ld / b10[k] : ld * b10[k];
+    d = (double)ld;
+    if (d - d != 0.0) return 0; /* infinite */
+    if (d == 0.0) d = 4.9406564584124654e-324; /* the estimate underflowed: start at the least */
+    d = stws__dec_correct(d, m, dropped, e10);
+    if (d - d != 0.0) return 0;
+    *out = neg ? -d : d;
+    return 1;
+}
+
+stws_result stws_json_value_double(const stws_json_value *v, double *out) {
     if (!out) return STWS_ERR_INVALID_ARG;
-    if (stws_json_find(doc, path, &v) != STWS_JSON_BOOL) return STWS_ERR_JSON_PATH;
-    if (v.len == 4 && memcmp(v.ptr, "true", 4) == 0) *out = 1;
-    else if (v.len == 5 && memcmp(v.ptr, "false", 5) == 0) *out = 0;
-    else return STWS_ERR_JSON_PATH;
+    if (!v || v->type == STWS_JSON_NONE) return STWS_ERR_JSON_PATH;
+    if (v->type != STWS_JSON_NUMBER) return STWS_ERR_JSON_TYPE;
+    return stws__json_to_double(v->raw.ptr, v->raw.len, out) ? STWS_OK : STWS_ERR_JSON_TYPE;
+}
+
+stws_result stws_json_value_bool(const stws_json_value *v, int *out) {
+    if (!out) return STWS_ERR_INVALID_ARG;
+    if (!v || v->type == STWS_JSON_NONE) return STWS_ERR_JSON_PATH;
+    if (v->type != STWS_JSON_BOOL) return STWS_ERR_JSON_TYPE;
+    if (v->raw.len == 4 && memcmp(v->raw.ptr, "true", 4) == 0) *out = 1;
+    else if (v->raw.len == 5 && memcmp(v->raw.ptr, "false", 5) == 0) *out = 0;
+    else return STWS_ERR_JSON_TYPE;
     return STWS_OK;
 }
 
-/* PROTOCOL.md §8: every server message is an object with a string "type".
-   *type is the raw view between the quotes (escapes left as they are). */
-static STWS__MAYBE_UNUSED stws_result stws__json_event_type(const stws_json_doc *doc,
-                                                            stws_str *type) {
-    stws_str v;
-    if (type) {
-        type->ptr = NULL;
-        type->len = 0;
-    }
-    /* "type" names a key only in an object, so this is the whole shape check */
-    if (stws_json_find(doc, "type", &v) != STWS_JSON_STRING) return STWS_ERR_EVENT_SHAPE;
-    if (type) *type = v;
-    return STWS_OK;
+stws_json_type stws_json_find(const stws_json_doc *doc, const char *path, stws_str *out) {
+    stws_json_value v;
+    stws_json_get(doc, path, &v);
+    if (out) *out = v.raw;
+    return v.type;
+}
+
+stws_result stws_json_string_at(const stws_json_doc *doc, const char *path, char *buf, size_t cap,
+                                size_t *len) {
+    stws_json_value v;
+    if (!len || (!buf && cap)) return STWS_ERR_INVALID_ARG;
+    stws_json_get(doc, path, &v);
+    return stws_json_value_string(&v, buf, cap, len);
+}
+
+stws_result stws_json_int_at(const stws_json_doc *doc, const char *path, int64_t *out) {
+    stws_json_value v;
+    if (!out) return STWS_ERR_INVALID_ARG;
+    stws_json_get(doc, path, &v);
+    return stws_json_value_int(&v, out);
+}
+
+stws_result stws_json_double_at(const stws_json_doc *doc, const char *path, double *out) {
+    stws_json_value v;
+    if (!out) return STWS_ERR_INVALID_ARG;
+    stws_json_get(doc, path, &v);
+    return stws_json_value_double(&v, out);
+}
+
+stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out) {
+    stws_json_value v;
+    if (!out) return STWS_ERR_INVALID_ARG;
+    stws_json_get(doc, path, &v);
+    return stws_json_value_bool(&v, out);
 }
 
 /* ---- writer ------------------------------------------------------------------ */
@@ -6410,7 +6951,9 @@ struct stws_client {
     char kept_msg[8][256];
     int nkept;
 
-    stws__json_lazy json;       /* the delivered event's checked text */
+    stws_json_tokens json;      /* the delivered event's checked text, and its
+                                   tokens with tokenize_events */
+    int tokenize_events;
 };
 
 static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
@@ -6971,8 +7514,8 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             /* one tokenless pass: grammar, limits and the type; look-ups
                walk the checked text.  UTF-8: the codec checked text
                messages already (RFC 6455 §8.1). */
-            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->max_tokens, &ev->doc,
-                                       &ev->event_type);
+            r = stws__json_event_parse((const char *)ce.data, ce.len, 1, &c->json, c->tokenize_events,
+                                       c->max_tokens, &ev->doc, &ev->event_type);
             if (r != STWS_OK) {
                 ev->type = STWS_CLIENT_EVENT_MALFORMED;
                 ev->result = r;
@@ -7374,6 +7917,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
                   : (int)STWS__MIN(desc->max_message_size ? desc->max_message_size
                                                           : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
+    c->tokenize_events = desc->tokenize_events != 0;
+    c->json.allocator = c->alloc;
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;
@@ -7472,6 +8017,7 @@ static void stws__client_free(stws_client *c) {
     if (c->in) mbedtls_platform_zeroize(c->in, c->in_cap);
     stws__free(&a, c->in);
 #endif
+    stws_json_tokens_free(&c->json);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
 }

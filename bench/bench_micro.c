@@ -11,9 +11,9 @@
                                   calls, for callgrind with
                                   --toggle-collect='bench_measured*'
 
-   The implementation is included here: the reader's parser
-   (stws__json_parse) and jsmn are static, and this is the client's view of
-   them (they sit in the same translation unit as the client). */
+   The implementation is included here: the client's per-event parse
+   (stws__json_event_parse) and jsmn are static, and this is the client's
+   view of them (they sit in the same translation unit as the client). */
 #define STREAM_WS_IMPLEMENTATION
 #include "../stream_ws.h"
 #include "workload.h"
@@ -30,7 +30,7 @@
 #endif
 
 #define N_EV 64               /* events cycled through: branch history stays honest */
-#define MAX_ROWS 16
+#define MAX_ROWS 24
 
 static void die(const char *what) {
     fprintf(stderr, "bench_micro: %s\n", what);
@@ -48,19 +48,23 @@ static double now(void) {
 static char *ev_text[N_EV];
 static size_t ev_len[N_EV], ev_total;
 static stws_json_doc ev_doc[N_EV];          /* parsed once, eagerly (tokens) */
-static jsmntok_t *ev_tok[N_EV];
+static stws_json_tokens ev_tok[N_EV];
 static stws_json_doc ev_ldoc[N_EV];         /* parsed once, as the client does (lazy) */
-static stws__json_lazy ev_lazy[N_EV];
-static int ev_tok_cap[N_EV], ev_ntok_total;
+static stws_json_tokens ev_lazy[N_EV];
+static int ev_ntok_total;
 
-static jsmntok_t *scratch_tok;              /* the parse rows' reused arrays */
-static int scratch_cap;
+static stws_json_tokens scratch_tok;        /* the parse rows' reused arrays */
+
+/* A channel with 20 members (PROTOCOL.md: channel.updated), both kinds. */
+static char members_text[8192];
+static size_t members_len;
+static stws_json_doc members_doc, members_tdoc;
+static stws_json_tokens members_tok;
 static jsmntok_t jsmn_tok[4096];
 
 static const char secret[] = "bench-secret-8c1f2e7a9b3d4c5e6f708192a3b4c5d6";
 static char token[512];                     /* a real user token, for the writer */
 static size_t token_len;
-static const stws_allocator default_alloc = {NULL, NULL, NULL};
 
 static volatile uint64_t sink;              /* results go here: nothing is dead code */
 
@@ -76,13 +80,27 @@ static void fixtures(void) {
         memcpy(ev_text[i], buf, n);
         ev_len[i] = n;
         ev_total += n;
-        if (stws__json_parse(ev_text[i], n, &ev_tok[i], &ev_tok_cap[i], 65536, &default_alloc,
-                             &ev_doc[i]) != STWS_OK)
+        if (stws_json_tokenize(&ev_tok[i], ev_text[i], n, &ev_doc[i]) != STWS_OK)
             die("an event of the workload does not parse");
-        ev_ntok_total += ev_doc[i].ntokens;
-        if (stws__json_event_parse(ev_text[i], n, 1, &ev_lazy[i], 65536, &ev_ldoc[i], NULL) !=
+        ev_ntok_total += ev_tok[i].count;
+        if (stws__json_event_parse(ev_text[i], n, 1, &ev_lazy[i], 0, 65536, &ev_ldoc[i], NULL) !=
             STWS_OK)
             die("an event of the workload is not an event");
+    }
+    {
+        size_t o = (size_t)snprintf(members_text, sizeof members_text,
+                                    "{\"type\":\"channel.updated\",\"cid\":\"messaging:lobby\",\"members\":[");
+        for (i = 0; i < 20; i++)
+            o += (size_t)snprintf(members_text + o, sizeof members_text - o,
+                                  "%s{\"user_id\":\"user-%d\",\"user\":{\"id\":\"user-%d\",\"name\":\"Player %d\","
+                                  "\"online\":%s,\"role\":\"user\"},\"role\":\"member\","
+                                  "\"created_at\":\"2026-11-30T10:%02d:00.000Z\",\"banned\":false}",
+                                  i ? "," : "", i, i, i, i & 1 ? "true" : "false", i);
+        o += (size_t)snprintf(members_text + o, sizeof members_text - o, "],\"member_count\":20}");
+        members_len = o;
+        if (stws_json_doc_init(&members_doc, members_text, members_len) != STWS_OK ||
+            stws_json_tokenize(&members_tok, members_text, members_len, &members_tdoc) != STWS_OK)
+            die("members fixture");
     }
     if (stws_jwt_user_token(secret, sizeof secret - 1, &cl, token, sizeof token, &token_len) != STWS_OK)
         die("stws_jwt_user_token failed");
@@ -109,7 +127,7 @@ static uint64_t row_jwt(size_t n) {
 /* What the client does with every inbound text message: one tokenless pass
    (RFC 8259 grammar, limits, the top-level "type"); the codec has checked the
    UTF-8 already.  No tokens: look-ups walk the checked text. */
-static stws__json_lazy lazy;
+static stws_json_tokens lazy, eager;
 static uint64_t row_event_parse(size_t n) {
     size_t i;
     uint64_t acc = 0;
@@ -117,9 +135,25 @@ static uint64_t row_event_parse(size_t n) {
         stws_json_doc d;
         stws_str t;
         int k = (int)(i % N_EV);
-        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &d, &t) != STWS_OK)
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 0, 65536, &d, &t) != STWS_OK)
             die("event parse");
         acc += t.len;
+    }
+    return acc;
+}
+
+/* The same with desc.tokenize_events: the pass, jsmn into the client's
+   reused tokens, the token-by-token check. */
+static uint64_t row_event_parse_tokens(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        stws_json_doc d;
+        stws_str t;
+        int k = (int)(i % N_EV);
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &eager, 1, 65536, &d, &t) != STWS_OK)
+            die("event parse, tokens");
+        acc += t.len + (uint64_t)eager.count;
     }
     return acc;
 }
@@ -134,7 +168,7 @@ static uint64_t row_event_lookup(size_t n) {
         stws_str t;
         char id[64];
         int k = (int)(i % N_EV);
-        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 65536, &d, &t) != STWS_OK ||
+        if (stws__json_event_parse(ev_text[k], ev_len[k], 1, &lazy, 0, 65536, &d, &t) != STWS_OK ||
             stws_json_string_at(&d, "user.id", id, sizeof id, &len) != STWS_OK)
             die("event parse + user.id");
         acc += t.len + len;
@@ -143,17 +177,15 @@ static uint64_t row_event_lookup(size_t n) {
 }
 
 /* The same event, eagerly: the pass, UTF-8, jsmn and the token-by-token
-   check (the token documents of stws__json_parse). */
+   check (stws_json_tokenize, a user's token document). */
 static uint64_t row_parse(size_t n) {
     size_t i;
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         stws_json_doc d;
         int k = (int)(i % N_EV);
-        if (stws__json_parse(ev_text[k], ev_len[k], &scratch_tok, &scratch_cap, 65536, &default_alloc, &d) !=
-            STWS_OK)
-            die("parse");
-        acc += (uint64_t)d.ntokens;
+        if (stws_json_tokenize(&scratch_tok, ev_text[k], ev_len[k], &d) != STWS_OK) die("parse");
+        acc += (uint64_t)scratch_tok.count;
     }
     return acc;
 }
@@ -179,7 +211,7 @@ static uint64_t row_event_type(size_t n) {
     uint64_t acc = 0;
     for (i = 0; i < n; i++) {
         stws_str t;
-        if (stws__json_event_type(&ev_doc[i % N_EV], &t) != STWS_OK) die("event type");
+        if (stws_json_find(&ev_doc[i % N_EV], "type", &t) != STWS_JSON_STRING) die("event type");
         acc += t.len;
     }
     return acc;
@@ -268,6 +300,51 @@ static uint64_t row_bool(size_t n) {
     return acc;
 }
 
+/* Every member's user.id of a 20-member channel: a cursor over "members"
+   and a look-up relative to each member (linear in all). */
+static uint64_t iterate20(const stws_json_doc *d) {
+    stws_json_value m, e, id;
+    stws_json_iter it;
+    uint64_t acc = 0;
+    if (stws_json_get(d, "members", &m) != STWS_JSON_ARRAY || stws_json_iter_init(&it, &m) != STWS_OK)
+        die("members");
+    while (stws_json_next(&it, NULL, &e)) {
+        if (stws_json_get_in(&e, "user.id", &id) != STWS_JSON_STRING) die("member user.id");
+        acc += id.raw.len;
+    }
+    if (acc != 10 * 6 + 10 * 7) die("iterate20 sum");
+    return acc;
+}
+static uint64_t row_iterate20(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) acc += iterate20(&members_doc);
+    return acc;
+}
+static uint64_t row_iterate20_tokens(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) acc += iterate20(&members_tdoc);
+    return acc;
+}
+/* The way without cursors: "members.N.user.id" for N = 0..19, each from
+   the root (quadratic in the members). */
+static uint64_t row_probe20(size_t n) {
+    size_t i;
+    uint64_t acc = 0;
+    for (i = 0; i < n; i++) {
+        int k;
+        for (k = 0; k < 20; k++) {
+            char path[32];
+            stws_str v;
+            snprintf(path, sizeof path, "members.%d.user.id", k);
+            if (stws_json_find(&members_doc, path, &v) != STWS_JSON_STRING) die("probe");
+            acc += v.len;
+        }
+    }
+    return acc;
+}
+
 /* The shape of the client's auth message (PROTOCOL.md §2), with a real
    token and a custom object, which the writer re-validates as raw JSON. */
 static uint64_t row_writer(size_t n) {
@@ -311,11 +388,12 @@ typedef struct row {
 
 static const row rows[] = {
     {"jwt", "JWT mint, HS256 user token (`stws_jwt_user_token`)", row_jwt},
-    {"event-parse", "event parse as the client: tokenless pass + type (`stws__json_event_parse`)", row_event_parse},
+    {"event-parse", "event parse as the client: tokenless pass + type (`stws__json_event_parse`, lazy default)", row_event_parse},
+    {"event-parse-tokens", "event parse with desc.tokenize_events: pass + jsmn + token check, reused tokens", row_event_parse_tokens},
     {"event-lookup", "event parse + `stws_json_string_at(doc, \"user.id\")` (an app reading one field)", row_event_lookup},
-    {"parse", "eager parse: pass + UTF-8 + jsmn + token check (`stws__json_parse`)", row_parse},
+    {"parse", "eager parse: pass + UTF-8 + jsmn + token check (`stws_json_tokenize`)", row_parse},
     {"jsmn", "reference: `jsmn_parse` alone, same events (strict, parent links)", row_jsmn},
-    {"event-type", "event type from tokens (`stws__json_event_type`, eager path)", row_event_type},
+    {"event-type", "event type from tokens (`stws_json_find(doc, \"type\")`, token document)", row_event_type},
     {"find", "`stws_json_find(doc, \"message.text\")` (raw view, walk)", row_find},
     {"find-tokens", "the same on the eager document's tokens", row_find_tokens},
     {"five", "five `stws_json_find` (type, user.id, user.name, message.id, message.text), walk", row_five},
@@ -323,6 +401,9 @@ static const row rows[] = {
     {"string-name", "`stws_json_string_at(doc, \"user.name\")` (unescaped copy)", row_string_name},
     {"string-text", "`stws_json_string_at(doc, \"message.text\")` (unescaped copy)", row_string_text},
     {"bool", "`stws_json_bool_at(doc, \"user.online\")`", row_bool},
+    {"iterate20", "20 members: cursor over `members` + `stws_json_get_in(member, \"user.id\")`, lazy", row_iterate20},
+    {"iterate20-tokens", "the same on a token document", row_iterate20_tokens},
+    {"probe20", "the same by index paths `members.N.user.id` from the root, lazy (no cursor)", row_probe20},
     {"writer", "JSON writer: auth message (token, user_details, raw custom, products)", row_writer},
 };
 #define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
@@ -420,8 +501,10 @@ int main(int argc, char **argv) {
     }
     for (i = 0; i < N_EV; i++) {
         free(ev_text[i]);
-        free(ev_tok[i]);
+        stws_json_tokens_free(&ev_tok[i]);
     }
-    free(scratch_tok);
+    stws_json_tokens_free(&scratch_tok);
+    stws_json_tokens_free(&eager);
+    stws_json_tokens_free(&members_tok);
     return 0;
 }

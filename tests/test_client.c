@@ -1738,7 +1738,7 @@ static void test_malformed_too_many_tokens_and_too_deep(void **state) {
 
 /* ==== lazy look-ups ========================================================= */
 
-static int lazy_seq[64], lazy_nseq, lazy_other;
+static int lazy_seq[64], lazy_nseq, lazy_other, lazy_want_tokens;
 
 /* Look-ups on live events: they walk the event's text (no tokens), none
    allocates, a copy of the event's document works too. */
@@ -1750,7 +1750,12 @@ static void inspect_lazy(const stws_client_event *ev) {
     stws_json_doc copy;
     stws_str v;
     if (ev->type != STWS_CLIENT_EVENT_SERVER) return;
-    assert_null(ev->doc.tokens); /* lazy: the tokens live with the client */
+    {
+        /* lazy: a value is a span of the text; tokenize_events: a token */
+        stws_json_value root;
+        assert_int_equal(stws_json_get(&ev->doc, "", &root), STWS_JSON_OBJECT);
+        assert_int_equal(root.internal != NULL, lazy_want_tokens);
+    }
     if (ev->event_type.len != 11 || memcmp(ev->event_type.ptr, "message.new", 11) != 0) {
         if (ev->event_type.len == 5 && memcmp(ev->event_type.ptr, "other", 5) == 0 && lazy_other++ % 2 == 0) {
             assert_int_equal(stws_json_int_at(&ev->doc, "a[1]", &seq), STWS_OK);
@@ -1770,10 +1775,11 @@ static void inspect_lazy(const stws_client_event *ev) {
     if (lazy_nseq < 64) lazy_seq[lazy_nseq++] = (int)seq;
 }
 
-static void test_lazy_lookups(void **state) {
+static void lazy_lookups(int tokens) {
     int i;
-    (void)state;
     lazy_nseq = lazy_other = 0;
+    lazy_want_tokens = tokens;
+    X.d.tokenize_events = tokens;
     up("c-0");
     for (i = 0; i < 20; i++) {
         srv_event(0, "message.new", i);
@@ -1790,6 +1796,34 @@ static void test_lazy_lookups(void **state) {
     assert_int_equal(cu_count_server("untouched"), 4);
     assert_int_equal(cu_count_ev(STWS_CLIENT_EVENT_MALFORMED), 5);
     assert_true(sock_open(0));
+}
+
+static void test_lazy_lookups(void **state) {
+    (void)state;
+    lazy_lookups(0);
+}
+
+/* desc.tokenize_events: every event arrives as a jsmn token document, the
+   same answers, the same MALFORMED events; iteration works on it. */
+static void test_tokenized_events(void **state) {
+    (void)state;
+    lazy_lookups(1);
+}
+
+static void test_tokenized_too_many_tokens(void **state) {
+    (void)state;
+    X.d.tokenize_events = 1;
+    X.d.max_json_tokens = 20;
+    up("c-0");
+    srv_text(0, "{\"type\":\"x\",\"a\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]}");
+    srv_text(0, "{\"type\":\"small\",\"m\":[{\"id\":1},{\"id\":2}]}");
+    cu_settle();
+    {
+        int m = cu_find_ev(STWS_CLIENT_EVENT_MALFORMED, 0);
+        assert_true(m >= 0);
+        assert_int_equal(X.ev[m].result, STWS_ERR_JSON_TOO_BIG);
+    }
+    assert_int_equal(cu_count_server("small"), 1);
 }
 
 /* ==== push delivery ========================================================= */
@@ -3169,6 +3203,8 @@ int main(void) {
         T(test_malformed_events),
         T(test_malformed_too_many_tokens_and_too_deep),
         T(test_lazy_lookups),
+        T(test_tokenized_events),
+        T(test_tokenized_too_many_tokens),
         T(test_push_delivery_only_inside_step_in_order),
         T(test_on_reconnecting_abort),
         T(test_on_reconnecting_sets_token),

@@ -1,5 +1,6 @@
-/* The JSON writer, the jsmn-based reader and the internal parse/shape
-   functions the Stream client uses (stws__json_parse, stws__json_event_type).
+/* The JSON writer, the reader (lazy and jsmn token documents, values,
+   cursors, typed readers) and the client's internal per-event parse
+   (stws__json_event_parse).
 
    This file includes the implementation itself in STWS_STATIC mode, so the
    static internals are reachable; its private copy does not clash with
@@ -67,11 +68,30 @@ T_FN stws_allocator counting(counter *c) {
     return a;
 }
 
+/* The test oracle of an event's shape (PROTOCOL.md §8: an object with a
+   string "type"), by the public look-up on any document: the client's
+   one-pass stws__json_event_parse() must agree with it. */
+T_FN stws_result stws__json_event_type(const stws_json_doc *doc, stws_str *type) {
+    stws_str v;
+    if (type) {
+        type->ptr = NULL;
+        type->len = 0;
+    }
+    if (stws_json_find(doc, "type", &v) != STWS_JSON_STRING) return STWS_ERR_EVENT_SHAPE;
+    if (type) *type = v;
+    return STWS_OK;
+}
+
+/* A token document: its values carry tokens (lazy values a span). */
+T_FN int is_tokens(const stws_json_doc *doc) {
+    stws_json_value v;
+    return stws_json_get(doc, "", &v) != STWS_JSON_NONE && v.internal != NULL;
+}
+
 /* ---- a parser with its own token array --------------------------------------- */
 
 typedef struct parsed {
-    jsmntok_t *tok;
-    int cap;
+    stws_json_tokens tk;
     stws_json_doc doc;
     stws_allocator a;
     counter cnt;
@@ -82,15 +102,15 @@ T_FN void p_init(parsed *p) {
     p->a = counting(&p->cnt);
 }
 T_FN stws_result p_parse_n(parsed *p, const char *text, size_t len, int max_tokens) {
-    return stws__json_parse(text, len, &p->tok, &p->cap, max_tokens, &p->a, &p->doc);
+    p->tk.max_tokens = max_tokens;
+    p->tk.allocator = p->a;
+    return stws_json_tokenize(&p->tk, text, len, &p->doc);
 }
 T_FN stws_result p_parse(parsed *p, const char *text) {
     return p_parse_n(p, text, strlen(text), 65536);
 }
 T_FN void p_free(parsed *p) {
-    stws__free(&p->a, p->tok);
-    p->tok = NULL;
-    p->cap = 0;
+    stws_json_tokens_free(&p->tk);
     assert_int_equal(p->cnt.live, 0);
 }
 
@@ -98,7 +118,7 @@ T_FN void p_free(parsed *p) {
    again on a lazy twin of the same text (stws__json_event_parse), which
    walks the text instead of the tokens: both must answer the same. */
 T_FN void twin_same(const stws_json_doc *doc, const char *path) {
-    stws__json_lazy lz;
+    stws_json_tokens lz;
     stws_json_doc ld;
     stws_str ev, lv;
     stws_json_type et, lt;
@@ -107,10 +127,10 @@ T_FN void twin_same(const stws_json_doc *doc, const char *path) {
     size_t el = 77, ll = 88, cap;
     int64_t ei = 5, li = 5;
     int ebv = 5, lbv = 5;
-    if (!doc || !doc->tokens) return;
+    if (!is_tokens(doc)) return;
     memset(&lz, 0, sizeof lz);
-    r = stws__json_event_parse(doc->text, doc->len, 0, &lz, 65536, &ld, NULL);
-    if ((r != STWS_OK && r != STWS_ERR_EVENT_SHAPE) || !ld.lazy)
+    r = stws__json_event_parse(doc->text, doc->len, 0, &lz, 0, 65536, &ld, NULL);
+    if ((r != STWS_OK && r != STWS_ERR_EVENT_SHAPE) || !ld.internal)
         fail_msg("twin of %.40s: %s", doc->text, stws_result_string(r));
     et = stws_json_find(doc, path, &ev);
     lt = stws_json_find(&ld, path, &lv);
@@ -864,27 +884,27 @@ static void reader_lookup_errors(void **state) {
     want_int(&p.doc, "o.k[2].1[0]", 40);
     want_string(&p.doc, "a[1].y", "why");
     /* wrong types */
-    RESULT_IS("int of string", stws_json_int_at(&p.doc, "s", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of fraction", stws_json_int_at(&p.doc, "f", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "e", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "E", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of bool", stws_json_int_at(&p.doc, "t", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of null", stws_json_int_at(&p.doc, "z", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of object", stws_json_int_at(&p.doc, "o", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int overflow", stws_json_int_at(&p.doc, "over", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int underflow", stws_json_int_at(&p.doc, "under", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int huge", stws_json_int_at(&p.doc, "huge", &iv), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of string", stws_json_int_at(&p.doc, "s", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of fraction", stws_json_int_at(&p.doc, "f", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "e", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of exponent", stws_json_int_at(&p.doc, "E", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of bool", stws_json_int_at(&p.doc, "t", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of null", stws_json_int_at(&p.doc, "z", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of object", stws_json_int_at(&p.doc, "o", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int overflow", stws_json_int_at(&p.doc, "over", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int underflow", stws_json_int_at(&p.doc, "under", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int huge", stws_json_int_at(&p.doc, "huge", &iv), STWS_ERR_JSON_TYPE);
     assert_int_equal(iv, 5);
-    RESULT_IS("bool of number", stws_json_bool_at(&p.doc, "n", &bv), STWS_ERR_JSON_PATH);
-    RESULT_IS("bool of null", stws_json_bool_at(&p.doc, "z", &bv), STWS_ERR_JSON_PATH);
-    RESULT_IS("bool of string", stws_json_bool_at(&p.doc, "s", &bv), STWS_ERR_JSON_PATH);
+    RESULT_IS("bool of number", stws_json_bool_at(&p.doc, "n", &bv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("bool of null", stws_json_bool_at(&p.doc, "z", &bv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("bool of string", stws_json_bool_at(&p.doc, "s", &bv), STWS_ERR_JSON_TYPE);
     assert_int_equal(bv, 5);
     RESULT_IS("string of number", stws_json_string_at(&p.doc, "n", buf, sizeof buf, &len),
-              STWS_ERR_JSON_PATH);
+              STWS_ERR_JSON_TYPE);
     RESULT_IS("string of object", stws_json_string_at(&p.doc, "o", buf, sizeof buf, &len),
-              STWS_ERR_JSON_PATH);
+              STWS_ERR_JSON_TYPE);
     RESULT_IS("string of array", stws_json_string_at(&p.doc, "a", buf, sizeof buf, &len),
-              STWS_ERR_JSON_PATH);
+              STWS_ERR_JSON_TYPE);
     want_int(&p.doc, "big", INT64_MAX);
     want_int(&p.doc, "small", INT64_MIN);
     want_int(&p.doc, "negzero", 0);
@@ -1003,7 +1023,7 @@ static void reader_unescape_runs(void **state) {
                 size_t t = 0, w = 0, k, cap, elen = strlen(escs[e].esc);
                 size_t olen = escs[e].out[0] ? strlen(escs[e].out) : 1;
                 parsed p;
-                stws__json_lazy lz;
+                stws_json_tokens lz;
                 stws_json_doc ld;
                 t += (size_t)sprintf(text, "{\"s\":\"");
                 for (k = 0; k < runs[r1]; k++) text[t++] = want[w++] = (char)('a' + k % 26);
@@ -1020,7 +1040,7 @@ static void reader_unescape_runs(void **state) {
                 p_init(&p);
                 assert_int_equal(p_parse_n(&p, text, t, 64), STWS_OK);
                 memset(&lz, 0, sizeof lz);
-                assert_int_equal(stws__json_event_parse(text, t, 0, &lz, 64, &ld, NULL), STWS_ERR_EVENT_SHAPE);
+                assert_int_equal(stws__json_event_parse(text, t, 0, &lz, 0, 64, &ld, NULL), STWS_ERR_EVENT_SHAPE);
                 for (cap = 0; cap <= w + 1; cap++) {
                     const stws_json_doc *docs[2];
                     int d;
@@ -1143,7 +1163,7 @@ static void reader_malformed(void **state) {
         parsed p;
         p_init(&p);
         RESULT_IS(bad[i], p_parse(&p, bad[i]), STWS_ERR_JSON);
-        assert_int_equal(p.doc.ntokens, 0);
+        assert_int_equal(p.tk.count, 0);
         want_missing(&p.doc, "");
         p_free(&p);
     }
@@ -1311,10 +1331,10 @@ static void reader_huge_event(void **state) {
     /* first parse: the tokens are counted first, so the array is allocated
        once, at the power of two from 64 that holds them */
     assert_int_equal(p_parse(&p, a), STWS_OK);
-    tokens = p.doc.ntokens;
+    tokens = p.tk.count;
     assert_true(tokens > 10000);
-    assert_true(p.cap >= tokens && p.cap / 2 < tokens);
-    assert_true(p.cap % 64 == 0 && ((p.cap / 64) & (p.cap / 64 - 1)) == 0); /* 64 * 2^k */
+    assert_true(p.tk.cap >= tokens && p.tk.cap / 2 < tokens);
+    assert_true(p.tk.cap % 64 == 0 && ((p.tk.cap / 64) & (p.tk.cap / 64 - 1)) == 0); /* 64 * 2^k */
     assert_int_equal(p.cnt.allocs, 1);
     assert_int_equal(p.cnt.live, 1);
     want_string(&p.doc, "me.id", "alice");
@@ -1330,7 +1350,7 @@ static void reader_huge_event(void **state) {
     p.cnt.allocs = 0;
     for (i = 0; i < 3; i++) {
         assert_int_equal(p_parse(&p, i == 1 ? b : a), STWS_OK);
-        assert_int_equal(p.doc.ntokens, tokens);
+        assert_int_equal(p.tk.count, tokens);
     }
     want_string(&p.doc, "me.last", "end-1");
     assert_int_equal(p_parse(&p, CONNECTION_OK), STWS_OK);
@@ -1342,13 +1362,13 @@ static void reader_huge_event(void **state) {
     /* max_tokens: exactly enough works, one fewer is too big */
     p_init(&p);
     assert_int_equal(p_parse_n(&p, a, strlen(a), tokens), STWS_OK);
-    assert_int_equal(p.cap, tokens);
+    assert_int_equal(p.tk.cap, tokens);
     assert_true(p.cnt.last_size == (size_t)tokens * sizeof(jsmntok_t));
     p_free(&p);
     p_init(&p);
     assert_int_equal(p_parse_n(&p, a, strlen(a), tokens - 1), STWS_ERR_JSON_TOO_BIG);
-    assert_true(p.cap <= tokens - 1);
-    assert_int_equal(p.doc.ntokens, 0);
+    assert_true(p.tk.cap <= tokens - 1);
+    assert_int_equal(p.tk.count, 0);
     want_missing(&p.doc, "type");
     /* a small limit with a big array left from before: the limit wins */
     assert_int_equal(p_parse_n(&p, a, strlen(a), 100), STWS_ERR_JSON_TOO_BIG);
@@ -1419,7 +1439,7 @@ static void reader_lazy_event(void **state) {
             const char *text = texts[i];
             size_t len = strlen(text);
             parsed p;
-            stws__json_lazy lz;
+            stws_json_tokens lz;
             stws_json_doc doc, copy;
             stws_str et = {NULL, 0}, lt;
             stws_result want, got;
@@ -1429,23 +1449,23 @@ static void reader_lazy_event(void **state) {
             memset(&lz, 0x5A, sizeof lz); /* the parse must set every field it reads */
             want = p_parse_n(&p, text, len, limits[j]);
             if (want == STWS_OK) want = stws__json_event_type(&p.doc, &et);
-            got = stws__json_event_parse(text, len, 0, &lz, limits[j], &doc, &lt);
+            got = stws__json_event_parse(text, len, 0, &lz, 0, limits[j], &doc, &lt);
             RESULT_IS(label, got, want);
-            LABELED(label, doc.text == text && doc.len == len && doc.tokens == NULL && doc.ntokens == 0);
+            LABELED(label, doc.text == text && doc.len == len && lz.count == 0);
             if (got == STWS_OK) {
                 LABELED(label, lt.ptr == et.ptr && lt.len == et.len);
             } else {
                 LABELED(label, lt.ptr == NULL && lt.len == 0);
             }
-            if (p.doc.ntokens == 0) {
+            if (p.tk.count == 0) {
                 /* not JSON: not lazy, nothing found */
-                LABELED(label, doc.lazy == NULL && lz.text == NULL);
+                LABELED(label, doc.internal != &lz && lz.text_ == NULL);
                 want_missing(&doc, "");
                 p_free(&p);
                 continue;
             }
             /* valid JSON (an event or not): lazy, its text recorded */
-            LABELED(label, doc.lazy == &lz && lz.text == text && lz.len == len);
+            LABELED(label, doc.internal == &lz && lz.text_ == text && lz.len_ == len);
             copy = doc;
             for (k = 0; k < sizeof paths / sizeof paths[0]; k++) {
                 stws_str ev, lv;
@@ -1462,12 +1482,12 @@ static void reader_lazy_event(void **state) {
 }
 
 /* A lazy document of text (valid JSON), in lz. */
-T_FN stws_json_doc lazy_doc(const char *text, stws__json_lazy *lz) {
+T_FN stws_json_doc lazy_doc(const char *text, stws_json_tokens *lz) {
     stws_json_doc d;
     stws_result r;
     memset(lz, 0, sizeof *lz);
-    r = stws__json_event_parse(text, strlen(text), 0, lz, 65536, &d, NULL);
-    if ((r != STWS_OK && r != STWS_ERR_EVENT_SHAPE) || d.lazy != lz) fail_msg("lazy_doc: %s", stws_result_string(r));
+    r = stws__json_event_parse(text, strlen(text), 0, lz, 0, 65536, &d, NULL);
+    if ((r != STWS_OK && r != STWS_ERR_EVENT_SHAPE) || d.internal != lz) fail_msg("lazy_doc: %s", stws_result_string(r));
     return d;
 }
 
@@ -1481,7 +1501,7 @@ typedef struct walk_case {
    document (want_type compares the two as well). */
 T_FN void walk_cases(const char *text, const walk_case *c, size_t n) {
     parsed p;
-    stws__json_lazy lz;
+    stws_json_tokens lz;
     stws_json_doc ld = lazy_doc(text, &lz);
     size_t i;
     p_init(&p);
@@ -1625,7 +1645,7 @@ static void reader_walk_paths(void **state) {
         {"", STWS_JSON_STRING, "s\\\"t"}, {"s", STWS_JSON_NONE, NULL}, {"[0]", STWS_JSON_NONE, NULL},
     };
     static const walk_case top_literal[] = {{"", STWS_JSON_BOOL, "false"}, {"f", STWS_JSON_NONE, NULL}};
-    stws__json_lazy lz;
+    stws_json_tokens lz;
     stws_json_doc ld;
     char buf[64];
     size_t len;
@@ -1649,15 +1669,15 @@ static void reader_walk_paths(void **state) {
     want_bool(&ld, "t", 1);
     want_bool(&ld, "f", 0);
     want_bool(&ld, "arr.4", 1);
-    RESULT_IS("int of fraction", stws_json_int_at(&ld, "arr.6", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of string", stws_json_int_at(&ld, "type", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of null", stws_json_int_at(&ld, "n", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("int of object", stws_json_int_at(&ld, "skip", &iv), STWS_ERR_JSON_PATH);
-    RESULT_IS("bool of null", stws_json_bool_at(&ld, "n", &bv), STWS_ERR_JSON_PATH);
-    RESULT_IS("bool of number", stws_json_bool_at(&ld, "last", &bv), STWS_ERR_JSON_PATH);
-    RESULT_IS("bool of string", stws_json_bool_at(&ld, "type", &bv), STWS_ERR_JSON_PATH);
-    RESULT_IS("string of array", stws_json_string_at(&ld, "arr", buf, sizeof buf, &len), STWS_ERR_JSON_PATH);
-    RESULT_IS("string of number", stws_json_string_at(&ld, "last", buf, sizeof buf, &len), STWS_ERR_JSON_PATH);
+    RESULT_IS("int of fraction", stws_json_int_at(&ld, "arr.6", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of string", stws_json_int_at(&ld, "type", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of null", stws_json_int_at(&ld, "n", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("int of object", stws_json_int_at(&ld, "skip", &iv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("bool of null", stws_json_bool_at(&ld, "n", &bv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("bool of number", stws_json_bool_at(&ld, "last", &bv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("bool of string", stws_json_bool_at(&ld, "type", &bv), STWS_ERR_JSON_TYPE);
+    RESULT_IS("string of array", stws_json_string_at(&ld, "arr", buf, sizeof buf, &len), STWS_ERR_JSON_TYPE);
+    RESULT_IS("string of number", stws_json_string_at(&ld, "last", buf, sizeof buf, &len), STWS_ERR_JSON_TYPE);
     RESULT_IS("string too small", stws_json_string_at(&ld, "type", buf, 4, &len), STWS_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(len, 4);
     assert_int_equal(iv, 5);
@@ -1688,16 +1708,17 @@ static void reader_walk_any_text(void **state) {
         for (k = 0; k <= n; k++) {
             /* an exactly sized copy of every prefix: ASan sees a read past it */
             char *t = (char *)malloc(k ? k : 1);
-            stws__json_lazy lz;
+            stws_json_tokens lz;
             stws_json_doc d;
             assert_non_null(t);
             memcpy(t, texts[i], k);
             memset(&d, 0, sizeof d);
             d.text = t;
             d.len = k;
-            d.lazy = &lz;
-            lz.text = t;
-            lz.len = k; /* claims the pass saw it: it did not */
+            d.internal = &lz;
+            memset(&lz, 0, sizeof lz);
+            lz.text_ = t;
+            lz.len_ = k; /* claims the pass saw it: it did not */
             for (j = 0; j < sizeof paths / sizeof paths[0]; j++) {
                 stws_str v;
                 char buf[8];
@@ -1719,18 +1740,18 @@ static void reader_walk_any_text(void **state) {
 static void reader_lazy_state(void **state) {
     static const char a_text[] = "{\"type\":\"a\",\"v\":\"first\"}";
     static const char b_text[] = "{\"type\":\"b\",\"v\":\"second\",\"w\":[1,2,3]}";
-    stws__json_lazy lz;
+    stws_json_tokens lz;
     stws_json_doc da, db;
     stws_str t;
     char deep[1100];
     int i;
     (void)state;
     memset(&lz, 0, sizeof lz);
-    assert_int_equal(stws__json_event_parse(a_text, strlen(a_text), 1, &lz, 64, &da, &t), STWS_OK);
+    assert_int_equal(stws__json_event_parse(a_text, strlen(a_text), 1, &lz, 0, 64, &da, &t), STWS_OK);
     want_string(&da, "v", "first");
     /* the next message takes the state over: the old view finds nothing
        (it is past its lifetime; this only keeps it harmless) */
-    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 64, &db, &t), STWS_OK);
+    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 0, 64, &db, &t), STWS_OK);
     want_missing(&da, "v");
     want_string(&db, "v", "second");
     want_int(&db, "w[2]", 3);
@@ -1749,38 +1770,37 @@ static void reader_lazy_state(void **state) {
         moved.text = NULL;
         want_missing(&moved, "");
     }
-    /* a hand-made document with a foreign lazy pointer and tokens: tokens win */
+    /* a document pointing at the record of another text finds nothing */
     {
         parsed p;
         p_init(&p);
         assert_int_equal(p_parse(&p, a_text), STWS_OK);
-        p.doc.lazy = &lz;
-        want_string(&p.doc, "v", "first");
+        p.doc.internal = &lz;
+        want_missing(&p.doc, "v");
         p_free(&p);
     }
     /* documents in turn (nothing is allocated: there is no allocator) */
     for (i = 0; i < 100; i++) {
         const char *x = i & 1 ? a_text : b_text;
-        assert_int_equal(stws__json_event_parse(x, strlen(x), 0, &lz, 64, &da, &t), STWS_OK);
+        assert_int_equal(stws__json_event_parse(x, strlen(x), 0, &lz, 0, 64, &da, &t), STWS_OK);
         assert_int_equal(t.len, 1);
         assert_int_equal(t.ptr[0], i & 1 ? 'a' : 'b');
         if (i % 3 == 0) want_string(&da, "type", i & 1 ? "a" : "b");
     }
     /* exactly max_tokens is enough; one fewer is too big */
-    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 10, &db, &t), STWS_OK);
-    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 9, &db, &t),
+    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 0, 10, &db, &t), STWS_OK);
+    assert_int_equal(stws__json_event_parse(b_text, strlen(b_text), 1, &lz, 0, 9, &db, &t),
                      STWS_ERR_JSON_TOO_BIG);
-    assert_null(db.lazy);
-    assert_null(lz.text);
+    assert_null(lz.text_);
     want_missing(&db, "v");
     /* nesting: 512 levels are fine, 513 are too deep */
     for (i = 0; i < 513; i++) deep[i] = '[';
     for (i = 0; i < 513; i++) deep[513 + i] = ']';
-    assert_int_equal(stws__json_event_parse(deep + 1, 1024, 1, &lz, 65536, &db, &t), STWS_ERR_EVENT_SHAPE);
+    assert_int_equal(stws__json_event_parse(deep + 1, 1024, 1, &lz, 0, 65536, &db, &t), STWS_ERR_EVENT_SHAPE);
     assert_int_equal(stws_json_find(&db, "[0][0][0]", NULL), STWS_JSON_ARRAY); /* valid JSON: lazy */
-    assert_int_equal(stws__json_event_parse(deep, 1026, 1, &lz, 65536, &db, &t), STWS_ERR_JSON_TOO_BIG);
+    assert_int_equal(stws__json_event_parse(deep, 1026, 1, &lz, 0, 65536, &db, &t), STWS_ERR_JSON_TOO_BIG);
     /* UTF-8 is checked only when the caller has not */
-    assert_int_equal(stws__json_event_parse("{\"type\":\"\xc3\x28\"}", 12, 0, &lz, 64, &db, &t),
+    assert_int_equal(stws__json_event_parse("{\"type\":\"\xc3\x28\"}", 12, 0, &lz, 0, 64, &db, &t),
                      STWS_ERR_INVALID_UTF8);
     /* a big event */
     {
@@ -1790,17 +1810,17 @@ static void reader_lazy_state(void **state) {
         n += (size_t)sprintf(big, "{\"type\":\"big\",\"a\":[");
         for (i = 0; i < 600; i++) n += (size_t)sprintf(big + n, "%s%d", i ? "," : "", i % 10);
         n += (size_t)sprintf(big + n, "]}");
-        assert_int_equal(stws__json_event_parse(big, n, 1, &lz, 65536, &db, &t), STWS_OK);
+        assert_int_equal(stws__json_event_parse(big, n, 1, &lz, 0, 65536, &db, &t), STWS_OK);
         want_int(&db, "a[599]", 9);
         want_int(&db, "a.598", 8);
         want_missing(&db, "a[600]");
         free(big);
     }
     /* bad arguments */
-    assert_int_equal(stws__json_event_parse(a_text, 3, 1, NULL, 64, &db, &t), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_event_parse(a_text, 3, 1, &lz, 64, NULL, &t), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_event_parse(a_text, 3, 1, &lz, 0, &db, &t), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_event_parse(NULL, 3, 1, &lz, 64, &db, &t), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_event_parse(a_text, 3, 1, NULL, 0, 64, &db, &t), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_event_parse(a_text, 3, 1, &lz, 0, 64, NULL, &t), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_event_parse(a_text, 3, 1, &lz, 0, 0, &db, &t), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws__json_event_parse(NULL, 3, 1, &lz, 0, 64, &db, &t), STWS_ERR_INVALID_ARG);
 }
 
 static void reader_zero_alloc_steady(void **state) {
@@ -1827,45 +1847,52 @@ static void reader_zero_alloc_steady(void **state) {
 static void reader_parse_args(void **state) {
     parsed p;
     stws_json_doc doc;
-    jsmntok_t *tok = NULL;
-    int cap = 0;
+    stws_json_tokens tk;
     (void)state;
     p_init(&p);
-    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 64, NULL, NULL), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_parse(NULL, 2, &tok, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_parse("{}", 2, NULL, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_parse("{}", 2, &tok, NULL, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
-    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 0, NULL, &doc), STWS_ERR_INVALID_ARG);
-    cap = 5; /* a capacity without an array */
-    assert_int_equal(stws__json_parse("{}", 2, &tok, &cap, 64, NULL, &doc), STWS_ERR_INVALID_ARG);
-    cap = 0;
-    assert_int_equal(stws__json_parse(NULL, 0, &tok, &cap, 64, NULL, &doc), STWS_ERR_JSON);
-    /* default allocator */
-    assert_int_equal(stws__json_parse("{\"a\":[1]}", 9, &tok, &cap, 64, NULL, &doc), STWS_OK);
-    assert_int_equal(doc.ntokens, 4);
-    assert_int_equal(cap, 64);
-    free(tok);
+    memset(&tk, 0, sizeof tk);
+    assert_int_equal(stws_json_tokenize(&tk, "{}", 2, NULL), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_json_tokenize(NULL, "{}", 2, &doc), STWS_ERR_INVALID_ARG);
+    want_missing(&doc, ""); /* refused: finds nothing, though the text is JSON */
+    assert_int_equal(stws_json_tokenize(&tk, NULL, 2, &doc), STWS_ERR_INVALID_ARG);
+    tk.cap = 5; /* a capacity without an array */
+    assert_int_equal(stws_json_tokenize(&tk, "{}", 2, &doc), STWS_ERR_INVALID_ARG);
+    tk.cap = 0;
+    assert_int_equal(stws_json_tokenize(&tk, NULL, 0, &doc), STWS_ERR_JSON);
+    assert_int_equal(stws_json_doc_init(NULL, "{}", 2), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_json_doc_init(&doc, NULL, 2), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_json_doc_init(&doc, NULL, 0), STWS_ERR_JSON);
+    /* default allocator, max_tokens 0: no limit */
+    assert_int_equal(stws_json_tokenize(&tk, "{\"a\":[1]}", 9, &doc), STWS_OK);
+    assert_int_equal(tk.count, 4);
+    assert_int_equal(tk.cap, 64);
+    stws_json_tokens_free(&tk);
+    assert_null(tk.tok);
+    stws_json_tokens_free(&tk); /* twice is fine */
+    stws_json_tokens_free(NULL);
     /* max_tokens smaller than the first block */
-    tok = NULL;
-    cap = 0;
-    assert_int_equal(stws__json_parse("[1,2]", 5, &tok, &cap, 3, NULL, &doc), STWS_OK);
-    assert_int_equal(cap, 3);
-    assert_int_equal(stws__json_parse("[1,2,3]", 7, &tok, &cap, 3, NULL, &doc), STWS_ERR_JSON_TOO_BIG);
-    assert_int_equal(stws__json_parse("1", 1, &tok, &cap, 1, NULL, &doc), STWS_OK);
-    free(tok);
+    tk.max_tokens = 3;
+    assert_int_equal(stws_json_tokenize(&tk, "[1,2]", 5, &doc), STWS_OK);
+    assert_int_equal(tk.cap, 3);
+    assert_int_equal(stws_json_tokenize(&tk, "[1,2,3]", 7, &doc), STWS_ERR_JSON_TOO_BIG);
+    assert_int_equal(tk.count, 0);
+    assert_int_equal(stws_json_find(&doc, "", NULL), STWS_JSON_NONE); /* refused: nothing */
+    tk.max_tokens = 1;
+    assert_int_equal(stws_json_tokenize(&tk, "1", 1, &doc), STWS_OK);
+    stws_json_tokens_free(&tk);
     /* out of memory: the error, and the old array is kept */
     p.cnt.fail_after = 0;
     RESULT_IS("no memory", p_parse(&p, "{}"), STWS_ERR_NOMEM);
-    assert_null(p.tok);
+    assert_null(p.tk.tok);
     p.cnt.fail_after = 1;
     assert_int_equal(p_parse(&p, "{}"), STWS_OK);
-    assert_int_equal(p.cap, 64);
+    assert_int_equal(p.tk.cap, 64);
     {
         int fields;
         char *big = big_event(8 * 1024, 0, &fields);
         RESULT_IS("no memory to grow", p_parse(&p, big), STWS_ERR_NOMEM);
-        assert_int_equal(p.cap, 64);
-        assert_non_null(p.tok);
+        assert_int_equal(p.tk.cap, 64);
+        assert_non_null(p.tk.tok);
         assert_int_equal(p_parse(&p, CONNECTION_ERROR), STWS_OK);
         want_int(&p.doc, "error.code", 40);
         free(big);
@@ -1877,7 +1904,10 @@ static void reader_parse_args(void **state) {
 static void reader_hostile_doc(void **state) {
     static const char text[] = "{\"a\":{\"b\":[1,\"s\\u12\",true]}}";
     jsmntok_t t[8];
+    stws_json_tokens rec;
     stws_json_doc doc;
+    stws_json_value v, e, kk;
+    stws_json_iter it;
     char buf[16];
     size_t len;
     int64_t iv;
@@ -1896,10 +1926,26 @@ static void reader_hostile_doc(void **state) {
             t[i].size = (int)(x % 3);
             t[i].parent = (int)((x >> 4) % 10) - 2;
         }
+        memset(&rec, 0, sizeof rec);
+        rec.tok = t;
+        rec.count = rec.cap = 8;
+        rec.text_ = text;
+        rec.len_ = sizeof text - 1;
         doc.text = text;
         doc.len = sizeof text - 1;
-        doc.tokens = t;
-        doc.ntokens = 8;
+        doc.internal = &rec;
+        if (stws_json_get(&doc, "", &v) != STWS_JSON_NONE) {
+            int steps = 0;
+            (void)stws_json_len(&v);
+            (void)stws_json_elem(&v, 1, &e);
+            (void)stws_json_get_in(&v, "a.b", &e);
+            if (stws_json_iter_init(&it, &v) == STWS_OK)
+                while (stws_json_next(&it, &kk, &e) && steps < 100) {
+                    (void)stws_json_len(&e);
+                    steps++;
+                }
+            assert_true(steps < 100);
+        }
         (void)stws_json_find(&doc, "a.b[1]", NULL);
         (void)stws_json_find(&doc, "a.b.2", NULL);
         (void)stws_json_string_at(&doc, "a", buf, sizeof buf, &len);
@@ -1914,10 +1960,377 @@ static void reader_hostile_doc(void **state) {
     t[0].start = 14;
     t[0].end = 19; /* s\u12 */
     t[0].parent = -1;
-    doc.ntokens = 1;
+    rec.count = 1;
     assert_int_equal(stws_json_string_at(&doc, "", buf, sizeof buf, &len), STWS_ERR_JSON);
     t[0].end = 16; /* s\ */
     assert_int_equal(stws_json_string_at(&doc, "", buf, sizeof buf, &len), STWS_ERR_JSON);
+}
+
+/* ---- iteration and typed values, on both kinds of document ----------------- */
+
+/* Both documents of one text: lazy (stws_json_doc_init) and tokens. */
+typedef struct twins {
+    stws_json_doc lazy;
+    parsed p;
+} twins;
+
+T_FN void twins_make(twins *t, const char *text, size_t len) {
+    p_init(&t->p);
+    RESULT_IS("doc_init", stws_json_doc_init(&t->lazy, text, len), STWS_OK);
+    RESULT_IS("tokenize", p_parse_n(&t->p, text, len, 1 << 20), STWS_OK);
+}
+
+/* A canonical dump of v built only by iteration (cursors, keys, raw views):
+   objects {k:v,...}, arrays [v,...], scalars as their raw text, strings
+   "raw".  Also checks stws_json_len and stws_json_elem against the cursor. */
+T_FN void dump(const stws_json_value *v, char *out, size_t cap, size_t *o) {
+    stws_json_iter it;
+    stws_json_value k, e, x;
+    size_t n = 0;
+#define PUT(str, l)                                                                        \
+    do {                                                                                   \
+        size_t l_ = (l);                                                                   \
+        if (*o + l_ >= cap) fail_msg("dump too long");                                     \
+        memcpy(out + *o, (str), l_);                                                       \
+        *o += l_;                                                                          \
+        out[*o] = 0;                                                                       \
+    } while (0)
+    switch (v->type) {
+    case STWS_JSON_OBJECT:
+    case STWS_JSON_ARRAY:
+        assert_int_equal(stws_json_iter_init(&it, v), STWS_OK);
+        PUT(v->type == STWS_JSON_OBJECT ? "{" : "[", 1);
+        while (stws_json_next(&it, &k, &e)) {
+            if (n) PUT(",", 1);
+            if (v->type == STWS_JSON_OBJECT) {
+                assert_int_equal(k.type, STWS_JSON_STRING);
+                PUT(k.raw.ptr, k.raw.len);
+                PUT(":", 1);
+            } else {
+                assert_int_equal(k.type, STWS_JSON_NONE);
+            }
+            /* element n is what the cursor gave */
+            assert_int_equal(stws_json_elem(v, n, &x), e.type);
+            assert_ptr_equal(x.raw.ptr, e.raw.ptr);
+            assert_int_equal(x.raw.len, e.raw.len);
+            dump(&e, out, cap, o);
+            n++;
+        }
+        assert_int_equal(stws_json_next(&it, &k, &e), 0); /* stays at the end */
+        assert_int_equal(e.type, STWS_JSON_NONE);
+        assert_int_equal(stws_json_len(v), n);
+        assert_int_equal(stws_json_elem(v, n, &x), STWS_JSON_NONE);
+        PUT(v->type == STWS_JSON_OBJECT ? "}" : "]", 1);
+        break;
+    case STWS_JSON_STRING:
+        assert_int_equal(stws_json_iter_init(&it, v), STWS_ERR_JSON_TYPE);
+        assert_int_equal(stws_json_next(&it, &k, &e), 0);
+        assert_int_equal(stws_json_len(v), 0);
+        PUT("\"", 1);
+        PUT(v->raw.ptr, v->raw.len);
+        PUT("\"", 1);
+        break;
+    default:
+        assert_int_equal(stws_json_len(v), 0);
+        PUT(v->raw.ptr, v->raw.len);
+        break;
+    }
+#undef PUT
+}
+
+/* Dump path of both twins: the same text, and (when want) the expected one. */
+T_FN void twins_dump(twins *t, const char *path, const char *want) {
+    static char a[1 << 16], b[1 << 16];
+    stws_json_value va, vb;
+    size_t oa = 0, ob = 0;
+    a[0] = b[0] = 0;
+    assert_int_equal(stws_json_get(&t->lazy, path, &va), stws_json_get(&t->p.doc, path, &vb));
+    assert_ptr_equal(va.raw.ptr, vb.raw.ptr);
+    assert_int_equal(va.raw.len, vb.raw.len);
+    if (va.type == STWS_JSON_NONE) return;
+    assert_null(va.internal);     /* lazy values carry a span */
+    assert_non_null(vb.internal); /* token values their token */
+    dump(&va, a, sizeof a, &oa);
+    dump(&vb, b, sizeof b, &ob);
+    if (strcmp(a, b) != 0) fail_msg("%s: lazy %s, tokens %s", path, a, b);
+    if (want && strcmp(a, want) != 0) fail_msg("%s: %s, expected %s", path, a, want);
+}
+
+static void reader_iterate(void **state) {
+    static const char *cases[][2] = {
+        {"{}", "{}"},
+        {"[]", "[]"},
+        {" [ ] ", "[]"},
+        {"{ }", "{}"},
+        {"7", "7"},
+        {"\"s\"", "\"s\""},
+        {"[1,\"two\",true,null,{},[],-3.5e2]", "[1,\"two\",true,null,{},[],-3.5e2]"},
+        {"{\"a\":{\"b\":[{\"c\":[[1],[2,[3]]]}]},\"d\":\"x\"}", "{a:{b:[{c:[[1],[2,[3]]]}]},d:\"x\"}"},
+        {"{ \"k\" : [ 1 , 2 ] , \"l\" : { } }", "{k:[1,2],l:{}}"},
+        /* escaped keys and values stay raw; \" and \\ inside do not end them */
+        {"{\"a\\\"b\":1,\"c\\\\\":\"d\\\\\",\"\\u00e9\":[\"\\\"\"]}",
+         "{a\\\"b:1,c\\\\:\"d\\\\\",\\u00e9:[\"\\\"\"]}"},
+        /* reaction_counts: dynamic keys */
+        {"{\"reaction_counts\":{\"like\":3,\"love\":1,\"\\ud83d\\ude00\":2}}",
+         "{reaction_counts:{like:3,love:1,\\ud83d\\ude00:2}}"},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        twins t;
+        twins_make(&t, cases[i][0], strlen(cases[i][0]));
+        twins_dump(&t, "", cases[i][1]);
+        p_free(&t.p);
+    }
+    {
+        /* relative paths from an iterated member, and dynamic keys */
+        static const char ev[] =
+            "{\"type\":\"channel.updated\",\"members\":[{\"user\":{\"id\":\"ann\"},\"role\":\"owner\"},"
+            "{\"user\":{\"id\":\"bob\"}},{\"user\":{\"id\":\"c\\\"d\"},\"banned\":null}],"
+            "\"message\":{\"reaction_counts\":{\"like\":3,\"wow\":12}}}";
+        static const char *ids[] = {"ann", "bob", "c\"d"};
+        twins t;
+        int kind;
+        twins_make(&t, ev, strlen(ev));
+        twins_dump(&t, "members", NULL);
+        for (kind = 0; kind < 2; kind++) {
+            const stws_json_doc *d = kind ? &t.p.doc : &t.lazy;
+            stws_json_value m, e, x, k;
+            stws_json_iter it;
+            char buf[16];
+            size_t len, n = 0;
+            int64_t iv, sum = 0;
+            assert_int_equal(stws_json_get(d, "members", &m), STWS_JSON_ARRAY);
+            assert_int_equal(stws_json_len(&m), 3);
+            assert_int_equal(stws_json_iter_init(&it, &m), STWS_OK);
+            while (stws_json_next(&it, NULL, &e)) {
+                assert_int_equal(stws_json_get_in(&e, "user.id", &x), STWS_JSON_STRING);
+                assert_int_equal(stws_json_value_string(&x, buf, sizeof buf, &len), STWS_OK);
+                assert_string_equal(buf, ids[n]);
+                assert_int_equal(len, strlen(ids[n]));
+                /* absent, null, present: told apart */
+                assert_int_equal(stws_json_get_in(&e, "banned", &x), n == 2 ? STWS_JSON_NULL : STWS_JSON_NONE);
+                assert_int_equal(stws_json_value_string(&x, buf, sizeof buf, &len),
+                                 n == 2 ? STWS_ERR_JSON_TYPE : STWS_ERR_JSON_PATH);
+                n++;
+            }
+            assert_int_equal(n, 3);
+            assert_int_equal(stws_json_get_in(&m, "[1].user.id", &x), STWS_JSON_STRING);
+            assert_int_equal(x.raw.len, 3);
+            assert_int_equal(stws_json_get_in(&m, "5", &x), STWS_JSON_NONE);
+            assert_int_equal(stws_json_get_in(&m, "", &x), STWS_JSON_ARRAY); /* itself */
+            assert_int_equal(stws_json_get_in(&m, "", &m), STWS_JSON_ARRAY); /* in place */
+            assert_int_equal(stws_json_get_in(NULL, "", &x), STWS_JSON_NONE);
+            /* dynamic keys */
+            assert_int_equal(stws_json_get(d, "message.reaction_counts", &m), STWS_JSON_OBJECT);
+            assert_int_equal(stws_json_iter_init(&it, &m), STWS_OK);
+            n = 0;
+            while (stws_json_next(&it, &k, &e)) {
+                assert_int_equal(stws_json_value_int(&e, &iv), STWS_OK);
+                sum += iv;
+                assert_true(k.raw.len == 4 || k.raw.len == 3);
+                n++;
+            }
+            assert_int_equal(n, 2);
+            assert_int_equal(sum, 15);
+            assert_int_equal(stws_json_elem(&m, 1, &e), STWS_JSON_NUMBER);
+            assert_int_equal(stws_json_value_int(&e, &iv), STWS_OK);
+            assert_int_equal(iv, 12);
+            /* not containers */
+            assert_int_equal(stws_json_get(d, "type", &x), STWS_JSON_STRING);
+            assert_int_equal(stws_json_iter_init(&it, &x), STWS_ERR_JSON_TYPE);
+            assert_int_equal(stws_json_iter_init(&it, NULL), STWS_ERR_JSON_TYPE);
+            assert_int_equal(stws_json_iter_init(NULL, &m), STWS_ERR_INVALID_ARG);
+            assert_int_equal(stws_json_next(NULL, &k, &e), 0);
+            assert_int_equal(stws_json_len(NULL), 0);
+            assert_int_equal(stws_json_elem(NULL, 0, &x), STWS_JSON_NONE);
+        }
+        p_free(&t.p);
+    }
+}
+
+/* A huge array near the token limit: iterating it is linear on both kinds
+   (a quadratic cursor would take minutes here), and the limit holds. */
+static void reader_iterate_huge(void **state) {
+    enum { N = 200000 };
+    char *text = (char *)malloc(N * 2 + 2);
+    size_t n = 0, i, count;
+    int kind;
+    twins t;
+    (void)state;
+    assert_non_null(text);
+    text[n++] = '[';
+    for (i = 0; i < N; i++) {
+        text[n++] = (char)('0' + i % 10);
+        text[n++] = i + 1 < N ? ',' : ']';
+    }
+    twins_make(&t, text, n);
+    assert_int_equal(t.p.tk.count, N + 1);
+    for (kind = 0; kind < 2; kind++) {
+        const stws_json_doc *d = kind ? &t.p.doc : &t.lazy;
+        stws_json_value a, e;
+        stws_json_iter it;
+        int64_t iv;
+        assert_int_equal(stws_json_get(d, "", &a), STWS_JSON_ARRAY);
+        assert_int_equal(stws_json_len(&a), N);
+        assert_int_equal(stws_json_iter_init(&it, &a), STWS_OK);
+        for (count = 0; stws_json_next(&it, NULL, &e); count++) {
+            assert_int_equal(stws_json_value_int(&e, &iv), STWS_OK);
+            if (iv != (int64_t)(count % 10)) fail_msg("element %u", (unsigned)count);
+        }
+        assert_int_equal(count, N);
+        assert_int_equal(stws_json_elem(&a, N - 1, &e), STWS_JSON_NUMBER);
+        assert_int_equal(stws_json_get(d, "199999", &e), STWS_JSON_NUMBER);
+        assert_int_equal(stws_json_get(d, "200000", &e), STWS_JSON_NONE);
+    }
+    /* exactly at the limit; one over is refused */
+    RESULT_IS("at limit", p_parse_n(&t.p, text, n, N + 1), STWS_OK);
+    RESULT_IS("over limit", p_parse_n(&t.p, text, n, N), STWS_ERR_JSON_TOO_BIG);
+    assert_int_equal(stws_json_find(&t.p.doc, "0", NULL), STWS_JSON_NONE);
+    p_free(&t.p);
+    free(text);
+}
+
+/* Invalid text: both makers refuse it with the same result and nothing is
+   iterable. */
+static void reader_iterate_invalid(void **state) {
+    static const char *bad[] = {"", "[1,]", "{\"a\"}", "[1 2]", "{\"a\":1,}", "tru", "01",
+                                "[\"\x01\"]", "{\"a\":[}", "\"\\x\"", "[1]]", "\xff"};
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        stws_json_doc d;
+        stws_json_value v;
+        stws_json_iter it;
+        parsed p;
+        stws_result rl, rt;
+        p_init(&p);
+        rl = stws_json_doc_init(&d, bad[i], strlen(bad[i]));
+        rt = p_parse(&p, bad[i]);
+        RESULT_IS(bad[i], rl, rt);
+        LABELED(bad[i], rl == STWS_ERR_JSON || rl == STWS_ERR_INVALID_UTF8);
+        assert_int_equal(stws_json_get(&d, "", &v), STWS_JSON_NONE);
+        assert_int_equal(stws_json_iter_init(&it, &v), STWS_ERR_JSON_TYPE);
+        assert_int_equal(stws_json_get(&p.doc, "", &v), STWS_JSON_NONE);
+        /* a hand-made doc of the same text: checked on use, nothing found */
+        memset(&d, 0, sizeof d);
+        d.text = bad[i];
+        d.len = strlen(bad[i]);
+        assert_int_equal(stws_json_get(&d, "", &v), STWS_JSON_NONE);
+        p_free(&p);
+    }
+}
+
+/* Found as a new user: any text (a conn message, a REST body) is a document
+   through the public API; a zero-initialised doc works too. */
+static void reader_any_text(void **state) {
+    static const char body[] = "{\"duration\":\"1.2ms\",\"users\":{\"ann\":{\"id\":\"ann\",\"n\":3.5}}}";
+    stws_json_doc d;
+    char buf[8];
+    size_t len = 99;
+    int64_t iv = 7;
+    double dv = 0;
+    (void)state;
+    assert_int_equal(stws_json_doc_init(&d, body, strlen(body)), STWS_OK);
+    want_string(&d, "users.ann.id", "ann");
+    memset(&d, 0, sizeof d);
+    d.text = body;
+    d.len = strlen(body);
+    want_string(&d, "users.ann.id", "ann");
+    /* *len is the length without the NUL, also when too small */
+    assert_int_equal(stws_json_string_at(&d, "duration", buf, 4, &len), STWS_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(len, 5);
+    assert_int_equal(stws_json_string_at(&d, "duration", buf, len + 1, &len), STWS_OK);
+    assert_string_equal(buf, "1.2ms");
+    /* int_at on 3.5: of another type; the double reader reads it */
+    assert_int_equal(stws_json_int_at(&d, "users.ann.n", &iv), STWS_ERR_JSON_TYPE);
+    assert_int_equal(iv, 7);
+    assert_int_equal(stws_json_double_at(&d, "users.ann.n", &dv), STWS_OK);
+    assert_true(dv == 3.5);
+    assert_int_equal(stws_json_double_at(&d, "users.ann.x", &dv), STWS_ERR_JSON_PATH);
+    assert_int_equal(stws_json_double_at(&d, "users.ann.id", &dv), STWS_ERR_JSON_TYPE);
+    assert_int_equal(stws_json_int_at(&d, "users", &iv), STWS_ERR_JSON_TYPE);
+}
+
+/* The double reader against known values, bit for bit. */
+static void reader_double(void **state) {
+    static const struct {
+        const char *text;
+        uint64_t bits;
+    } known[] = {
+        {"0", 0}, {"-0", UINT64_C(0x8000000000000000)}, {"0.0e5", 0},
+        {"1", UINT64_C(0x3FF0000000000000)}, {"-2", UINT64_C(0xC000000000000000)},
+        {"0.1", UINT64_C(0x3FB999999999999A)}, {"3.5", UINT64_C(0x400C000000000000)},
+        {"1e23", UINT64_C(0x44B52D02C7E14AF6)},  /* the classic hard case */
+        {"8.98846567431158e307", UINT64_C(0x7FE0000000000000)},
+        {"1.7976931348623157e308", UINT64_C(0x7FEFFFFFFFFFFFFF)},   /* DBL_MAX */
+        {"2.2250738585072014e-308", UINT64_C(0x0010000000000000)},  /* DBL_MIN */
+        {"4.9406564584124654e-324", UINT64_C(0x0000000000000001)},  /* smallest subnormal */
+        {"9007199254740993", UINT64_C(0x4340000000000000)},         /* 2^53+1: ties to even */
+        {"123456789012345678901234567890", UINT64_C(0x45F8EE90FF6C373E)},
+        {"1e-400", 0}, {"0.000001", UINT64_C(0x3EB0C6F7A0B5ED8D)},
+        {"1E+2", UINT64_C(0x4059000000000000)}, {"-1.5E-3", UINT64_C(0xBF589374BC6A7EFA)},
+        {"3.141592653589793", UINT64_C(0x400921FB54442D18)},
+        {"100000000000000000000000", UINT64_C(0x44B52D02C7E14AF6)},
+        /* halfway cases: ties to even, and a digit past the tie rounds up */
+        {"9007199254740995", UINT64_C(0x4340000000000002)},
+        {"9007199254740993.0000000000000000001", UINT64_C(0x4340000000000001)},
+        {"2.4703282292062327e-324", 0},                              /* below half the least */
+        {"2.4703282292062328e-324", UINT64_C(0x0000000000000001)},   /* above it */
+        {"7.2057594037927933e16", UINT64_C(0x4370000000000000)},
+        {"1.448997445238699", UINT64_C(0x3FF72F17F1F49AAD)},
+        {"5e-324", UINT64_C(0x0000000000000001)},
+        {"1.7976931348623158e308", UINT64_C(0x7FEFFFFFFFFFFFFF)},
+    };
+    static const char *too_big[] = {"1e309", "-1e400", "1.8e308", "1e99999999999"};
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof known / sizeof known[0]; i++) {
+        stws_json_doc d;
+        double v = 42;
+        uint64_t bits;
+        assert_int_equal(stws_json_doc_init(&d, known[i].text, strlen(known[i].text)), STWS_OK);
+        RESULT_IS(known[i].text, stws_json_double_at(&d, "", &v), STWS_OK);
+        memcpy(&bits, &v, 8);
+        if (bits != known[i].bits)
+            fail_msg("%s: %016llx, expected %016llx", known[i].text, (unsigned long long)bits,
+                     (unsigned long long)known[i].bits);
+    }
+    for (i = 0; i < sizeof too_big / sizeof too_big[0]; i++) {
+        stws_json_doc d;
+        double v = 42;
+        assert_int_equal(stws_json_doc_init(&d, too_big[i], strlen(too_big[i])), STWS_OK);
+        RESULT_IS(too_big[i], stws_json_double_at(&d, "", &v), STWS_ERR_JSON_TYPE);
+    }
+    /* random values of up to 17 digits and any exponent, against strtod in
+       the C locale (this test process never calls setlocale) */
+    {
+        unsigned x = 12345u, miss = 0, k;
+        for (k = 0; k < 200000; k++) {
+            char t[64];
+            stws_json_doc d;
+            double v, want;
+            uint64_t m;
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            m = ((uint64_t)x << 32 | (x * 2654435761u)) % UINT64_C(100000000000000000);
+            snprintf(t, sizeof t, "%llu.%ue%d", (unsigned long long)(m / 1000), (unsigned)(m % 1000),
+                     (int)(x % 580) - 300);
+            assert_int_equal(stws_json_doc_init(&d, t, strlen(t)), STWS_OK);
+            assert_int_equal(stws_json_double_at(&d, "", &v), STWS_OK);
+            want = strtod(t, NULL);
+            if (memcmp(&v, &want, 8) != 0) {
+                uint64_t a, b;
+                memcpy(&a, &v, 8);
+                memcpy(&b, &want, 8);
+                if (a - b + 1 > 2) fail_msg("%s: more than 1 ulp off", t);
+                miss++;
+            }
+        }
+        /* up to 19 significant digits: correctly rounded, every one */
+        if (miss) fail_msg("double reader: %u of 200000 not correctly rounded", miss);
+    }
 }
 
 int main(void) {
@@ -1947,6 +2360,11 @@ int main(void) {
         cmocka_unit_test(reader_zero_alloc_steady),
         cmocka_unit_test(reader_parse_args),
         cmocka_unit_test(reader_hostile_doc),
+        cmocka_unit_test(reader_iterate),
+        cmocka_unit_test(reader_iterate_huge),
+        cmocka_unit_test(reader_iterate_invalid),
+        cmocka_unit_test(reader_any_text),
+        cmocka_unit_test(reader_double),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,6 +77,7 @@ static int known_result(stws_result r) {
     case STWS_ERR_JSON_PATH:
     case STWS_ERR_JSON_TOO_BIG:
     case STWS_ERR_EVENT_SHAPE:
+    case STWS_ERR_JSON_TYPE:
     case STWS_ERR_AUTH:
     case STWS_ERR_AUTH_TRANSIENT:
     case STWS_ERR_TOKEN:
@@ -110,7 +111,7 @@ static void result_strings(void **state) {
         assert_true(n < 128);
         seen[n++] = s;
     }
-    assert_int_equal(n, 62);
+    assert_int_equal(n, 63);
 }
 
 int main(void) {
