@@ -18,7 +18,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean
+.PHONY: all test check deps compile-check fuzz demo bench size clean test-windows
 
 all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
@@ -99,6 +99,13 @@ bench: $(BUILD)/stws
 size:
 	@sh tools/deps.sh size
 	@BUILD=$(BUILD) sh bench/size.sh
+
+# The header on Windows: mingw-w64 and mbedTLS 3.6.6 built from its source
+# tarball, the unit suites and a loopback echo test under wine.  Skipped, with
+# a message, when the tarball is absent.
+MBEDTLS36_TARBALL ?= ../shared/deps/mbedtls-3.6.6-src.tar.gz
+test-windows:
+	@MBEDTLS36_TARBALL=$(MBEDTLS36_TARBALL) BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/test-windows.sh
 
 clean:
 	rm -rf build

@@ -113,6 +113,19 @@
     !defined(_GNU_SOURCE) && !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
 #endif
+/* Windows (MSVC or mingw-w64): the sockets are Winsock 2 and need Vista's
+   API (inet_pton, getaddrinfo), asked for here for the same reason.
+   Include stream_ws.h before <windows.h>: the implementation includes
+   <winsock2.h>, which must come first (or define WIN32_LEAN_AND_MEAN).  MSVC's
+   "unsafe CRT" warnings are about getenv and friends, used here as C99 says. */
+#if defined(STREAM_WS_IMPLEMENTATION) && defined(_WIN32)
+#  if !defined(STWS_NO_SOCKETS) && !defined(_WIN32_WINNT)
+#    define _WIN32_WINNT 0x0600
+#  endif
+#  if defined(_MSC_VER) && !defined(_CRT_SECURE_NO_WARNINGS)
+#    define _CRT_SECURE_NO_WARNINGS
+#  endif
+#endif
 
 #ifndef STREAM_WS_H
 #define STREAM_WS_H
@@ -931,16 +944,25 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #include <stdio.h>
 #include <stdarg.h>
 #ifndef STWS_NO_SOCKETS
+#include <time.h>
+#ifdef _WIN32
+#include <winsock2.h> /* before windows.h, which would bring the old winsock.h */
+#include <ws2tcpip.h>
+#include <windows.h>
+#ifdef _MSC_VER
+#pragma comment(lib, "ws2_32.lib")
+#endif
+#else
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#endif
 #endif
 #ifndef STWS_ASSERT
 #include <assert.h>
@@ -2091,12 +2113,111 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
 /* ==== transport: TCP ====================================================== */
 #ifndef STWS_NO_SOCKETS
 
+/* ---- sockets: the few places where POSIX and Winsock differ -------------- */
+#ifdef _WIN32
+typedef SOCKET stws__sock;
+#define STWS__NO_SOCK INVALID_SOCKET
+/* Winsock counts WSAStartup calls: each TCP object holds one, so there is no
+   process-wide setup for the user to do and no hidden global of ours. */
+static int stws__sock_init(void) {
+    WSADATA wd;
+    return WSAStartup(MAKEWORD(2, 2), &wd) == 0 ? 0 : -1;
+}
+static void stws__sock_fini(void) { (void)WSACleanup(); }
+static int stws__sock_errno(void) { return WSAGetLastError(); }
+static int stws__sock_would_block(int e) { return e == WSAEWOULDBLOCK; }
+/* a non-blocking connect() says WSAEWOULDBLOCK where POSIX says EINPROGRESS */
+static int stws__sock_in_progress(int e) { return e == WSAEWOULDBLOCK || e == WSAEINPROGRESS; }
+static void stws__sock_close(stws__sock s) { (void)closesocket(s); }
+static int stws__sock_nonblock(stws__sock s) {
+    u_long on = 1;
+    /* what FD_CLOEXEC is on POSIX: a child process must not inherit it */
+    (void)SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+    return ioctlsocket(s, FIONBIO, &on) == 0 ? 0 : -1;
+}
+/* No SIGPIPE on Windows; Winsock counts in int. */
+static int stws__sock_send(stws__sock s, const unsigned char *buf, size_t len) {
+    return send(s, (const char *)buf, (int)len, 0);
+}
+static int stws__sock_recv(stws__sock s, unsigned char *buf, size_t len) {
+    return recv(s, (char *)buf, (int)len, 0);
+}
+/* Wait up to timeout_ms (-1: no limit) until s is ready for events
+   (STWS_POLL_*), or just wait when s is STWS__NO_SOCK.  Returns > 0 ready,
+   0 timed out, < 0 error.  select(), not WSAPoll(): before Windows 10 2004
+   WSAPoll never reported a failed connect, select() puts it in exceptfds. */
+static int stws__sock_wait(stws__sock s, int events, int timeout_ms) {
+    fd_set rs, ws, xs;
+    struct timeval tv;
+    if (s == STWS__NO_SOCK) {
+        Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+        return 0;
+    }
+    FD_ZERO(&rs);
+    FD_ZERO(&ws);
+    FD_ZERO(&xs);
+    if (events & STWS_POLL_READ) FD_SET(s, &rs);
+    if (events & STWS_POLL_WRITE) FD_SET(s, &ws);
+    FD_SET(s, &xs);
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    return select(0, &rs, &ws, &xs, timeout_ms < 0 ? NULL : &tv);
+}
+#else
+typedef int stws__sock;
+#define STWS__NO_SOCK (-1)
+static int stws__sock_init(void) { return 0; }
+static void stws__sock_fini(void) {}
+static int stws__sock_errno(void) { return errno; }
+static int stws__sock_would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+static int stws__sock_in_progress(int e) { return e == EINPROGRESS || e == EINTR; }
+static void stws__sock_close(stws__sock s) { (void)close(s); }
+static int stws__sock_nonblock(stws__sock s) {
+    int fl = fcntl(s, F_GETFL, 0);
+    if (fl < 0 || fcntl(s, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    (void)fcntl(s, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+    {
+        int one = 1;
+        (void)setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+    }
+#endif
+    return 0;
+}
+/* One send or recv, retried on EINTR: the count, or -1 and stws__sock_errno(). */
+static int stws__sock_send(stws__sock s, const unsigned char *buf, size_t len) {
+    ssize_t n;
+    int flags = 0;
+#ifdef MSG_NOSIGNAL
+    flags = MSG_NOSIGNAL;
+#endif
+    do n = send(s, buf, len, flags); while (n < 0 && errno == EINTR);
+    return (int)n;
+}
+static int stws__sock_recv(stws__sock s, unsigned char *buf, size_t len) {
+    ssize_t n;
+    do n = recv(s, buf, len, 0); while (n < 0 && errno == EINTR);
+    return (int)n;
+}
+/* Wait up to timeout_ms (-1: no limit) until s is ready for events
+   (STWS_POLL_*), or just wait when s is STWS__NO_SOCK.  Returns > 0 ready,
+   0 timed out, < 0 error. */
+static int stws__sock_wait(stws__sock s, int events, int timeout_ms) {
+    struct pollfd pfd;
+    if (s == STWS__NO_SOCK) return poll(NULL, 0, timeout_ms);
+    pfd.fd = s;
+    pfd.events = (short)(((events & STWS_POLL_READ) ? POLLIN : 0) | ((events & STWS_POLL_WRITE) ? POLLOUT : 0));
+    pfd.revents = 0;
+    return poll(&pfd, 1, timeout_ms);
+}
+#endif
+
 #define STWS__MAX_ADDRS 8
 
 struct stws_tcp {
     stws_allocator alloc;
     stws_resolver resolver;
-    int fd;
+    stws__sock fd;
     int connecting;            /* a non-blocking connect is in flight */
     int naddr, ai;             /* resolved addresses, the one being tried */
     stws_address addrs[STWS__MAX_ADDRS];
@@ -2128,8 +2249,8 @@ static int stws__default_resolve(const char *host, stws_address *out, int max, v
 
 static void stws__tcp_close(void *ctx) {
     stws_tcp *t = (stws_tcp *)ctx;
-    if (t->fd >= 0) close(t->fd);
-    t->fd = -1;
+    if (t->fd != STWS__NO_SOCK) stws__sock_close(t->fd);
+    t->fd = STWS__NO_SOCK;
     t->connecting = 0;
     t->naddr = 0;
 }
@@ -2140,7 +2261,7 @@ static int stws__tcp_start(stws_tcp *t) {
     const stws_address *a = &t->addrs[t->ai];
     struct sockaddr_storage ss;
     socklen_t sl;
-    int one = 1, fl;
+    int one = 1, e;
     memset(&ss, 0, sizeof ss);
     if (a->family == 4) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss;
@@ -2156,17 +2277,13 @@ static int stws__tcp_start(stws_tcp *t) {
         sl = sizeof *s6;
     }
     t->fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    if (t->fd < 0) return STWS_ERR_CONNECT;
-    fl = fcntl(t->fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) return STWS_ERR_CONNECT;
-    (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
+    if (t->fd == STWS__NO_SOCK) return STWS_ERR_CONNECT;
+    if (stws__sock_nonblock(t->fd) != 0) return STWS_ERR_CONNECT;
     /* small frames (pongs, health checks) must not wait for Nagle */
-    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-#ifdef SO_NOSIGPIPE
-    (void)setsockopt(t->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
+    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
     if (connect(t->fd, (struct sockaddr *)&ss, sl) == 0) return 0;
-    if (errno == EINPROGRESS || errno == EINTR) {
+    e = stws__sock_errno();
+    if (stws__sock_in_progress(e)) {
         t->connecting = 1;
         return STWS_WANT_WRITE;
     }
@@ -2176,7 +2293,7 @@ static int stws__tcp_start(stws_tcp *t) {
 static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
     stws_tcp *t = (stws_tcp *)ctx;
     int r;
-    if (t->fd >= 0 && !t->connecting) return 0;
+    if (t->fd != STWS__NO_SOCK && !t->connecting) return 0;
     if (!t->naddr) {
         /* numeric hosts never reach the resolver */
         if (inet_pton(AF_INET, host, t->addrs[0].bytes) == 1) {
@@ -2193,30 +2310,26 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
         }
         t->ai = 0;
         t->port = port;
-        t->fd = -1;
+        t->fd = STWS__NO_SOCK;
     }
     for (;;) {
-        if (t->fd < 0) {
+        if (t->fd == STWS__NO_SOCK) {
             r = stws__tcp_start(t);
             if (r == 0) return 0;
             if (r == STWS_WANT_WRITE) return r;
         } else {
             /* the pump may call us before the socket is writable: ask, never wait */
-            struct pollfd pfd;
             int err = 0;
             socklen_t el = sizeof err;
-            pfd.fd = t->fd;
-            pfd.events = POLLOUT;
-            pfd.revents = 0;
-            if (poll(&pfd, 1, 0) == 0) return STWS_WANT_WRITE;
-            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0) {
+            if (stws__sock_wait(t->fd, STWS_POLL_WRITE, 0) == 0) return STWS_WANT_WRITE;
+            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, (char *)&err, &el) == 0 && err == 0) {
                 t->connecting = 0;
                 return 0;
             }
         }
         /* this address failed: try the next one */
-        close(t->fd);
-        t->fd = -1;
+        stws__sock_close(t->fd);
+        t->fd = STWS__NO_SOCK;
         t->connecting = 0;
         if (++t->ai >= t->naddr) {
             t->naddr = 0;
@@ -2227,37 +2340,40 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
 
 static int stws__tcp_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_tcp *t = (stws_tcp *)ctx;
-    ssize_t n;
-    int flags = 0;
-#ifdef MSG_NOSIGNAL
-    flags = MSG_NOSIGNAL;
-#endif
+    int n;
     if (len > 0x40000000) len = 0x40000000; /* keep the count within int */
-    do n = send(t->fd, buf, len, flags); while (n < 0 && errno == EINTR);
-    if (n >= 0) return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_WRITE;
+    n = stws__sock_send(t->fd, buf, len);
+    if (n >= 0) return n;
+    if (stws__sock_would_block(stws__sock_errno())) return STWS_WANT_WRITE;
     return STWS_ERR_IO;
 }
 
 static int stws__tcp_recv(void *ctx, unsigned char *buf, size_t len) {
     stws_tcp *t = (stws_tcp *)ctx;
-    ssize_t n;
+    int n;
     if (len > 0x40000000) len = 0x40000000;
-    do n = recv(t->fd, buf, len, 0); while (n < 0 && errno == EINTR);
-    if (n >= 0) return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_READ;
+    n = stws__sock_recv(t->fd, buf, len);
+    if (n >= 0) return n;
+    if (stws__sock_would_block(stws__sock_errno())) return STWS_WANT_READ;
     return STWS_ERR_IO;
 }
 
-static intptr_t stws__tcp_handle(void *ctx) { return ((stws_tcp *)ctx)->fd; }
+static intptr_t stws__tcp_handle(void *ctx) {
+    stws_tcp *t = (stws_tcp *)ctx;
+    return t->fd == STWS__NO_SOCK ? -1 : (intptr_t)t->fd; /* a SOCKET fits */
+}
 
 stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
     stws_allocator a = stws__allocator_def(desc ? &desc->allocator : NULL);
     stws_tcp *t = (stws_tcp *)stws__alloc(&a, sizeof *t);
     if (!t) return NULL;
+    if (stws__sock_init() != 0) {
+        stws__free(&a, t);
+        return NULL;
+    }
     memset(t, 0, sizeof *t);
     t->alloc = a;
-    t->fd = -1;
+    t->fd = STWS__NO_SOCK;
     if (desc && desc->resolver.resolve) t->resolver = desc->resolver;
     else t->resolver.resolve = stws__default_resolve;
     return t;
@@ -2266,6 +2382,7 @@ stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
 void stws_tcp_destroy(stws_tcp *t) {
     if (!t) return;
     stws__tcp_close(t);
+    stws__sock_fini();
     stws__free(&t->alloc, t);
 }
 
@@ -2282,10 +2399,21 @@ stws_transport stws_tcp_transport(stws_tcp *t) {
 }
 
 static uint64_t stws__default_now_ms(void *user_data) {
+#ifdef _WIN32
+    /* the performance counter is monotonic and never fails since XP; split
+       so that count * 1000 cannot overflow */
+    LARGE_INTEGER f, c;
+    (void)user_data;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (uint64_t)(c.QuadPart / f.QuadPart) * 1000u +
+           (uint64_t)(c.QuadPart % f.QuadPart) * 1000u / (uint64_t)f.QuadPart;
+#else
     struct timespec ts;
     (void)user_data;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
 }
 #endif /* STWS_NO_SOCKETS */
 
@@ -4649,14 +4777,7 @@ stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
     t = stws_conn_timeout(c);
     if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
     h = stws_conn_handle(c);
-    if (t != 0 && h >= 0) {
-        struct pollfd pfd;
-        int wants = stws_conn_wants(c);
-        pfd.fd = (int)h;
-        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
-        pfd.revents = 0;
-        (void)poll(&pfd, 1, t);
-    }
+    if (t != 0 && h >= 0) (void)stws__sock_wait((stws__sock)h, stws_conn_wants(c), t);
     return stws_conn_step(c);
 }
 #endif
@@ -5332,16 +5453,8 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     t = stws_client_timeout(c);
     if (t < 0 || t > timeout_ms) t = timeout_ms < 0 ? -1 : timeout_ms;
     h = stws_client_handle(c);
-    if (t != 0 && h >= 0) {
-        struct pollfd pfd;
-        int wants = stws_client_wants(c);
-        pfd.fd = (int)h;
-        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
-        pfd.revents = 0;
-        (void)poll(&pfd, 1, t);
-    } else if (t > 0) {
-        (void)poll(NULL, 0, t); /* backoff: nothing to watch but the timer */
-    }
+    if (t != 0 && h >= 0) (void)stws__sock_wait((stws__sock)h, stws_client_wants(c), t);
+    else if (t > 0) (void)stws__sock_wait(STWS__NO_SOCK, 0, t); /* backoff: nothing to watch but the timer */
     return stws_client_step(c);
 }
 #endif
