@@ -2280,7 +2280,7 @@ static int stws__tcp_start(stws_tcp *t) {
     if (t->fd == STWS__NO_SOCK) return STWS_ERR_CONNECT;
     if (stws__sock_nonblock(t->fd) != 0) return STWS_ERR_CONNECT;
     /* small frames (pongs, health checks) must not wait for Nagle */
-    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
+    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, (socklen_t)sizeof one);
     if (connect(t->fd, (struct sockaddr *)&ss, sl) == 0) return 0;
     e = stws__sock_errno();
     if (stws__sock_in_progress(e)) {
@@ -2320,7 +2320,7 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
         } else {
             /* the pump may call us before the socket is writable: ask, never wait */
             int err = 0;
-            socklen_t el = sizeof err;
+            socklen_t el = (socklen_t)sizeof err;
             if (stws__sock_wait(t->fd, STWS_POLL_WRITE, 0) == 0) return STWS_WANT_WRITE;
             if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, (char *)&err, &el) == 0 && err == 0) {
                 t->connecting = 0;

@@ -8,7 +8,7 @@ PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev python3-websockets openssl tinypr
 case "$1" in
 bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
 size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
-windows) PKGS="$PKGS gcc-mingw-w64-x86-64 wine wine64 cmake dpkg-dev xz-utils" ;;
+windows) PKGS="$PKGS gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 cmake dpkg-dev xz-utils" ;;
 esac
 missing=""
 for p in $PKGS; do

@@ -23,6 +23,7 @@ if [ ! -f "$TARBALL" ]; then
 fi
 sh tools/deps.sh windows
 CC=x86_64-w64-mingw32-gcc
+CXX=x86_64-w64-mingw32-g++
 AR=x86_64-w64-mingw32-ar
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
@@ -84,6 +85,15 @@ for std in c99 c11; do
     $CC $CFLAGS -std=$std -Wpedantic -c tests/compile/impl.c -o "$W/compile-$std.o"
 done
 $CC $CFLAGS -Wpedantic -DSTWS_STATIC -c tests/compile/impl.c -o "$W/compile-static.o"
+$CC $CFLAGS -Wpedantic -DSTWS_NO_SOCKETS -DSTWS_NO_TLS -DSTWS_NO_STDIO -DSTWS_NO_DEFAULT_RANDOM \
+    -c tests/compile/impl.c -o "$W/compile-fw.o"
+$CXX -std=c++11 -Wall -Wextra -Werror -I. -I$M/include -I$W/include -c tests/compile/impl.cc -o "$W/compile-cxx.o"
+# (.refptr.* are mingw's pointers to imported data, not symbols of ours; the
+# C++ object also holds mingw's inline stdio wrappers, so only C is checked)
+bad=$(x86_64-w64-mingw32-nm -g --defined-only "$W/compile-c99.o" |
+      awk 'NF==3 {print $3}' | grep -v -e '^stws_' -e '^\.refptr\.' || true)
+[ -z "$bad" ] || { echo "test-windows: non-stws_ symbols exported: $bad"; exit 1; }
+echo "test-windows: the header compiles as C99, C11, C++11, static and firmware set; exports only stws_*"
 $CC $CFLAGS -c examples/echo_client.c -o "$W/echo_client.o"
 CFLAGS="$CFLAGS -D__USE_MINGW_ANSI_STDIO=1 -Wno-format -Wno-maybe-uninitialized"
 $CC $CFLAGS -c tests/impl.c -o "$W/impl.o"
