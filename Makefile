@@ -18,7 +18,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean test-windows
+.PHONY: all test check deps compile-check fuzz demo bench size clean test-mbedtls3 test-windows
 
 all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
@@ -66,6 +66,13 @@ test: deps
 	$(MAKE) check
 	$(MAKE) check CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+# The unit suites and the TLS integration suites against mbedTLS 3.6 built
+# from source (default config, and MBEDTLS_USE_PSA_CRYPTO with TLS 1.2 only);
+# CI runs it when ../shared/deps holds the tarball (tools/mbedtls3.sh).
+MBEDTLS3_TARBALL ?= ../shared/deps/mbedtls-3.6.6-src.tar.gz
+test-mbedtls3: deps
+	@PYTHON=$(PYTHON) sh tools/mbedtls3.sh $(MBEDTLS3_TARBALL)
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 build/fuzz/%: fuzz/%.c stream_ws.h

@@ -17,7 +17,8 @@
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
        (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28 and 3.x,
-       switching on MBEDTLS_VERSION_NUMBER; tested here with 2.28.)
+       switching on MBEDTLS_VERSION_NUMBER; tested with 2.28 and 3.6, the
+       latter also with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only.)
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
@@ -554,7 +555,9 @@ typedef struct stws_tls stws_tls;
 /* TLS client via mbedTLS over desc->inner.  Verification of the chain and the
    host name (DNS name or IP address) is on unless insecure is set.  Not
    available with STWS_NO_TLS.  The SSL context is made once and reset for
-   each connect.  Returns NULL on allocation or CA loading failure (logged). */
+   each connect.  Returns NULL on allocation or CA loading failure (logged).
+   With MBEDTLS_USE_PSA_CRYPTO or TLS 1.3 it calls psa_crypto_init() (safe to
+   repeat) and never mbedtls_psa_crypto_free(): that is the application's. */
 STWS_API stws_tls *stws_tls_create(const stws_tls_desc *desc);
 STWS_API void stws_tls_destroy(stws_tls *tls);
 STWS_API stws_transport stws_tls_transport(stws_tls *tls);
@@ -983,6 +986,14 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 #include <mbedtls/error.h>
+/* TLS and X.509 on PSA crypto (MBEDTLS_USE_PSA_CRYPTO, the firmware SDKs'
+   setting) or TLS 1.3 need psa_crypto_init() before the first handshake or
+   signature check; stws_tls_create calls it (idempotent: PSA keeps its own
+   "initialised" state, we keep none). */
+#if defined(MBEDTLS_USE_PSA_CRYPTO) || defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#include <psa/crypto.h>
+#define STWS__TLS_PSA_INIT 1
+#endif
 #endif
 
 /* ==== util ================================================================ */
@@ -2832,6 +2843,14 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     mbedtls_ssl_init(&t->ssl);
     mbedtls_ssl_config_init(&t->conf);
     mbedtls_x509_crt_init(&t->ca);
+#ifdef STWS__TLS_PSA_INIT
+    /* before CA parsing and the handshake; never undone here (other users of
+       PSA in the process may rely on it: mbedtls_psa_crypto_free is theirs) */
+    if ((r = (int)psa_crypto_init()) != 0) {
+        stws__log(&t->log, STWS_LOG_ERROR, "TLS: psa_crypto_init failed (%d)", r);
+        goto fail;
+    }
+#endif
     if (desc->random.fill) {
         t->random = desc->random;
     } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {

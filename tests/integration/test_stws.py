@@ -290,6 +290,12 @@ class StwsTest(unittest.TestCase):
             r = self.cat_round_trip(p, ["--ca", self.tls.ca], ["secure", "lines"])
             self.assertEqual(r.stdout, b"secure\nlines\n")
             self.assertNotRegex(r.stderr.lower(), "insecure", "no warning without --insecure")
+            # the TLS version the build must negotiate with Python's ssl
+            # defaults (tools/mbedtls3.sh sets it: 1.3 for 3.6's default
+            # config, 1.2 for its TLS-1.2-only PSA config)
+            want = os.environ.get("STWS_EXPECT_TLS")
+            if want:
+                self.assertEqual(p.events("connect")[0]["tls_version"], want)
 
     def test_wss_echo_large(self):
         with peers.ws_server("send:binary:%d,text:%d,await:2,close:1000" % (MIB, 70000),

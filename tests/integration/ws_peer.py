@@ -9,7 +9,8 @@ on stdout, flushed per line.  The first line is
     {"event": "listening", "port": N, "tls": BOOL, "mode": MODE}
 and every later line records what happened on a connection ("conn" is a
 connection number starting at 1):
-    connect      path, headers ([[name, value], ...]), subprotocol (websockets modes)
+    connect      path, headers ([[name, value], ...]), subprotocol, tls_version
+                 ("TLSv1.3", null without TLS) (websockets modes)
     request      request_line, headers (raw modes: stall, stall-noread, no-upgrade)
     upgraded     the raw 101 answer was written (stall modes)
     message      type ("text"|"binary"), len, sha256, data (text, or hex for
@@ -199,9 +200,11 @@ class Peer:
     async def handler(self, ws):
         self.nconn += 1
         conn = self.nconn
+        sslobj = ws.transport.get_extra_info("ssl_object")
         self.emit("connect", conn=conn, path=ws.path,
                   headers=[[k, v] for k, v in ws.request_headers.raw_items()],
-                  subprotocol=ws.subprotocol)
+                  subprotocol=ws.subprotocol,
+                  tls_version=sslobj.version() if sslobj is not None else None)
         received = []
         got = asyncio.Event()
 
