@@ -109,10 +109,9 @@ size:
 
 # The header on Windows: mingw-w64 and mbedTLS 3.6.6 built from its source
 # tarball, the unit suites and a loopback echo test under wine.  Skipped, with
-# a message, when the tarball is absent.
-MBEDTLS36_TARBALL ?= ../shared/deps/mbedtls-3.6.6-src.tar.gz
+# a message, when the tarball (MBEDTLS3_TARBALL, as above) is absent.
 test-windows:
-	@MBEDTLS36_TARBALL=$(MBEDTLS36_TARBALL) BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/test-windows.sh
+	@MBEDTLS3_TARBALL=$(MBEDTLS3_TARBALL) BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/test-windows.sh
 
 clean:
 	rm -rf build

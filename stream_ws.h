@@ -19,6 +19,10 @@
        (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28 and 3.x,
        switching on MBEDTLS_VERSION_NUMBER; tested with 2.28 and 3.6, the
        latter also with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only.)
+       Windows (MSVC or mingw-w64, Vista or later): Winsock 2, so include this
+       before <windows.h> and add -lws2_32 -lbcrypt (MSVC: bcrypt.lib; ws2_32
+       is asked for by a #pragma); no WSAStartup needed.  The socket handle
+       is a SOCKET in the intptr_t.
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
@@ -582,9 +586,10 @@ STWS_API const char *stws_proxy_from_env(const char *url);
 
 /* ==== the connection ====================================================== */
 
-/* Time.  now_ms: monotonic milliseconds (default CLOCK_MONOTONIC), for
-   every timer.  unix_s: wall-clock seconds since 1970 (default time()), only
-   for JWT iat/exp.  Tests drive both with a fake clock. */
+/* Time.  now_ms: monotonic milliseconds (default CLOCK_MONOTONIC; Windows:
+   QueryPerformanceCounter), for every timer.  unix_s: wall-clock seconds
+   since 1970 (default time()), only for JWT iat/exp.  Tests drive both with
+   a fake clock. */
 typedef struct stws_clock {
     uint64_t (*now_ms)(void *user_data);
     int64_t (*unix_s)(void *user_data);

@@ -2,7 +2,7 @@
 # make test-windows: the header built for Windows with mingw-w64 against
 # mbedTLS 3.6.6, the unit suites and a loopback echo test run under wine.
 #
-#   MBEDTLS36_TARBALL  mbedTLS 3.6.6 source (default ../shared/deps/...); when
+#   MBEDTLS3_TARBALL  mbedTLS 3.6.6 source (default ../shared/deps/...); when
 #                      it is absent the target is skipped with a message
 #   BUILD              build directory (default build); all of this goes to
 #                      $BUILD/win, and mbedTLS, cmocka and the wine prefix stay
@@ -14,11 +14,11 @@
 # x86_64-w64-mingw32.  The suites thus run on the same cmocka as on Linux.
 set -e
 cd "$(dirname "$0")/.."
-TARBALL=${MBEDTLS36_TARBALL:-../shared/deps/mbedtls-3.6.6-src.tar.gz}
+TARBALL=${MBEDTLS3_TARBALL:-../shared/deps/mbedtls-3.6.6-src.tar.gz}
 W=${BUILD:-build}/win
 PYTHON=${PYTHON:-/usr/bin/python3}
 if [ ! -f "$TARBALL" ]; then
-    echo "test-windows: skipped: no mbedTLS 3.6.6 source at $TARBALL (set MBEDTLS36_TARBALL)"
+    echo "test-windows: skipped: no mbedTLS 3.6.6 source at $TARBALL (set MBEDTLS3_TARBALL)"
     exit 0
 fi
 sh tools/deps.sh windows
