@@ -94,7 +94,9 @@ bad=$(x86_64-w64-mingw32-nm -g --defined-only "$W/compile-c99.o" |
       awk 'NF==3 {print $3}' | grep -v -e '^stws_' -e '^\.refptr\.' || true)
 [ -z "$bad" ] || { echo "test-windows: non-stws_ symbols exported: $bad"; exit 1; }
 echo "test-windows: the header compiles as C99, C11, C++11, static and firmware set; exports only stws_*"
-$CC $CFLAGS -c examples/echo_client.c -o "$W/echo_client.o"
+for e in echo_client stream_events; do
+    $CC $CFLAGS -c examples/$e.c -o "$W/$e.o"
+done
 CFLAGS="$CFLAGS -D__USE_MINGW_ANSI_STDIO=1 -Wno-format -Wno-maybe-uninitialized"
 $CC $CFLAGS -c tests/impl.c -o "$W/impl.o"
 suites=""
@@ -103,7 +105,9 @@ for t in tests/test_*.c; do
     $CC $CFLAGS -o "$W/$n.exe" "$t" "$W/impl.o" "$C/build/src/libcmocka-static.a" $LIBS
     suites="$suites $n"
 done
-$CC -o "$W/echo_client.exe" "$W/echo_client.o" $LIBS
+for e in echo_client stream_events; do
+    $CC -o "$W/$e.exe" "$W/$e.o" $LIBS
+done
 
 # ---- run them under wine (64-bit, its own prefix, no GUI, no Mono/Gecko)
 export WINEPREFIX="$W/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="

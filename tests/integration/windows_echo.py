@@ -9,10 +9,13 @@ Covered on Winsock: non-blocking connect and its completion, partial writes of
 a 1 MiB message, reads, the closing handshake; mbedTLS 3.6.6 on Windows with
 the default random source (masks, keys, TLS); chain and host verification
 against a CA file; a refused connect reported as a connect failure, not as the
-connect timer.
+connect timer.  And the Stream client (examples/stream_events.c) against
+tools/mock_coordinator.py: a JWT minted with the Windows wall clock (the mock
+refuses one issued more than 30 s ago or in the future), auth, events.
 """
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -46,8 +49,10 @@ class WindowsEchoTest(unittest.TestCase):
     def setUpClass(cls):
         build = os.environ.get("STWS_WIN_BUILD", "build/win")
         cls.exe = os.path.join(build, "echo_client.exe")
-        if not os.path.isfile(cls.exe):
-            raise AssertionError("%s is missing (make test-windows builds it)" % cls.exe)
+        cls.events_exe = os.path.join(build, "stream_events.exe")
+        for exe in (cls.exe, cls.events_exe):
+            if not os.path.isfile(exe):
+                raise AssertionError("%s is missing (make test-windows builds it)" % exe)
         cls.tmp = tempfile.TemporaryDirectory()
         cls.tls = peers.tls_material(cls.tmp.name)
 
@@ -55,9 +60,9 @@ class WindowsEchoTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.tmp.cleanup()
 
-    def run_client(self, *args):
-        r = subprocess.run(["wine", self.exe] + list(args), stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=RUN_TIMEOUT)
+    def run_client(self, *args, exe=None, env=None):
+        r = subprocess.run(["wine", exe or self.exe] + list(args), stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=RUN_TIMEOUT, env=env)
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
     def check_echo(self, peer, status, out, err):
@@ -90,6 +95,22 @@ class WindowsEchoTest(unittest.TestCase):
         self.assertEqual(status, 1, out + err)
         self.assertIn("TCP connect failed", err)  # STWS_ERR_CONNECT, not the 30 s timer
         self.assertNotIn("open", out)
+
+    def test_stream_client_events(self):
+        args = ["--api-key", "key-w", "--secret", "secret-w", "--expire-after", "30",
+                "--events-per-second", "50"]
+        with peers.mock_coordinator(*args) as m:
+            env = dict(os.environ, STREAM_WS_URL=m.url(), STREAM_API_KEY="key-w",
+                       STREAM_API_SECRET="secret-w", STREAM_USER_ID="win-user")
+            status, out, err = self.run_client("5", exe=self.events_exe, env=env)
+            self.assertEqual(status, 0, out + err + "\n" + m.diagnostics())
+            types = [json.loads(line)["type"] for line in out.splitlines()]
+            self.assertEqual(len(types), 5, out)
+            # the first connection authenticates: a stale or future iat would be code 40/42 here
+            self.assertEqual(types[0], "connection.ok", out)
+            self.assertNotIn("connection.error", types, out)
+            m.wait_log(r"conn 1: open /api/v2/connect client='stream-ws-c-v[\d.]+\|os=windows'")
+            m.wait_log(r"conn 1: connection.ok user='win-user'")
 
 
 if __name__ == "__main__":
