@@ -1,6 +1,8 @@
 #!/bin/sh
 # make test-windows: the header built for Windows with mingw-w64 against
-# mbedTLS 3.6.6, the unit suites and a loopback echo test run under wine.
+# mbedTLS 3.6.6; the unit suites, then examples/echo_client.c and
+# examples/stream_events.c against Python peers on loopback
+# (tests/integration/windows_echo.py), run under wine.
 #
 #   MBEDTLS3_TARBALL  mbedTLS 3.6.6 source (default ../shared/deps/...); when
 #                      it is absent the target is skipped with a message
@@ -8,10 +10,11 @@
 #                      $BUILD/win, and mbedTLS, cmocka and the wine prefix stay
 #                      there between runs
 #
-# cmocka: Debian ships no mingw build of it, so its Debian source package
-# (apt-get source, with a private package list under $BUILD/win/apt so the
-# system's sources are not touched) is built with its own CMake for
-# x86_64-w64-mingw32.  The suites thus run on the same cmocka as on Linux.
+# cmocka: Debian ships no mingw build of it, so its Debian source package, the
+# version of the installed libcmocka-dev (apt-get source, with a private
+# package list under $BUILD/win/cmocka/apt so the system's sources are not
+# touched; apt checks it against the signed archive), is built with its own
+# CMake for x86_64-w64-mingw32.  The suites run on the same cmocka as on Linux.
 set -e
 cd "$(dirname "$0")/.."
 TARBALL=${MBEDTLS3_TARBALL:-../shared/deps/mbedtls-3.6.6-src.tar.gz}
@@ -41,7 +44,8 @@ fi
 # ---- cmocka from Debian's source package, static, for Windows
 C=$W/cmocka
 if [ ! -f "$C/build/src/libcmocka-static.a" ]; then
-    echo "test-windows: fetching Debian's cmocka source and building it with $CC"
+    v=$(dpkg-query -W -f='${source:Version}' libcmocka-dev)
+    echo "test-windows: fetching Debian's cmocka $v source and building it with $CC"
     rm -rf "$C"
     mkdir -p "$C/apt/lists/partial" "$C/apt/cache/archives/partial" "$C/apt/sources" "$C/src"
     cat > "$C/apt/sources/deb-src.sources" <<EOF
@@ -55,7 +59,7 @@ EOF
         -o Dir::State::Lists="$C/apt/lists" -o Dir::Cache="$C/apt/cache" -o Debug::NoLocking=1 \
         -o APT::Sandbox::User="$(id -un)"
     apt-get "$@" update > "$C/apt.log" 2>&1 &&
-        (cd "$C/src" && apt-get "$@" source cmocka >> "$C/apt.log" 2>&1) ||
+        (cd "$C/src" && apt-get "$@" source "cmocka=$v" >> "$C/apt.log" 2>&1) ||
         { tail -n 20 "$C/apt.log"; echo "test-windows: could not fetch cmocka's source package"; exit 1; }
     S=$(ls -d "$C"/src/cmocka-*/ | head -n 1)
     mkdir -p "$C/build"
