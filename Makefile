@@ -18,7 +18,7 @@ TEST_HDRS := $(wildcard tests/*.h)
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check fuzz demo bench size clean test-mbedtls3 test-windows
+.PHONY: all test check deps compile-check fuzz demo bench size clean test-mbedtls3 test-mbedtls4 test-windows
 
 all: $(BUILD)/stws $(EXAMPLES) $(TESTS) compile-check
 
@@ -67,12 +67,18 @@ test: deps
 	$(MAKE) check CC=clang BUILD=build/asan CFLAGS="-O1 -g" \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 
-# The unit suites and the TLS integration suites against mbedTLS 3.6 built
-# from source (default config, and MBEDTLS_USE_PSA_CRYPTO with TLS 1.2 only);
-# CI runs it when ../shared/deps holds the tarball (tools/mbedtls3.sh).
+# The unit suites and the TLS integration suites against mbedTLS built from
+# source (tools/mbedtls-src.sh): 3.6 in its default config and with
+# MBEDTLS_USE_PSA_CRYPTO + TLS 1.2 only; 4.x (cmake) in its default config.
+# CI runs them when ../shared/deps holds the tarballs.
 MBEDTLS3_TARBALL ?= ../shared/deps/mbedtls-3.6.6-src.tar.gz
+MBEDTLS4_TARBALL ?= ../shared/deps/mbedtls-4.0.0-src.tar.gz
 test-mbedtls3: deps
-	@PYTHON=$(PYTHON) sh tools/mbedtls3.sh $(MBEDTLS3_TARBALL)
+	@PYTHON=$(PYTHON) sh tools/mbedtls-src.sh 3 $(MBEDTLS3_TARBALL)
+
+test-mbedtls4: deps
+	@sh tools/deps.sh mbedtls4
+	@PYTHON=$(PYTHON) sh tools/mbedtls-src.sh 4 $(MBEDTLS4_TARBALL)
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 build/fuzz/%: fuzz/%.c stream_ws.h

@@ -16,9 +16,10 @@
            #include "stream_ws.h"
        Everywhere else just #include "stream_ws.h".
        Link with mbedTLS:  -lmbedtls -lmbedx509 -lmbedcrypto
-       (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28 and 3.x,
-       switching on MBEDTLS_VERSION_NUMBER; tested with 2.28 and 3.6, the
-       latter also with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only.)
+       (Debian: libmbedtls-dev, libjsmn-dev.  Written for mbedTLS 2.28, 3.x and
+       4.x, switching on MBEDTLS_VERSION_NUMBER; tested with 2.28, 3.6 (also
+       with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only) and 4.0, where the link
+       line is -lmbedtls -lmbedx509 -ltfpsacrypto; docs/mbedtls.md.)
        Windows (MSVC or mingw-w64, Vista or later): Winsock 2, so include this
        before <windows.h> and add -lws2_32 -lbcrypt (MSVC: bcrypt.lib; ws2_32
        is asked for by a #pragma); no WSAStartup needed.  The socket handle
@@ -550,7 +551,8 @@ typedef struct stws_tls_desc {
                                   logs a warning on every connect */
     const char *server_name;   /* name to verify and send as SNI; default:
                                   the host given to open() */
-    stws_random random;        /* default: own CTR-DRBG */
+    stws_random random;        /* default: own CTR-DRBG; unused with mbedTLS 4,
+                                  whose TLS takes PSA's generator */
     stws_allocator allocator;
     stws_logger logger;
 } stws_tls_desc;
@@ -979,12 +981,20 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
 
 #include <mbedtls/version.h>
 #include <mbedtls/base64.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+/* mbedTLS 4 (crypto in TF-PSA-Crypto): the legacy SHA-1, MD-HMAC, entropy and
+   CTR-DRBG APIs are private, so SHA-1, HMAC-SHA256 and random come from PSA,
+   which needs psa_crypto_init() first (idempotent; PSA holds the state). */
+#define STWS__PSA_ONLY 1
+#include <psa/crypto.h>
+#else
 #include <mbedtls/sha1.h>
 #ifndef STWS_NO_DEFAULT_RANDOM
 #include <mbedtls/entropy.h>
 #endif
 #if !defined(STWS_NO_DEFAULT_RANDOM) || !defined(STWS_NO_TLS)
 #include <mbedtls/ctr_drbg.h> /* the generator; TLS uses its error code */
+#endif
 #endif
 #include <mbedtls/platform_util.h>
 #ifndef STWS_NO_TLS
@@ -995,7 +1005,7 @@ STWS_API const char *stws_client_connection_id(const stws_client *client);
    setting) or TLS 1.3 need psa_crypto_init() before the first handshake or
    signature check; stws_tls_create calls it (idempotent: PSA keeps its own
    "initialised" state, we keep none). */
-#if defined(MBEDTLS_USE_PSA_CRYPTO) || defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#if defined(MBEDTLS_USE_PSA_CRYPTO) || defined(MBEDTLS_SSL_PROTO_TLS1_3) || defined(STWS__PSA_ONLY)
 #include <psa/crypto.h>
 #define STWS__TLS_PSA_INIT 1
 #endif
@@ -1184,7 +1194,23 @@ const char *stws_result_string(stws_result r) {
 
 /* ---- default random: CTR-DRBG seeded from mbedTLS's entropy source ------- */
 
-#ifndef STWS_NO_DEFAULT_RANDOM
+#if !defined(STWS_NO_DEFAULT_RANDOM) && defined(STWS__PSA_ONLY)
+/* mbedTLS 4: PSA's own generator.  The object holds nothing but keeps the
+   ownership rules of the CTR-DRBG build. */
+typedef struct stws__drbg {
+    int unused;
+} stws__drbg;
+
+static int stws__drbg_init(stws__drbg *d) {
+    (void)d;
+    return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
+}
+static void stws__drbg_free(stws__drbg *d) { (void)d; }
+static int stws__drbg_fill(void *buf, size_t len, void *user_data) {
+    (void)user_data;
+    return psa_generate_random((uint8_t *)buf, len) == PSA_SUCCESS ? 0 : -1;
+}
+#elif !defined(STWS_NO_DEFAULT_RANDOM)
 typedef struct stws__drbg {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context ctr;
@@ -1212,7 +1238,9 @@ static int stws__drbg_fill(void *buf, size_t len, void *user_data) {
     }
     return 0;
 }
+#endif
 
+#ifndef STWS_NO_DEFAULT_RANDOM
 /* Allocate and seed a generator; on success *out holds the hook. */
 static stws__drbg *stws__drbg_create(const stws_allocator *a, stws_random *out) {
     stws__drbg *d = (stws__drbg *)stws__alloc(a, sizeof *d);
@@ -1242,7 +1270,11 @@ static void stws__drbg_free(stws__drbg *d) { (void)d; }
 #endif
 
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#if defined(STWS__PSA_ONLY)
+    size_t n;
+    if (psa_crypto_init() != PSA_SUCCESS) return -1;
+    return psa_hash_compute(PSA_ALG_SHA_1, in, len, out, 20, &n) == PSA_SUCCESS ? 0 : -1;
+#elif MBEDTLS_VERSION_NUMBER >= 0x03000000
     return mbedtls_sha1(in, len, out);
 #else
     return mbedtls_sha1_ret(in, len, out);
@@ -2688,10 +2720,12 @@ struct stws_tls {
     mbedtls_x509_crt ca;
 };
 
+#ifndef STWS__PSA_ONLY
 static int stws__tls_rng(void *p, unsigned char *out, size_t len) {
     stws_random *r = (stws_random *)p;
     return r->fill(out, len, r->user_data) == 0 ? 0 : MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
 }
+#endif
 
 /* The inner transport already speaks the bio dialect: same return values. */
 static int stws__tls_bio_send(void *ctx, const unsigned char *buf, size_t len) {
@@ -2856,12 +2890,14 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
         goto fail;
     }
 #endif
+#ifndef STWS__PSA_ONLY /* mbedTLS 4's TLS draws from PSA's generator only */
     if (desc->random.fill) {
         t->random = desc->random;
     } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {
         stws__log(&t->log, STWS_LOG_ERROR, "TLS: %s", STWS__NO_RANDOM);
         goto fail;
     }
+#endif
     if (!t->insecure) {
         if (desc->ca_pem) {
             r = mbedtls_x509_crt_parse(&t->ca, (const unsigned char *)desc->ca_pem,
@@ -2881,7 +2917,9 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     if (mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                     MBEDTLS_SSL_PRESET_DEFAULT) != 0)
         goto fail;
+#ifndef STWS__PSA_ONLY
     mbedtls_ssl_conf_rng(&t->conf, stws__tls_rng, &t->random);
+#endif
     if (t->insecure) {
         mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_NONE);
     } else {
@@ -2977,7 +3015,9 @@ const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""
 #define JSMN_PARENT_LINKS
 #endif
 #include <jsmn.h>
+#ifndef STWS__PSA_ONLY
 #include <mbedtls/md.h>
+#endif
 #include <limits.h>
 
 /* jsmn.h included earlier without JSMN_PARENT_LINKS would give tokens of
@@ -4143,13 +4183,59 @@ static void stws__b64u_int(stws__b64u *e, int64_t v) {
     stws__b64u_put(e, d, stws__i64_dec(v, d));
 }
 
+/* HMAC-SHA256 (RFC 2104) of msg; 0 or an mbedTLS / PSA error code. */
+#ifdef STWS__PSA_ONLY
+#define STWS__HS256_NOMEM PSA_ERROR_INSUFFICIENT_MEMORY
+/* mbedTLS 4: HMAC only through PSA, keyed by a volatile imported key.  A key
+   longer than SHA-256's 64-byte block is hashed first, as RFC 2104 §3 does
+   itself, so any secret length works (PSA caps key sizes). */
+static int stws__hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
+                       size_t msg_len, unsigned char mac[32]) {
+    psa_key_attributes_t at = psa_key_attributes_init();
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
+    unsigned char kh[32];
+    size_t n;
+    psa_status_t st = psa_crypto_init();
+    if (st == PSA_SUCCESS && key_len > 64) {
+        st = psa_hash_compute(PSA_ALG_SHA_256, key, key_len, kh, sizeof kh, &n);
+        key = kh;
+        key_len = sizeof kh;
+    }
+    psa_set_key_type(&at, PSA_KEY_TYPE_HMAC);
+    psa_set_key_usage_flags(&at, PSA_KEY_USAGE_SIGN_MESSAGE);
+    psa_set_key_algorithm(&at, PSA_ALG_HMAC(PSA_ALG_SHA_256));
+    if (st == PSA_SUCCESS) st = psa_import_key(&at, key, key_len, &id);
+    if (st == PSA_SUCCESS)
+        st = psa_mac_compute(id, PSA_ALG_HMAC(PSA_ALG_SHA_256), msg, msg_len, mac, 32, &n);
+    (void)psa_destroy_key(id); /* wipes the key copy; the null id is a no-op */
+    psa_reset_key_attributes(&at);
+    mbedtls_platform_zeroize(kh, sizeof kh);
+    return (int)st;
+}
+#else
+#define STWS__HS256_NOMEM MBEDTLS_ERR_MD_ALLOC_FAILED
+static int stws__hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
+                       size_t msg_len, unsigned char mac[32]) {
+    mbedtls_md_context_t md;
+    const mbedtls_md_info_t *info;
+    int rc;
+    mbedtls_md_init(&md);
+    info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+    rc = info ? mbedtls_md_setup(&md, info, 1) : -1;
+    if (rc == 0) rc = mbedtls_md_hmac_starts(&md, key, key_len);
+    if (rc == 0) rc = mbedtls_md_hmac_update(&md, msg, msg_len);
+    if (rc == 0) rc = mbedtls_md_hmac_finish(&md, mac);
+    mbedtls_md_free(&md); /* zeroizes the inner/outer padded keys */
+    mbedtls_platform_zeroize(&md, sizeof md);
+    return rc;
+}
+#endif
+
 /* payload is NULL for a user token (claims), else the literal claims set. */
 static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_jwt_claims *claims,
                              const char *payload, char *out, size_t cap, size_t *len) {
     stws__sb sb;
     stws__b64u e;
-    mbedtls_md_context_t md;
-    const mbedtls_md_info_t *info;
     unsigned char mac[32];
     size_t total;
     int rc;
@@ -4206,14 +4292,7 @@ static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_j
         return STWS_ERR_BUFFER_TOO_SMALL;
     }
     /* RFC 7515 §5.1: the MAC covers the ASCII of header "." payload */
-    mbedtls_md_init(&md);
-    info = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
-    rc = info ? mbedtls_md_setup(&md, info, 1) : -1;
-    if (rc == 0) rc = mbedtls_md_hmac_starts(&md, (const unsigned char *)secret, secret_len);
-    if (rc == 0) rc = mbedtls_md_hmac_update(&md, (const unsigned char *)out, sb.len);
-    if (rc == 0) rc = mbedtls_md_hmac_finish(&md, mac);
-    mbedtls_md_free(&md); /* zeroizes the inner/outer padded keys */
-    mbedtls_platform_zeroize(&md, sizeof md);
+    rc = stws__hs256((const unsigned char *)secret, secret_len, (const unsigned char *)out, sb.len, mac);
     if (rc == 0) {
         stws__sb_put(&sb, ".", 1);
         stws__b64u_put(&e, mac, sizeof mac);
@@ -4223,7 +4302,7 @@ static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_j
     if (rc != 0 || sb.len != total) {
         out[0] = 0;
         *len = 0;
-        return rc == MBEDTLS_ERR_MD_ALLOC_FAILED ? STWS_ERR_NOMEM : STWS_ERR_INVALID_ARG;
+        return rc == STWS__HS256_NOMEM ? STWS_ERR_NOMEM : STWS_ERR_INVALID_ARG;
     }
     out[total] = 0;
     return STWS_OK;

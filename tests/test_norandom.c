@@ -135,9 +135,17 @@ static void tls_needs_a_hook(void **state) {
     d.insecure = 1; /* no CA bundle needed */
     d.logger.func = logger;
     logs = 0;
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+    /* mbedTLS 4's TLS takes PSA's generator, never a hook: no hook needed */
+    t = stws_tls_create(&d);
+    assert_non_null(t);
+    assert_int_equal(logs, 0);
+    stws_tls_destroy(t);
+#else
     assert_null(stws_tls_create(&d));
     assert_true(logs >= 1);
     assert_non_null(strstr(last_log, "needs a random hook"));
+#endif
     d.random.fill = counter_random;
     d.random.user_data = &seq;
     t = stws_tls_create(&d);

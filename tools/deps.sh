@@ -1,13 +1,15 @@
 #!/bin/sh
 # Install the Debian packages the build and the tests need, if any is missing.
 # `deps.sh bench` adds the benchmark peers and tools, `deps.sh size` the
-# Cortex-M4 cross compiler, `deps.sh windows` mingw-w64, 64-bit wine and what
-# builds cmocka from its Debian source package (make test-windows).
+# Cortex-M4 cross compiler, `deps.sh mbedtls4` cmake (to build mbedTLS 4),
+# `deps.sh windows` mingw-w64, 64-bit wine and what builds cmocka from its
+# Debian source package (make test-windows).
 set -e
 PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev python3-websockets openssl tinyproxy clang libclang-rt-14-dev"
 case "$1" in
 bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
 size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
+mbedtls4) PKGS="$PKGS cmake" ;;
 windows) PKGS="$PKGS gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 cmake dpkg-dev xz-utils" ;;
 esac
 missing=""
