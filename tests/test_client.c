@@ -112,6 +112,13 @@ static int sock_open(int k) { return X.sock[k].is_open; }
 
 /* ==== §1: the endpoint ==================================================== */
 
+/* the os= of the default X-Stream-Client is the platform's (make test-windows) */
+#ifdef _WIN32
+#define TEST_OS_NAME "windows"
+#else
+#define TEST_OS_NAME "linux"
+#endif
+
 static void test_upgrade_request_query(void **state) {
     static const struct {
         const char *url, *key, *client_id, *line, *host;
@@ -131,7 +138,7 @@ static void test_upgrade_request_query(void **state) {
          "GET /v?api_key=a%26b%3Dc%2Fd&stream-auth-type=jwt&X-Stream-Client=x%2By%25z HTTP/1.1", "::1", 80},
         {"ws://127.0.0.1:8080/api/v2/connect", "key123", NULL,
          "GET /api/v2/connect?api_key=key123&stream-auth-type=jwt&X-Stream-Client=stream-ws-c-v" STWS_VERSION_STRING
-         "%7Cos%3Dlinux HTTP/1.1",
+         "%7Cos%3D" TEST_OS_NAME " HTTP/1.1",
          "127.0.0.1", 8080},
     };
     size_t i;
