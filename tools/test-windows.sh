@@ -106,14 +106,24 @@ for e in echo_client stream_events; do
 done
 CFLAGS="$CFLAGS -D__USE_MINGW_ANSI_STDIO=1 -Wno-format -Wno-maybe-uninitialized"
 $CC $CFLAGS -c tests/impl.c -o "$W/impl.o"
+# Every suite but test_resolve: its never-answering DNS server lives in a
+# private Linux mount and network namespace (unshare, a resolv.conf of its
+# own), which Windows has no counterpart of; on Windows the resolver thread
+# and its notify socket pair are exercised by windows_echo.py's host-name
+# test instead.  The parts of test_conn.c (section 10) and test_proxy.c
+# (the real-socket proxy) that need POSIX sockets, signals or fork() are
+# #ifndef _WIN32 there.  Linked -static, so that wine needs no mingw DLL
+# (winpthreads, for test_threads).
+SKIP="test_resolve"
 suites=""
 for t in tests/test_*.c; do
     n=$(basename "$t" .c)
-    $CC $CFLAGS -o "$W/$n.exe" "$t" "$W/impl.o" "$C/build/src/libcmocka-static.a" $LIBS
+    case " $SKIP " in *" $n "*) echo "test-windows: $n skipped (Linux namespaces)"; continue ;; esac
+    $CC $CFLAGS -pthread -static -o "$W/$n.exe" "$t" "$W/impl.o" "$C/build/src/libcmocka-static.a" $LIBS
     suites="$suites $n"
 done
 for e in echo_client stream_events; do
-    $CC -o "$W/$e.exe" "$W/$e.o" $LIBS
+    $CC -static -o "$W/$e.exe" "$W/$e.o" $LIBS
 done
 
 # ---- run them under wine (64-bit, its own prefix, no GUI, no Mono/Gecko)

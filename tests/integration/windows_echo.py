@@ -82,6 +82,14 @@ class WindowsEchoTest(unittest.TestCase):
         with peers.ws_server("echo", tls=self.tls.server) as peer:
             self.check_echo(peer, *self.run_client(peer.url("/"), self.tls.ca))
 
+    def test_echo_by_host_name(self):
+        # "localhost" is not numeric: the default resolver looks it up on a
+        # helper thread and the connection waits on the notify socket pair
+        # (select() on Windows) until the answer is in
+        with peers.ws_server("echo") as peer:
+            url = peer.url("/").replace("127.0.0.1", "localhost")
+            self.check_echo(peer, *self.run_client(url))
+
     def test_tls_unknown_ca_is_refused(self):
         with peers.ws_server("echo", tls=self.tls.server) as peer:
             status, out, err = self.run_client(peer.url("/"), self.tls.other_ca)
@@ -94,6 +102,11 @@ class WindowsEchoTest(unittest.TestCase):
         status, out, err = self.run_client("ws://127.0.0.1:%d/" % port)
         self.assertEqual(status, 1, out + err)
         self.assertIn("TCP connect failed", err)  # STWS_ERR_CONNECT, not the 30 s timer
+        # the detail names the address and Winsock's own code and text
+        # (WSAECONNREFUSED; strerror() would say "Unknown error")
+        self.assertIn("127.0.0.1:%d: " % port, err)
+        self.assertIn("(errno 10061)", err)
+        self.assertNotIn("Unknown error", err)
         self.assertNotIn("open", out)
 
     def test_stream_client_events(self):
