@@ -26,7 +26,10 @@
        Windows (MSVC or mingw-w64, Vista or later): Winsock 2, so include this
        before <windows.h> and add -lws2_32 -lbcrypt (MSVC: bcrypt.lib; ws2_32
        is asked for by a #pragma); no WSAStartup needed.  The socket handle
-       is a SOCKET in the intptr_t.
+       is a SOCKET in the intptr_t.  Threads are Win32's (CreateThread,
+       SRWLOCK: nothing to link); the lookup's and the wake's notify handle
+       is a connected pair of loopback UDP sockets, so select() or WSAPoll()
+       can wait on it with the connection's socket.
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
@@ -792,8 +795,8 @@ STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
    0 = call again now, -1 = nothing but socket readiness (see stws_conn_step). */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
 /* The socket for external loops (-1 if none) and the direction it waits for;
-   while the default resolver's lookup is pending, the pipe that turns
-   readable when it ends (ask again after each step). */
+   while the default resolver's lookup is pending, the pipe (Windows: a UDP
+   socket) that turns readable when it ends (ask again after each step). */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
 /* A number that changes whenever the socket behind stws_conn_handle() is
    replaced or closed, even when the new socket has the old number: register
@@ -1130,8 +1133,8 @@ STWS_API stws_result stws_client_post(stws_client *client, const char *text, siz
 /* Make a stws_client_poll() that is waiting (or the next one) return at
    once; safe from any thread.  For external loops: stws_client_wake_handle(). */
 STWS_API void stws_client_wake(stws_client *client);
-/* The read end of the wake pipe (-1 if none): add it to an external loop's
-   poll set for reading; the next step empties it. */
+/* The read end of the wake pipe (-1 if none; Windows: a UDP SOCKET): add it
+   to an external loop's poll set for reading; the next step empties it. */
 STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
 #endif
 
