@@ -2799,7 +2799,10 @@ struct stws__lookup {
     int refs;                   /* under mu: transport + thread */
     int done, result;           /* under mu: result is a count or an error */
     stws_address addrs[STWS__MAX_ADDRS]; /* under mu */
-    stws__sock fds[2];          /* notify pair: readable once done (fixed after start) */
+    stws__sock fds[2];          /* notify pair: readable once done (fixed after start);
+                                   on Windows its WSAStartup keeps Winsock up for
+                                   the helper's getaddrinfo() after the transport
+                                   has gone */
     stws_allocator alloc;
     char host[1];               /* the name, allocated to fit (fixed after start) */
 };
