@@ -20,7 +20,7 @@ FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
 .PHONY: all test check deps compile-check test-tsan fuzz soak demo bench size clean install \
-        test-packaging test-mbedtls3 test-mbedtls4
+        test-packaging test-mbedtls3 test-mbedtls4 test-windows
 
 # A plain `make` needs one C compiler; the compile matrix (gcc, g++, clang,
 # clang++) runs in `make check`, which `make test` runs after installing them.
@@ -148,6 +148,12 @@ bench: $(BUILD)/stws
 size:
 	@sh tools/deps.sh size
 	@BUILD=$(BUILD) sh bench/size.sh
+
+# The header on Windows: mingw-w64 and mbedTLS 3.6.6 built from its source
+# tarball, the unit suites and a loopback echo test under wine.  Skipped, with
+# a message, when the tarball (MBEDTLS3_TARBALL, as above) is absent.
+test-windows:
+	@MBEDTLS3_TARBALL=$(MBEDTLS3_TARBALL) BUILD=$(BUILD) PYTHON=$(PYTHON) sh tools/test-windows.sh
 
 clean:
 	rm -rf build

@@ -26,6 +26,13 @@
        4.x, switching on MBEDTLS_VERSION_NUMBER; tested with 2.28, 3.6 (also
        with MBEDTLS_USE_PSA_CRYPTO and TLS 1.2 only) and 4.0, where the link
        line is -lmbedtls -lmbedx509 -ltfpsacrypto; docs/mbedtls.md.)
+       Windows (MSVC or mingw-w64, Vista or later): Winsock 2, so include this
+       before <windows.h> and add -lws2_32 -lbcrypt (MSVC: bcrypt.lib; ws2_32
+       is asked for by a #pragma); no WSAStartup needed.  The socket handle
+       is a SOCKET in the intptr_t.  Threads are Win32's (CreateThread,
+       SRWLOCK: nothing to link); the lookup's and the wake's notify handle
+       is a connected pair of loopback UDP sockets, so select() or WSAPoll()
+       can wait on it with the connection's socket.
 
    CONFIGURATION MACROS (define before including the implementation)
        STWS_STATIC          every function static (a private copy per file)
@@ -181,6 +188,19 @@
 #if defined(STREAM_WS_IMPLEMENTATION) && !defined(STWS_NO_SOCKETS) && !defined(_POSIX_C_SOURCE) && \
     !defined(_GNU_SOURCE) && !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L
+#endif
+/* Windows (MSVC or mingw-w64): the sockets are Winsock 2 and need Vista's
+   API (inet_pton, getaddrinfo), asked for here for the same reason.
+   Include stream_ws.h before <windows.h>: the implementation includes
+   <winsock2.h>, which must come first (or define WIN32_LEAN_AND_MEAN).  MSVC's
+   "unsafe CRT" warnings are about getenv and friends, used here as C99 says. */
+#if defined(STREAM_WS_IMPLEMENTATION) && defined(_WIN32)
+#  if !defined(STWS_NO_SOCKETS) && !defined(_WIN32_WINNT)
+#    define _WIN32_WINNT 0x0600
+#  endif
+#  if defined(_MSC_VER) && !defined(_CRT_SECURE_NO_WARNINGS)
+#    define _CRT_SECURE_NO_WARNINGS
+#  endif
 #endif
 
 #ifndef STREAM_WS_H
@@ -795,9 +815,10 @@ STWS_API const char *stws_proxy_from_env(const char *url);
 
 /* ==== the connection ====================================================== */
 
-/* Time.  now_ms: monotonic milliseconds (default CLOCK_MONOTONIC), for
-   every timer.  unix_s: wall-clock seconds since 1970 (default time()), only
-   for JWT iat/exp.  Tests drive both with a fake clock. */
+/* Time.  now_ms: monotonic milliseconds (default CLOCK_MONOTONIC; Windows:
+   QueryPerformanceCounter), for every timer.  unix_s: wall-clock seconds
+   since 1970 (default time()), only for JWT iat/exp.  Tests drive both with
+   a fake clock. */
 typedef struct stws_clock {
     uint64_t (*now_ms)(void *user_data);
     int64_t (*unix_s)(void *user_data);
@@ -919,8 +940,8 @@ STWS_API int stws_conn_next_event(stws_conn *conn, stws_conn_event *ev);
    0 = call again now, -1 = nothing but socket readiness (see stws_conn_step). */
 STWS_API int stws_conn_timeout(const stws_conn *conn);
 /* The socket for external loops (-1 if none) and the direction it waits for;
-   while the default resolver's lookup is pending, the pipe that turns
-   readable when it ends (ask again after each step). */
+   while the default resolver's lookup is pending, the pipe (Windows: a UDP
+   socket) that turns readable when it ends (ask again after each step). */
 STWS_API intptr_t stws_conn_handle(const stws_conn *conn);
 /* A number that changes whenever the socket behind stws_conn_handle() is
    replaced or closed, even when the new socket has the old number: register
@@ -1351,8 +1372,8 @@ STWS_API stws_result stws_client_post(stws_client *client, const char *text, siz
 /* Make a stws_client_poll() that is waiting (or the next one) return at
    once; safe from any thread.  For external loops: stws_client_wake_handle(). */
 STWS_API void stws_client_wake(stws_client *client);
-/* The read end of the wake pipe (-1 if none): add it to an external loop's
-   poll set for reading; the next step empties it. */
+/* The read end of the wake pipe (-1 if none; Windows: a UDP SOCKET): add it
+   to an external loop's poll set for reading; the next step empties it. */
 STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
 #endif
 
@@ -1373,10 +1394,18 @@ STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
 #include <stdio.h>
 #include <stdarg.h>
 #ifndef STWS_NO_SOCKETS
+#include <time.h>
+#ifdef _WIN32
+#include <winsock2.h> /* before windows.h, which would bring the old winsock.h */
+#include <ws2tcpip.h>
+#include <windows.h>
+#ifdef _MSC_VER
+#pragma comment(lib, "ws2_32.lib")
+#endif
+#else
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <time.h>
 #include <unistd.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -1384,11 +1413,10 @@ STWS_API intptr_t stws_client_wake_handle(const stws_client *client);
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #endif
+#endif
 #if !defined(STWS_NO_THREADS) && !defined(STWS_NO_SOCKETS)
-#define STWS__THREADS 1
-#ifdef _WIN32
-#include <windows.h>
-#else
+#define STWS__THREADS 1 /* Win32 threads come with <windows.h> above */
+#ifndef _WIN32
 #include <pthread.h>
 #include <signal.h>
 #endif
@@ -3314,12 +3342,141 @@ stws_result stws_http_request_write(const stws_http_request_desc *d, char *buf, 
     return STWS_OK;
 }
 
-/* ==== threads: a private layer (POSIX threads, or Win32) ================= */
-/* Only two users: the default resolver's helper thread (one per host-name
-   lookup, detached) and the client's post inbox.  A platform needs these
-   few functions: a mutex, a detached thread, and a "notify" pair of handles
-   whose read end a poll set can wait on (a pipe on POSIX; none on Win32,
-   where WSAPoll takes only sockets: the handle is then -1). */
+/* ==== platform: sockets and threads (POSIX, or Winsock 2 and Win32) ======= */
+/* Everything below this section is written once, against these few
+   primitives; only they differ between the platforms.  Sockets: the
+   built-in TCP transport and the poll helpers.  Threads: only two users,
+   the default resolver's helper thread (one per host-name lookup,
+   detached) and the client's post inbox; they need a mutex, a detached
+   thread, and a "notify" pair whose read end a wait can watch next to the
+   connection's socket (a pipe on POSIX; on Windows, where select() takes
+   only sockets, a connected pair of loopback UDP sockets). */
+#ifndef STWS_NO_SOCKETS
+#ifdef _WIN32
+typedef SOCKET stws__sock;
+#define STWS__NO_SOCK INVALID_SOCKET
+/* Winsock counts WSAStartup calls: each TCP object (and each notify pair)
+   holds one, so there is no process-wide setup for the user to do and no
+   hidden global of ours. */
+static int stws__sock_init(void) {
+    WSADATA wd;
+    return WSAStartup(MAKEWORD(2, 2), &wd) == 0 ? 0 : -1;
+}
+static void stws__sock_fini(void) { (void)WSACleanup(); }
+static int stws__sock_errno(void) { return WSAGetLastError(); }
+static int stws__sock_would_block(int e) { return e == WSAEWOULDBLOCK; }
+/* a non-blocking connect() says WSAEWOULDBLOCK where POSIX says EINPROGRESS */
+static int stws__sock_in_progress(int e) { return e == WSAEWOULDBLOCK || e == WSAEINPROGRESS; }
+static void stws__sock_close(stws__sock s) { (void)closesocket(s); }
+/* The text of a socket error: strerror() knows no WSAE* code. */
+static const char *stws__sock_strerror(int e, char *buf, size_t n) {
+    DWORD k = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, (DWORD)e, 0, buf,
+                             (DWORD)n, NULL);
+    while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == '\r' || buf[k - 1] == '.')) buf[--k] = 0;
+    if (!k) snprintf(buf, n, "Winsock error");
+    return buf;
+}
+static int stws__sock_nonblock(stws__sock s) {
+    u_long on = 1;
+    /* what FD_CLOEXEC is on POSIX: a child process must not inherit it */
+    (void)SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
+    return ioctlsocket(s, FIONBIO, &on) == 0 ? 0 : -1;
+}
+/* No SIGPIPE on Windows; Winsock counts in int. */
+static int stws__sock_send(stws__sock s, const unsigned char *buf, size_t len) {
+    return send(s, (const char *)buf, (int)len, 0);
+}
+static int stws__sock_recv(stws__sock s, unsigned char *buf, size_t len) {
+    return recv(s, (char *)buf, (int)len, 0);
+}
+/* Wait up to timeout_ms (-1: no limit) until s is ready for events
+   (STWS_POLL_*) or s2 (a notify pair's read end) is readable; either may be
+   STWS__NO_SOCK, both to just wait.  Returns > 0 ready, 0 timed out, < 0
+   error.  select(), not WSAPoll(): before Windows 10 2004 WSAPoll never
+   reported a failed connect, select() puts it in exceptfds. */
+static int stws__sock_wait(stws__sock s, int events, stws__sock s2, int timeout_ms) {
+    fd_set rs, ws, xs;
+    struct timeval tv;
+    if (s == STWS__NO_SOCK && s2 == STWS__NO_SOCK) {
+        Sleep(timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+        return 0;
+    }
+    FD_ZERO(&rs);
+    FD_ZERO(&ws);
+    FD_ZERO(&xs);
+    if (s != STWS__NO_SOCK) {
+        if (events & STWS_POLL_READ) FD_SET(s, &rs);
+        if (events & STWS_POLL_WRITE) FD_SET(s, &ws);
+        FD_SET(s, &xs);
+    }
+    if (s2 != STWS__NO_SOCK) FD_SET(s2, &rs);
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = (timeout_ms % 1000) * 1000;
+    return select(0, &rs, &ws, &xs, timeout_ms < 0 ? NULL : &tv);
+}
+#else
+typedef int stws__sock;
+#define STWS__NO_SOCK (-1)
+static int stws__sock_init(void) { return 0; }
+static void stws__sock_fini(void) {}
+static int stws__sock_errno(void) { return errno; }
+static int stws__sock_would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+static int stws__sock_in_progress(int e) { return e == EINPROGRESS || e == EINTR; }
+static void stws__sock_close(stws__sock s) { (void)close(s); }
+static const char *stws__sock_strerror(int e, char *buf, size_t n) {
+    (void)buf;
+    (void)n;
+    return strerror(e);
+}
+static int stws__sock_nonblock(stws__sock s) {
+    int fl = fcntl(s, F_GETFL, 0);
+    if (fl < 0 || fcntl(s, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    (void)fcntl(s, F_SETFD, FD_CLOEXEC);
+#ifdef SO_NOSIGPIPE
+    {
+        int one = 1;
+        (void)setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+    }
+#endif
+    return 0;
+}
+/* One send or recv, retried on EINTR: the count, or -1 and stws__sock_errno(). */
+static int stws__sock_send(stws__sock s, const unsigned char *buf, size_t len) {
+    ssize_t n;
+    int flags = 0;
+#ifdef MSG_NOSIGNAL
+    flags = MSG_NOSIGNAL;
+#endif
+    do n = send(s, buf, len, flags); while (n < 0 && errno == EINTR);
+    return (int)n;
+}
+static int stws__sock_recv(stws__sock s, unsigned char *buf, size_t len) {
+    ssize_t n;
+    do n = recv(s, buf, len, 0); while (n < 0 && errno == EINTR);
+    return (int)n;
+}
+/* Wait up to timeout_ms (-1: no limit) until s is ready for events
+   (STWS_POLL_*) or s2 (a notify pair's read end) is readable; either may be
+   STWS__NO_SOCK, both to just wait.  Returns > 0 ready, 0 timed out, < 0
+   error. */
+static int stws__sock_wait(stws__sock s, int events, stws__sock s2, int timeout_ms) {
+    struct pollfd pfd[2];
+    nfds_t n = 0;
+    if (s != STWS__NO_SOCK) {
+        pfd[n].fd = s;
+        pfd[n].events = (short)(((events & STWS_POLL_READ) ? POLLIN : 0) | ((events & STWS_POLL_WRITE) ? POLLOUT : 0));
+        pfd[n++].revents = 0;
+    }
+    if (s2 != STWS__NO_SOCK) {
+        pfd[n].fd = s2;
+        pfd[n].events = POLLIN;
+        pfd[n++].revents = 0;
+    }
+    return poll(pfd, n, timeout_ms);
+}
+#endif
+#endif /* STWS_NO_SOCKETS */
+
 #ifdef STWS__THREADS
 #ifdef _WIN32
 typedef SRWLOCK stws__mutex;
@@ -3336,10 +3493,48 @@ static int stws__thread_start(stws__thread_fn fn, void *arg) {
     CloseHandle(h); /* detached */
     return 0;
 }
-static int stws__notify_open(int fds[2]) { fds[0] = fds[1] = -1; return 0; }
-static void stws__notify_signal(int fd) { (void)fd; }
-static void stws__notify_drain(int fd) { (void)fd; }
-static void stws__notify_close(int fds[2]) { fds[0] = fds[1] = -1; }
+static void stws__notify_close(stws__sock fds[2]) {
+    if (fds[0] == STWS__NO_SOCK && fds[1] == STWS__NO_SOCK) return;
+    if (fds[0] != STWS__NO_SOCK) stws__sock_close(fds[0]);
+    if (fds[1] != STWS__NO_SOCK) stws__sock_close(fds[1]);
+    fds[0] = fds[1] = STWS__NO_SOCK;
+    stws__sock_fini();
+}
+/* Two non-blocking UDP sockets on 127.0.0.1, each connected to the other
+   (so each takes datagrams only from its twin): select() can wait on
+   fds[0] with the connection's socket.  Holds its own WSAStartup. */
+static int stws__notify_open(stws__sock fds[2]) {
+    struct sockaddr_in a[2];
+    int i, len;
+    fds[0] = fds[1] = STWS__NO_SOCK;
+    if (stws__sock_init() != 0) return -1;
+    for (i = 0; i < 2; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        a[i].sin_family = AF_INET;
+        a[i].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = (int)sizeof a[i];
+        fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fds[i] == STWS__NO_SOCK || bind(fds[i], (struct sockaddr *)&a[i], len) != 0 ||
+            getsockname(fds[i], (struct sockaddr *)&a[i], &len) != 0 || stws__sock_nonblock(fds[i]) != 0)
+            break;
+    }
+    if (i == 2 && connect(fds[0], (struct sockaddr *)&a[1], (int)sizeof a[1]) == 0 &&
+        connect(fds[1], (struct sockaddr *)&a[0], (int)sizeof a[0]) == 0)
+        return 0;
+    for (i = 0; i < 2; i++)
+        if (fds[i] != STWS__NO_SOCK) stws__sock_close(fds[i]);
+    fds[0] = fds[1] = STWS__NO_SOCK;
+    stws__sock_fini();
+    return -1;
+}
+static void stws__notify_signal(stws__sock fd) {
+    char b = 1;
+    (void)send(fd, &b, 1, 0); /* would block: already signalled */
+}
+static void stws__notify_drain(stws__sock fd) {
+    char b[64];
+    while (recv(fd, b, (int)sizeof b, 0) > 0) {}
+}
 #else
 typedef pthread_mutex_t stws__mutex;
 #define STWS__THREAD_FN(name, arg) void *name(void *arg)
@@ -3368,7 +3563,7 @@ static int stws__thread_start(stws__thread_fn fn, void *arg) {
     return r == 0 ? 0 : -1;
 }
 /* A non-blocking, close-on-exec pipe: one byte in it means "look again". */
-static int stws__notify_open(int fds[2]) {
+static int stws__notify_open(stws__sock fds[2]) {
     int i;
     if (pipe(fds) != 0) {
         fds[0] = fds[1] = -1;
@@ -3380,17 +3575,17 @@ static int stws__notify_open(int fds[2]) {
     }
     return 0;
 }
-static void stws__notify_signal(int fd) {
+static void stws__notify_signal(stws__sock fd) {
     unsigned char b = 1;
     ssize_t n;
     do n = write(fd, &b, 1); while (n < 0 && errno == EINTR); /* full: already signalled */
 }
-static void stws__notify_drain(int fd) {
+static void stws__notify_drain(stws__sock fd) {
     unsigned char b[64];
     ssize_t n;
     do n = read(fd, b, sizeof b); while (n > 0 || (n < 0 && errno == EINTR));
 }
-static void stws__notify_close(int fds[2]) {
+static void stws__notify_close(stws__sock fds[2]) {
     if (fds[0] >= 0) close(fds[0]);
     if (fds[1] >= 0) close(fds[1]);
     fds[0] = fds[1] = -1;
@@ -3409,7 +3604,7 @@ struct stws_tcp {
     stws_allocator alloc;
     stws_resolver resolver;
     stws__lookup *lookup;      /* the default resolver's pending lookup, or NULL */
-    int fd;
+    stws__sock fd;
     int connecting;            /* a non-blocking connect is in flight */
     int naddr, ai;             /* resolved addresses, the one being tried */
     stws_address addrs[STWS__MAX_ADDRS];
@@ -3454,7 +3649,10 @@ struct stws__lookup {
     int refs;                   /* under mu: transport + thread */
     int done, result;           /* under mu: result is a count or an error */
     stws_address addrs[STWS__MAX_ADDRS]; /* under mu */
-    int fds[2];                 /* notify pair: readable once done (fixed after start) */
+    stws__sock fds[2];          /* notify pair: readable once done (fixed after start);
+                                   on Windows its WSAStartup keeps Winsock up for
+                                   the helper's getaddrinfo() after the transport
+                                   has gone */
     stws_allocator alloc;
     char host[1];               /* the name, allocated to fit (fixed after start) */
 };
@@ -3480,7 +3678,7 @@ static STWS__THREAD_FN(stws__lookup_main, arg) {
     if (r > 0) memcpy(lk->addrs, out, (size_t)r * sizeof *out);
     lk->result = r;
     lk->done = 1;
-    if (lk->fds[1] >= 0) stws__notify_signal(lk->fds[1]);
+    if (lk->fds[1] != STWS__NO_SOCK) stws__notify_signal(lk->fds[1]);
     stws__mutex_unlock(&lk->mu);
     stws__lookup_release(lk);
     STWS__THREAD_RETURN;
@@ -3533,8 +3731,8 @@ static int stws__lookup_poll(stws_tcp *t, const char *host) {
 
 static void stws__tcp_close(void *ctx) {
     stws_tcp *t = (stws_tcp *)ctx;
-    if (t->fd >= 0) close(t->fd);
-    t->fd = -1;
+    if (t->fd != STWS__NO_SOCK) stws__sock_close(t->fd);
+    t->fd = STWS__NO_SOCK;
     t->connecting = 0;
     t->naddr = 0;
 #ifdef STWS__THREADS
@@ -3546,10 +3744,10 @@ static void stws__tcp_close(void *ctx) {
    detail: "127.0.0.1:80: Connection refused (errno 111)". */
 static void stws__tcp_note(stws_tcp *t, int err) {
     const stws_address *a = &t->addrs[t->ai];
-    char ip[INET6_ADDRSTRLEN];
+    char ip[INET6_ADDRSTRLEN], msg[96];
     if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, ip, sizeof ip)) ip[0] = 0;
     snprintf(t->detail, sizeof t->detail, a->family == 4 ? "%s:%u: %.80s (errno %d)" : "[%s]:%u: %.80s (errno %d)",
-             ip, (unsigned)t->port, strerror(err), err);
+             ip, (unsigned)t->port, stws__sock_strerror(err, msg, sizeof msg), err);
 }
 
 /* Start a non-blocking connect to addrs[ai]; 0 connected, WANT_WRITE in
@@ -3558,7 +3756,7 @@ static int stws__tcp_start(stws_tcp *t) {
     const stws_address *a = &t->addrs[t->ai];
     struct sockaddr_storage ss;
     socklen_t sl;
-    int one = 1, fl;
+    int one = 1, e;
     memset(&ss, 0, sizeof ss);
     if (a->family == 4) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss;
@@ -3574,35 +3772,31 @@ static int stws__tcp_start(stws_tcp *t) {
         sl = sizeof *s6;
     }
     t->fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    if (t->fd < 0) {
-        stws__tcp_note(t, errno);
+    if (t->fd == STWS__NO_SOCK) {
+        stws__tcp_note(t, stws__sock_errno());
         return STWS_ERR_CONNECT;
     }
     t->gen++;
-    fl = fcntl(t->fd, F_GETFL, 0);
-    if (fl < 0 || fcntl(t->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-        stws__tcp_note(t, errno);
+    if (stws__sock_nonblock(t->fd) != 0) {
+        stws__tcp_note(t, stws__sock_errno());
         return STWS_ERR_CONNECT;
     }
-    (void)fcntl(t->fd, F_SETFD, FD_CLOEXEC);
     /* small frames (pongs, health checks) must not wait for Nagle */
-    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-#ifdef SO_NOSIGPIPE
-    (void)setsockopt(t->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
+    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, (socklen_t)sizeof one);
     if (connect(t->fd, (struct sockaddr *)&ss, sl) == 0) return 0;
-    if (errno == EINPROGRESS || errno == EINTR) {
+    e = stws__sock_errno();
+    if (stws__sock_in_progress(e)) {
         t->connecting = 1;
         return STWS_WANT_WRITE;
     }
-    stws__tcp_note(t, errno);
+    stws__tcp_note(t, e);
     return STWS_ERR_CONNECT;
 }
 
 static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
     stws_tcp *t = (stws_tcp *)ctx;
     int r;
-    if (t->fd >= 0 && !t->connecting) return 0;
+    if (t->fd != STWS__NO_SOCK && !t->connecting) return 0;
     if (!t->naddr) {
         /* numeric hosts never reach the resolver */
         if (inet_pton(AF_INET, host, t->addrs[0].bytes) == 1) {
@@ -3623,24 +3817,20 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
         }
         t->ai = 0;
         t->port = port;
-        t->fd = -1;
+        t->fd = STWS__NO_SOCK;
         t->detail[0] = 0; /* a new attempt: no reason from an older one */
     }
     for (;;) {
-        if (t->fd < 0) {
+        if (t->fd == STWS__NO_SOCK) {
             r = stws__tcp_start(t);
             if (r == 0) return 0;
             if (r == STWS_WANT_WRITE) return r;
         } else {
             /* the pump may call us before the socket is writable: ask, never wait */
-            struct pollfd pfd;
             int err = 0;
-            socklen_t el = sizeof err;
-            pfd.fd = t->fd;
-            pfd.events = POLLOUT;
-            pfd.revents = 0;
-            if (poll(&pfd, 1, 0) == 0) return STWS_WANT_WRITE;
-            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+            socklen_t el = (socklen_t)sizeof err;
+            if (stws__sock_wait(t->fd, STWS_POLL_WRITE, STWS__NO_SOCK, 0) == 0) return STWS_WANT_WRITE;
+            if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, (char *)&err, &el) != 0) err = stws__sock_errno();
             if (err == 0) {
                 t->connecting = 0;
                 return 0;
@@ -3648,8 +3838,8 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
             stws__tcp_note(t, err);
         }
         /* this address failed: try the next one */
-        close(t->fd);
-        t->fd = -1;
+        stws__sock_close(t->fd);
+        t->fd = STWS__NO_SOCK;
         t->connecting = 0;
         if (++t->ai >= t->naddr) {
             t->naddr = 0;
@@ -3660,43 +3850,44 @@ static int stws__tcp_open(void *ctx, const char *host, uint16_t port) {
 
 static int stws__tcp_send(void *ctx, const unsigned char *buf, size_t len) {
     stws_tcp *t = (stws_tcp *)ctx;
-    ssize_t n;
-    int flags = 0;
-#ifdef MSG_NOSIGNAL
-    flags = MSG_NOSIGNAL;
-#endif
+    int n;
     if (len > 0x40000000) len = 0x40000000; /* keep the count within int */
-    do n = send(t->fd, buf, len, flags); while (n < 0 && errno == EINTR);
-    if (n >= 0) return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_WRITE;
+    n = stws__sock_send(t->fd, buf, len);
+    if (n >= 0) return n;
+    if (stws__sock_would_block(stws__sock_errno())) return STWS_WANT_WRITE;
     return STWS_ERR_IO;
 }
 
 static int stws__tcp_recv(void *ctx, unsigned char *buf, size_t len) {
     stws_tcp *t = (stws_tcp *)ctx;
-    ssize_t n;
+    int n;
     if (len > 0x40000000) len = 0x40000000;
-    do n = recv(t->fd, buf, len, 0); while (n < 0 && errno == EINTR);
-    if (n >= 0) return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return STWS_WANT_READ;
+    n = stws__sock_recv(t->fd, buf, len);
+    if (n >= 0) return n;
+    if (stws__sock_would_block(stws__sock_errno())) return STWS_WANT_READ;
     return STWS_ERR_IO;
 }
 
 static intptr_t stws__tcp_handle(void *ctx) {
     stws_tcp *t = (stws_tcp *)ctx;
 #ifdef STWS__THREADS
-    if (t->fd < 0 && t->lookup) return t->lookup->fds[0]; /* readable when the answer is in */
+    if (t->fd == STWS__NO_SOCK && t->lookup && t->lookup->fds[0] != STWS__NO_SOCK)
+        return (intptr_t)t->lookup->fds[0]; /* readable when the answer is in */
 #endif
-    return t->fd;
+    return t->fd == STWS__NO_SOCK ? -1 : (intptr_t)t->fd; /* a SOCKET fits */
 }
 
 stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
     stws_allocator a = stws__allocator_def(desc ? &desc->allocator : NULL);
     stws_tcp *t = (stws_tcp *)stws__alloc(&a, sizeof *t);
     if (!t) return NULL;
+    if (stws__sock_init() != 0) {
+        stws__free(&a, t);
+        return NULL;
+    }
     memset(t, 0, sizeof *t);
     t->alloc = a;
-    t->fd = -1;
+    t->fd = STWS__NO_SOCK;
     if (desc && desc->resolver.resolve) t->resolver = desc->resolver;
     else t->resolver.resolve = stws__default_resolve;
     return t;
@@ -3705,6 +3896,7 @@ stws_tcp *stws_tcp_create(const stws_tcp_desc *desc) {
 void stws_tcp_destroy(stws_tcp *t) {
     if (!t) return;
     stws__tcp_close(t);
+    stws__sock_fini();
     stws__free(&t->alloc, t);
 }
 
@@ -3721,10 +3913,21 @@ stws_transport stws_tcp_transport(stws_tcp *t) {
 }
 
 static uint64_t stws__default_now_ms(void *user_data) {
+#ifdef _WIN32
+    /* the performance counter is monotonic and never fails since XP; split
+       so that count * 1000 cannot overflow */
+    LARGE_INTEGER f, c;
+    (void)user_data;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (uint64_t)(c.QuadPart / f.QuadPart) * 1000u +
+           (uint64_t)(c.QuadPart % f.QuadPart) * 1000u / (uint64_t)f.QuadPart;
+#else
     struct timespec ts;
     (void)user_data;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
 }
 #endif /* STWS_NO_SOCKETS */
 
@@ -6798,14 +7001,7 @@ stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
        negative timeout_ms drops the caller's limit, never the timers */
     t = stws__sooner(stws_conn_timeout(c), timeout_ms);
     h = stws_conn_handle(c);
-    if (t != 0 && h >= 0) {
-        struct pollfd pfd;
-        int wants = stws_conn_wants(c);
-        pfd.fd = (int)h;
-        pfd.events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
-        pfd.revents = 0;
-        (void)poll(&pfd, 1, t);
-    }
+    if (t != 0 && h >= 0) (void)stws__sock_wait((stws__sock)h, stws_conn_wants(c), STWS__NO_SOCK, t);
     return stws_conn_step(c);
 }
 #endif
@@ -6939,7 +7135,7 @@ struct stws_client {
     size_t in_q_payload;        /* q_payload as the last step left it */
     int in_stopped;             /* the client was stopped at the last step */
     int wake_pending;           /* a byte is in the wake pipe */
-    int wake_fds[2];            /* notify pair (fixed after create) */
+    stws__sock wake_fds[2];     /* notify pair (fixed after create) */
 #endif
 
     /* lifecycle events waiting for delivery, each with its own reason text */
@@ -7283,7 +7479,7 @@ stws_result stws_client_post(stws_client *c, const char *text, size_t len) {
         if (len) memcpy(c->in + c->in_len + 4, text, len);
         c->in_len += 4 + len;
         c->in_payload += len;
-        if (!c->wake_pending && c->wake_fds[1] >= 0) {
+        if (!c->wake_pending && c->wake_fds[1] != STWS__NO_SOCK) {
             c->wake_pending = 1;
             stws__notify_signal(c->wake_fds[1]);
         }
@@ -7295,14 +7491,16 @@ stws_result stws_client_post(stws_client *c, const char *text, size_t len) {
 void stws_client_wake(stws_client *c) {
     if (!c) return;
     stws__mutex_lock(&c->in_mu);
-    if (!c->wake_pending && c->wake_fds[1] >= 0) {
+    if (!c->wake_pending && c->wake_fds[1] != STWS__NO_SOCK) {
         c->wake_pending = 1;
         stws__notify_signal(c->wake_fds[1]);
     }
     stws__mutex_unlock(&c->in_mu);
 }
 
-intptr_t stws_client_wake_handle(const stws_client *c) { return c ? c->wake_fds[0] : -1; }
+intptr_t stws_client_wake_handle(const stws_client *c) {
+    return c && c->wake_fds[0] != STWS__NO_SOCK ? (intptr_t)c->wake_fds[0] : -1;
+}
 
 /* In the step: empty the wake pipe, move what the queue can take from the
    inbox (in order; the rest waits there), and leave the state posters check. */
@@ -7719,19 +7917,14 @@ int stws_client_wants(const stws_client *c) {
 }
 
 #ifndef STWS_NO_SOCKETS
-/* Fill pfd with the wake pipe's read end: 1, or 0 when there is none. */
-static nfds_t stws__client_wake_pollfd(const stws_client *c, struct pollfd *pfd) {
+/* The wake pair's read end, or STWS__NO_SOCK when there is none. */
+static stws__sock stws__client_wake_sock(const stws_client *c) {
 #ifdef STWS__THREADS
-    if (c->wake_fds[0] >= 0) {
-        pfd->fd = c->wake_fds[0];
-        pfd->events = POLLIN;
-        pfd->revents = 0;
-        return 1;
-    }
-#endif
+    return c->wake_fds[0];
+#else
     (void)c;
-    (void)pfd;
-    return 0;
+    return STWS__NO_SOCK;
+#endif
 }
 
 stws_result stws_client_poll(stws_client *c, int timeout_ms) {
@@ -7740,17 +7933,10 @@ stws_result stws_client_poll(stws_client *c, int timeout_ms) {
     if (!c) return STWS_ERR_INVALID_ARG;
     t = stws__sooner(stws_client_timeout(c), timeout_ms); /* see stws_conn_poll */
     h = stws_client_handle(c);
-    if (t != 0 && h >= 0) {
-        struct pollfd pfd[2];
-        int wants = stws_client_wants(c);
-        pfd[0].fd = (int)h;
-        pfd[0].events = (short)(((wants & STWS_POLL_READ) ? POLLIN : 0) | ((wants & STWS_POLL_WRITE) ? POLLOUT : 0));
-        pfd[0].revents = 0;
-        (void)poll(pfd, stws__client_wake_pollfd(c, &pfd[1]) + 1, t);
-    } else if (t > 0) {
-        struct pollfd pfd; /* backoff: nothing to watch but the timer (and a wake) */
-        (void)poll(&pfd, stws__client_wake_pollfd(c, &pfd), t);
-    }
+    if (t != 0 && h >= 0)
+        (void)stws__sock_wait((stws__sock)h, stws_client_wants(c), stws__client_wake_sock(c), t);
+    else if (t > 0) /* backoff: nothing to watch but the timer (and a wake) */
+        (void)stws__sock_wait(STWS__NO_SOCK, 0, stws__client_wake_sock(c), t);
     return stws_client_step(c);
 }
 #endif
@@ -7867,7 +8053,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     c->log = lg;
     c->clock = desc->clock;
 #ifdef STWS__THREADS
-    c->wake_fds[0] = c->wake_fds[1] = -1;
+    c->wake_fds[0] = c->wake_fds[1] = STWS__NO_SOCK;
     if (stws__mutex_init(&c->in_mu) != 0) {
         stws__log(&lg, STWS_LOG_ERROR, "client: cannot make the post inbox's mutex");
         goto fail;

@@ -8,15 +8,43 @@
    stws_client_poll() whose timer is 25 s away must return promptly after a
    wake from another thread.  The client here uses the default allocator
    (posts may grow the inbox from the posting threads; the fixture's
-   counting allocator is not thread-safe). */
+   counting allocator is not thread-safe).
+
+   On Windows (make test-windows) the same suite runs on mingw-w64's
+   winpthreads, and the wake handle is the header's loopback UDP pair, which
+   select() watches; only the idle "connection socket" and the empty check
+   differ (below). */
 #define _POSIX_C_SOURCE 200809L
+#include <time.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <pthread.h>
+#include <sched.h>
+#else
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <time.h>
+#endif
 #include "client_util.h"
+
+/* Nothing to read on handle h right now (a wait of 0 ms says so). */
+static int nothing_to_read(intptr_t h) {
+#ifdef _WIN32
+    fd_set rs;
+    struct timeval tv = {0, 0};
+    FD_ZERO(&rs);
+    FD_SET((SOCKET)h, &rs);
+    return select(0, &rs, NULL, NULL, &tv) == 0;
+#else
+    struct pollfd p;
+    p.fd = (int)h;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) == 0;
+#endif
+}
 
 #define POSTERS 4
 #define PER_THREAD 2500
@@ -184,41 +212,59 @@ static void test_wake_ends_a_long_poll(void **state) {
     print_message("poll returned %.1f ms after the wake thread started\n", el);
     assert_true(el < 10000); /* without the wake: 25 s */
     /* the step emptied the pipe: the next short poll waits its time again */
-    {
-        struct pollfd p;
-        p.fd = (int)stws_client_wake_handle(X.c);
-        p.events = POLLIN;
-        p.revents = 0;
-        assert_int_equal(poll(&p, 1, 0), 0);
-    }
+    assert_true(nothing_to_read(stws_client_wake_handle(X.c)));
 }
 
 /* The same with a socket in the poll set (the two-descriptor poll): an
-   idle socketpair end stands for the connection's socket. */
+   idle socketpair end stands for the connection's socket (on Windows, an
+   unconnected UDP socket on 127.0.0.1 that nobody sends to). */
+#ifdef _WIN32
+static SOCKET idle_fds[2] = {INVALID_SOCKET, INVALID_SOCKET};
+static int idle_open(void) {
+    struct sockaddr_in a;
+    WSADATA wd;
+    if (WSAStartup(MAKEWORD(2, 2), &wd) != 0) return -1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    idle_fds[0] = socket(AF_INET, SOCK_DGRAM, 0);
+    if (idle_fds[0] == INVALID_SOCKET) return -1;
+    return bind(idle_fds[0], (struct sockaddr *)&a, (int)sizeof a);
+}
+static void idle_close(void) {
+    closesocket(idle_fds[0]);
+    WSACleanup();
+}
+#else
 static int idle_fds[2] = {-1, -1};
+static int idle_open(void) { return socketpair(AF_UNIX, SOCK_STREAM, 0, idle_fds); }
+static void idle_close(void) {
+    close(idle_fds[0]);
+    close(idle_fds[1]);
+}
+#endif
 static intptr_t idle_handle(void *ctx) {
     (void)ctx;
-    return idle_fds[0];
+    return (intptr_t)idle_fds[0];
 }
 
 static void test_wake_ends_a_long_poll_with_socket(void **state) {
     pthread_t th;
     double t0, el;
     (void)state;
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, idle_fds), 0);
+    assert_int_equal(idle_open(), 0);
     memset(&X.d.allocator, 0, sizeof X.d.allocator);
     X.d.transport.handle = idle_handle;
     start_up();
     cu_step();
-    assert_int_equal(stws_client_handle(X.c), idle_fds[0]);
+    assert_int_equal(stws_client_handle(X.c), (intptr_t)idle_fds[0]);
     assert_true(stws_client_timeout(X.c) > 20000);
     t0 = mono_ms();
     assert_int_equal(pthread_create(&th, NULL, waker, NULL), 0);
     (void)stws_client_poll(X.c, 60000);
     el = mono_ms() - t0;
     pthread_join(th, NULL);
-    close(idle_fds[0]);
-    close(idle_fds[1]);
+    idle_close();
     assert_true(el < 10000); /* without the wake: 25 s */
 }
 

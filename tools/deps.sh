@@ -13,7 +13,8 @@
 # /usr/bin/python3 comes with python3-websockets; sh, sed, grep, awk, mkfifo,
 # mktemp are in every Debian base.  `deps.sh bench` adds the benchmark peers
 # and tools, `deps.sh size` the Cortex-M4 cross compiler, `deps.sh mbedtls4`
-# cmake (to build mbedTLS 4).
+# cmake (to build mbedTLS 4), `deps.sh windows` mingw-w64, 64-bit wine and
+# what builds cmocka from its Debian source package (make test-windows).
 set -e
 PKGS="libmbedtls-dev libjsmn-dev libcmocka-dev g++ clang libclang-rt-14-dev binutils
       python3-websockets openssl tinyproxy cmake pkgconf"
@@ -21,6 +22,7 @@ case "$1" in
 bench) PKGS="$PKGS libwslay-dev libwebsockets-dev valgrind" ;;
 size) PKGS="$PKGS gcc-arm-none-eabi libnewlib-arm-none-eabi libwslay-dev libwebsockets-dev" ;;
 mbedtls4) PKGS="$PKGS cmake" ;;
+windows) PKGS="$PKGS gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64 cmake dpkg-dev xz-utils" ;;
 esac
 missing=""
 for p in $PKGS; do
