@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A local mock of Stream's real-time coordinator (the WebSocket server side of
-shared/PROTOCOL.md), for tests and demos of the stream_ws.h Stream client.
+docs/PROTOCOL.md), for tests and demos of the stream_ws.h Stream client.
 
 Run it with Debian's /usr/bin/python3 and python3-websockets (10.4); it needs
 nothing else.  See `mock_coordinator.py --help` for the options and the
@@ -59,7 +59,7 @@ JSON_SEPARATORS = (",", ":")
 
 HELP_DESCRIPTION = """\
 A local mock of Stream's real-time coordinator (the server side of
-shared/PROTOCOL.md) for tests and demos of WebSocket clients.
+docs/PROTOCOL.md) for tests and demos of WebSocket clients.
 
 Startup: listens on --host:--port, then prints exactly one line "PORT <n>" to
 stdout (flushed).  Log lines go to stderr, prefixed "mock_coordinator: "; they

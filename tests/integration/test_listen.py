@@ -1,7 +1,7 @@
 """Real-socket integration tests of the Stream client through `stws listen`
 ($STWS_BUILD/stws), the examples ($STWS_BUILD/examples/) and `make demo`,
 against tools/mock_coordinator.py (a local mock of Stream's coordinator, see
-shared/PROTOCOL.md) and, for the custom transport, a python-websockets wss echo
+docs/PROTOCOL.md) and, for the custom transport, a python-websockets wss echo
 peer.
 
 Everything listens on 127.0.0.1 with ports the OS chose.  Every process runs

@@ -1,5 +1,5 @@
 """Tests of tools/mock_coordinator.py, the local mock of Stream's coordinator
-(shared/PROTOCOL.md), driven by a python-websockets client and, where the frame
+(docs/PROTOCOL.md), driven by a python-websockets client and, where the frame
 layout matters, by a raw socket client.
 
 Every test starts the mock as a subprocess (its own process group) on
