@@ -365,11 +365,9 @@ static int sandbox(void) {
         snprintf(sandbox_why, sizeof sandbox_why, "unshare: %s", strerror(errno));
         return 0;
     }
-    /* nothing mounted here may reach the machine's own namespace */
-    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
-        snprintf(sandbox_why, sizeof sandbox_why, "mount --make-rprivate /: %s", strerror(errno));
-        return 0;
-    }
+    /* the new network namespace has its loopback down: up first, so that the
+       other tests (127.0.0.1, localhost) work even if the rest of the
+       sandbox cannot be made (a chroot, where / is no mount point) */
     s = socket(AF_INET, SOCK_DGRAM, 0);
     memset(&ifr, 0, sizeof ifr);
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
@@ -379,6 +377,11 @@ static int sandbox(void) {
         return 0;
     }
     close(s);
+    /* nothing mounted here may reach the machine's own namespace */
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
+        snprintf(sandbox_why, sizeof sandbox_why, "mount --make-rprivate /: %s", strerror(errno));
+        return 0;
+    }
     fd = mkstemp(path);
     if (fd < 0 || write(fd, conf, sizeof conf - 1) != (ssize_t)(sizeof conf - 1)) {
         snprintf(sandbox_why, sizeof sandbox_why, "temp resolv.conf: %s", strerror(errno));

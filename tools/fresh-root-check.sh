@@ -69,6 +69,10 @@ bootstrap() {
 }
 base_packages() {
     cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    # debootstrap writes no /etc/hosts (no package owns it: the installer and
+    # cloud images write it), so "localhost" would not resolve; every
+    # installed Debian has these two lines.
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$ROOT/etc/hosts"
     # No daemon starts inside a chroot on package install (tinyproxy's would
     # bind the host's port 8888): the standard Debian policy-rc.d for chroots.
     printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
