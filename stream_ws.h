@@ -3170,6 +3170,8 @@ struct stws_tls {
     int wblocked;               /* a write of wlen bytes would-blocked: its
                                    record waits in mbedTLS's output buffer */
     size_t wlen;
+    int wfailed;                /* a write failed: its record may be half out
+                                   (no close_notify then: stws__tls_close) */
     char server_name[256];
     char detail[256];
     mbedtls_ssl_context ssl;
@@ -3248,6 +3250,7 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
         mbedtls_ssl_session_reset(&t->ssl);
         t->wblocked = 0;
         t->wlen = 0;
+        t->wfailed = 0;
         {
             const char *name = t->fixed_name ? t->server_name : host;
             t->ip_host = 0;
@@ -3327,7 +3330,10 @@ static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
         if (STWS__TLS_OUT_LEFT(t) != 0) {
             r = mbedtls_ssl_write(&t->ssl, buf, 0); /* flush only: returns 0 */
             if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
-            if (r < 0) return stws__tls_fail(t, r);
+            if (r < 0) {
+                t->wfailed = 1;
+                return stws__tls_fail(t, r);
+            }
         }
         max = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
         if (max > 0 && len > (size_t)max) len = (size_t)max;
@@ -3341,6 +3347,7 @@ static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
     }
     t->wblocked = 0;
     if (r >= 0) return r;
+    t->wfailed = 1;
     return stws__tls_fail(t, r);
 }
 
@@ -3377,13 +3384,28 @@ static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
     return stws__tls_fail(t, r);
 }
 
+/* close_notify (RFC 8446 §6.1, RFC 5246 §7.2.1) tells the peer that the
+   data before it is complete and nothing was cut.  That is only true when
+   every record we began went out whole.  An alert follows our pending
+   output in the byte stream, so mbedtls_ssl_close_notify() first flushes
+   a record a write left behind: the half of a record whose write failed,
+   or a would-blocked record the caller was told was NOT written (it
+   offers those bytes again on its next socket).  Completing it would hand
+   the peer data reported unsent, then the same data again: a duplicate.
+   So after a failed or unfinished write (or any output still pending) we
+   close without close_notify, which the peer must treat as a truncation
+   (RFC 8446 §6.1: "closure alerts ... to avoid truncation attacks"):
+   the honest signal for a stream that was cut.  Otherwise one best-effort
+   try, never waiting for the peer's answer (§6.1 allows that). */
 static void stws__tls_close(void *ctx) {
     stws_tls *t = (stws_tls *)ctx;
-    if (t->state == 2) (void)mbedtls_ssl_close_notify(&t->ssl); /* best effort, one try */
+    if (t->state == 2 && !t->wfailed && !t->wblocked && STWS__TLS_OUT_LEFT(t) == 0)
+        (void)mbedtls_ssl_close_notify(&t->ssl);
     t->inner.close(t->inner.ctx);
     t->state = 0;
     t->wblocked = 0;
     t->wlen = 0;
+    t->wfailed = 0;
 }
 
 static intptr_t stws__tls_handle(void *ctx) {

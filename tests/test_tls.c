@@ -41,6 +41,9 @@ typedef struct pipe_t {
     int want_read_too;          /* some blocked sends say WANT_READ */
     size_t s2c_end;             /* nonzero: the stream to the client ends here */
     int s2c_end_code;           /* with this recv() result (0: EOF) */
+    size_t accept_max;          /* nonzero: a send takes at most this many */
+    int fail_in;                /* nonzero: the fail_in-th send from now and
+                                   every later one fail (STWS_ERR_IO) */
 } pipe_t;
 
 static size_t unread_c2s(const pipe_t *p) { return p->c2s.len - p->c2s_off; }
@@ -58,6 +61,10 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
     size_t room, k;
     if (!p->open || !len) p->misuse++;
     p->sends++;
+    if (p->fail_in) {
+        if (p->fail_in == 1) return STWS_ERR_IO;
+        p->fail_in--;
+    }
     room = unread_c2s(p) >= p->window ? 0 : p->window - unread_c2s(p);
     if (!room || (int)(prng_next(&p->rng) % 100) < p->block_pct) {
         p->blocks++;
@@ -65,6 +72,7 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
         return p->want_read_too && prng_next(&p->rng) % 4 == 0 ? STWS_WANT_READ : STWS_WANT_WRITE;
     }
     k = prng_range(&p->rng, 1, len < room ? len : room);
+    if (p->accept_max && k > p->accept_max) k = p->accept_max;
     tbuf_put(&p->c2s, buf, k);
     return (int)k;
 }
@@ -610,6 +618,103 @@ static void stream_end_without_close_notify(void **state) {
     fx_free(&f);
 }
 
+/* What the server reads after the client closed: application bytes into
+   *got, and the result that ended the read (WANT_READ: nothing more yet). */
+static int server_read_rest(fx *f, size_t *got) {
+    unsigned char buf[4096];
+    int r, guard = 0;
+    *got = 0;
+    for (;;) {
+        r = mbedtls_ssl_read(&f->srv.ssl, buf, sizeof buf);
+        if (r <= 0) return r;
+        *got += (size_t)r;
+        assert_true(++guard < 1000);
+    }
+}
+
+/* Found by fuzz/fuzz_client_tls.c (fuzz/corpus/fuzz_client_tls/regress_close_notify_dup*):
+   a write fails with its record half out (5 bytes sent, then the transport
+   fails); the connection treats the message as not written and sends it
+   again on its next socket.  Closing must not complete that record:
+   mbedtls_ssl_close_notify() flushes pending output before its alert, so
+   the server used to receive the message here, then again after the
+   reconnect (a duplicate).  The transport recovers before the close (the
+   fuzzer's did: a failure code from a socket still writable). */
+static void test_fuzz_tls_close_after_failed_write(void **state) {
+    fx f;
+    size_t got;
+    int r;
+    (void)state;
+    fx_init(&f, 41, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.accept_max = 5; /* the record's header goes out ... */
+    f.pipe.fail_in = 2;    /* ... and the next inner write fails */
+    r = f.tr.send(f.tr.ctx, (const unsigned char *)"{\"n\":1}", 7);
+    assert_int_equal(r, STWS_ERR_IO);
+    assert_int_equal(unread_c2s(&f.pipe), 5);
+    f.pipe.accept_max = 0;
+    f.pipe.fail_in = 0;
+    f.tr.close(f.tr.ctx);
+    r = server_read_rest(&f, &got);
+    if (got) fail_msg("the server received %zu bytes of a write that failed (the close completed its record)", got);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_WANT_READ); /* a cut record: no close_notify after it */
+    assert_int_equal(unread_c2s(&f.pipe), 0);
+    assert_int_equal(f.pipe.misuse, 0);
+    fx_free(&f);
+}
+
+/* The same with a write that would-blocked (its record kept whole by
+   mbedTLS, the caller told nothing was written): the close sends none of
+   it, and no close_notify. */
+static void close_with_a_blocked_write_sends_nothing_of_it(void **state) {
+    fx f;
+    uint8_t data[300];
+    size_t got, before;
+    int r;
+    (void)state;
+    memset(data, 'w', sizeof data);
+    fx_init(&f, 43, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.block_pct = 100;
+    assert_int_equal(f.tr.send(f.tr.ctx, data, sizeof data), STWS_WANT_WRITE);
+    before = f.pipe.c2s.len;
+    f.pipe.block_pct = 0;
+    f.tr.close(f.tr.ctx);
+    assert_int_equal(f.pipe.c2s.len, before); /* not a byte more on the wire */
+    r = server_read_rest(&f, &got);
+    assert_int_equal(got, 0);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_WANT_READ);
+    assert_int_equal(f.pipe.misuse, 0);
+    fx_free(&f);
+}
+
+/* After writes that all went out, the close still sends close_notify: the
+   server reads every byte, then the clean end (RFC 8446 §6.1). */
+static void close_after_complete_writes_sends_close_notify(void **state) {
+    fx f;
+    size_t got, pos = 0;
+    int r, rounds = 0;
+    (void)state;
+    fx_init(&f, 47, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.block_pct = 50;
+    while (pos < 5) {
+        r = f.tr.send(f.tr.ctx, (const unsigned char *)"hello" + pos, 5 - pos);
+        if (r > 0) pos += (size_t)r;
+        else assert_int_equal(r, STWS_WANT_WRITE);
+        assert_true(++rounds < 10000);
+    }
+    f.pipe.block_pct = 0;
+    f.tr.close(f.tr.ctx);
+    r = server_read_rest(&f, &got);
+    assert_int_equal(got, 5);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+    fx_free(&f);
+}
+
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
 /* A record that is not ours waits in mbedTLS's output: the server asks for
    renegotiation (HelloRequest), the client refuses with a no_renegotiation
@@ -810,6 +915,9 @@ int main(void) {
         cmocka_unit_test(client_trickle_under_back_pressure),
         cmocka_unit_test(stream_cut_inside_a_record),
         cmocka_unit_test(stream_end_without_close_notify),
+        cmocka_unit_test(test_fuzz_tls_close_after_failed_write),
+        cmocka_unit_test(close_with_a_blocked_write_sends_nothing_of_it),
+        cmocka_unit_test(close_after_complete_writes_sends_close_notify),
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
         cmocka_unit_test(send_after_an_unflushed_alert),
 #endif
