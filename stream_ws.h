@@ -3285,7 +3285,8 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
 
 /* out_left: encrypted bytes mbedTLS holds for the socket (a record it could
    not flush yet); in_left: bytes of an incoming record read so far.  Neither
-   has an accessor in 2.28 or 3.x, so the fields are read directly. */
+   has an accessor in 2.28, 3.x or 4.0, so the fields are read directly
+   (3.x and 4.0 name them through MBEDTLS_PRIVATE, 2.28 plainly). */
 #if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(out_left))
 #define STWS__TLS_IN_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(in_left))
@@ -3305,9 +3306,10 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
      and a would-blocked length is remembered and retried exactly; the
      transport contract makes the caller offer the same bytes first, with
      possibly more behind (stws_transport);
-   - the kept record can also leave through another path (an alert, or a
-     close_notify, flushes pending output first): then it was written, and
-     is reported so rather than encrypted a second time;
+   - the kept record can also leave through another path (an alert the
+     read path sends flushes pending output first): then it was written,
+     and is reported so rather than encrypted a second time (a close never
+     flushes it: stws__tls_close);
    - a record that is not ours (an alert the read path could not flush) is
      flushed with a zero-length write first, so our bytes are not counted
      against it. */
@@ -3384,19 +3386,20 @@ static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
     return stws__tls_fail(t, r);
 }
 
-/* close_notify (RFC 8446 §6.1, RFC 5246 §7.2.1) tells the peer that the
-   data before it is complete and nothing was cut.  That is only true when
-   every record we began went out whole.  An alert follows our pending
-   output in the byte stream, so mbedtls_ssl_close_notify() first flushes
-   a record a write left behind: the half of a record whose write failed,
-   or a would-blocked record the caller was told was NOT written (it
-   offers those bytes again on its next socket).  Completing it would hand
-   the peer data reported unsent, then the same data again: a duplicate.
-   So after a failed or unfinished write (or any output still pending) we
-   close without close_notify, which the peer must treat as a truncation
-   (RFC 8446 §6.1: "closure alerts ... to avoid truncation attacks"):
-   the honest signal for a stream that was cut.  Otherwise one best-effort
-   try, never waiting for the peer's answer (§6.1 allows that). */
+/* close_notify (RFC 8446 §6.1, RFC 5246 §7.2.1) says the data before it is
+   complete: each side must send one before closing its write side, unless
+   it sent an error alert.  But an alert is a record, and records follow
+   each other whole in the byte stream: mbedtls_ssl_close_notify() first
+   flushes whatever a write left behind, the rest of a record whose write
+   failed half way, or a would-blocked record the caller was told was NOT
+   written (it offers those bytes again on its next socket).  Completing it
+   hands the peer data reported unsent, then the same data again: a
+   duplicate.  A half-sent record cannot be withdrawn, so no alert of any
+   kind can follow it honestly: after a failed or unfinished write (or any
+   output still pending) the stream is aborted like a broken socket, and
+   the peer sees a truncation (§6.1: a close without close_notify), which is
+   what happened.  Otherwise one best-effort try, never waiting for the
+   peer's close_notify (§6.1 and §7.2.1 allow that). */
 static void stws__tls_close(void *ctx) {
     stws_tls *t = (stws_tls *)ctx;
     if (t->state == 2 && !t->wfailed && !t->wblocked && STWS__TLS_OUT_LEFT(t) == 0)
