@@ -55,7 +55,8 @@ typedef struct pipe_t {
     int want_read_too;          /* some blocked sends say WANT_READ */
     size_t s2c_end;             /* nonzero: the stream to the client ends here */
     int s2c_end_code;           /* with this recv() result (0: EOF) */
-    size_t accept_max;          /* nonzero: a send takes at most this many */
+    size_t accept_max;          /* nonzero: a send takes exactly this many
+                                   (or len if fewer), not a random part */
     int fail_in;                /* nonzero: the fail_in-th send from now and
                                    every later one fail (STWS_ERR_IO) */
 } pipe_t;
@@ -86,7 +87,7 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
         return p->want_read_too && prng_next(&p->rng) % 4 == 0 ? STWS_WANT_READ : STWS_WANT_WRITE;
     }
     k = prng_range(&p->rng, 1, len < room ? len : room);
-    if (p->accept_max && k > p->accept_max) k = p->accept_max;
+    if (p->accept_max) k = len < p->accept_max ? len : p->accept_max; /* exact, not random */
     tbuf_put(&p->c2s, buf, k);
     return (int)k;
 }
