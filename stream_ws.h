@@ -4223,6 +4223,8 @@ struct stws_tls {
     int wblocked;               /* a write of wlen bytes would-blocked: its
                                    record waits in mbedTLS's output buffer */
     size_t wlen;
+    int wfailed;                /* a write failed: its record may be half out
+                                   (no close_notify then: stws__tls_close) */
     char server_name[256];
     char detail[256];
     mbedtls_ssl_context ssl;
@@ -4301,6 +4303,7 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
         mbedtls_ssl_session_reset(&t->ssl);
         t->wblocked = 0;
         t->wlen = 0;
+        t->wfailed = 0;
         {
             const char *name = t->fixed_name ? t->server_name : host;
             t->ip_host = 0;
@@ -4335,7 +4338,8 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
 
 /* out_left: encrypted bytes mbedTLS holds for the socket (a record it could
    not flush yet); in_left: bytes of an incoming record read so far.  Neither
-   has an accessor in 2.28 or 3.x, so the fields are read directly. */
+   has an accessor in 2.28, 3.x or 4.0, so the fields are read directly
+   (3.x and 4.0 name them through MBEDTLS_PRIVATE, 2.28 plainly). */
 #if defined(MBEDTLS_VERSION_NUMBER) && MBEDTLS_VERSION_NUMBER >= 0x03000000
 #define STWS__TLS_OUT_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(out_left))
 #define STWS__TLS_IN_LEFT(t) ((t)->ssl.MBEDTLS_PRIVATE(in_left))
@@ -4355,9 +4359,10 @@ static int stws__tls_open(void *ctx, const char *host, uint16_t port) {
      and a would-blocked length is remembered and retried exactly; the
      transport contract makes the caller offer the same bytes first, with
      possibly more behind (stws_transport);
-   - the kept record can also leave through another path (an alert, or a
-     close_notify, flushes pending output first): then it was written, and
-     is reported so rather than encrypted a second time;
+   - the kept record can also leave through another path (an alert the
+     read path sends flushes pending output first): then it was written,
+     and is reported so rather than encrypted a second time (a close never
+     flushes it: stws__tls_close);
    - a record that is not ours (an alert the read path could not flush) is
      flushed with a zero-length write first, so our bytes are not counted
      against it. */
@@ -4380,7 +4385,10 @@ static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
         if (STWS__TLS_OUT_LEFT(t) != 0) {
             r = mbedtls_ssl_write(&t->ssl, buf, 0); /* flush only: returns 0 */
             if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) return r;
-            if (r < 0) return stws__tls_fail(t, r);
+            if (r < 0) {
+                t->wfailed = 1;
+                return stws__tls_fail(t, r);
+            }
         }
         max = mbedtls_ssl_get_max_out_record_payload(&t->ssl);
         if (max > 0 && len > (size_t)max) len = (size_t)max;
@@ -4394,6 +4402,7 @@ static int stws__tls_send(void *ctx, const unsigned char *buf, size_t len) {
     }
     t->wblocked = 0;
     if (r >= 0) return r;
+    t->wfailed = 1;
     return stws__tls_fail(t, r);
 }
 
@@ -4430,13 +4439,29 @@ static int stws__tls_recv(void *ctx, unsigned char *buf, size_t len) {
     return stws__tls_fail(t, r);
 }
 
+/* close_notify (RFC 8446 §6.1, RFC 5246 §7.2.1) says the data before it is
+   complete: each side must send one before closing its write side, unless
+   it sent an error alert.  But an alert is a record, and records follow
+   each other whole in the byte stream: mbedtls_ssl_close_notify() first
+   flushes whatever a write left behind, the rest of a record whose write
+   failed half way, or a would-blocked record the caller was told was NOT
+   written (it offers those bytes again on its next socket).  Completing it
+   hands the peer data reported unsent, then the same data again: a
+   duplicate.  A half-sent record cannot be withdrawn, so no alert of any
+   kind can follow it honestly: after a failed or unfinished write (or any
+   output still pending) the stream is aborted like a broken socket, and
+   the peer sees a truncation (§6.1: a close without close_notify), which is
+   what happened.  Otherwise one best-effort try, never waiting for the
+   peer's close_notify (§6.1 and §7.2.1 allow that). */
 static void stws__tls_close(void *ctx) {
     stws_tls *t = (stws_tls *)ctx;
-    if (t->state == 2) (void)mbedtls_ssl_close_notify(&t->ssl); /* best effort, one try */
+    if (t->state == 2 && !t->wfailed && !t->wblocked && STWS__TLS_OUT_LEFT(t) == 0)
+        (void)mbedtls_ssl_close_notify(&t->ssl);
     t->inner.close(t->inner.ctx);
     t->state = 0;
     t->wblocked = 0;
     t->wlen = 0;
+    t->wfailed = 0;
 }
 
 static intptr_t stws__tls_handle(void *ctx) {

@@ -42,8 +42,8 @@
        again if it had stopped) writes every queued message and
        stws_client_queued() reaches 0 — liveness, not only safety.
 
-   Known findings other branches fix are skipped behind named switches; the
-   lead sets them to 0 after merging (see each one). */
+   What it found is listed in fuzz/crashes/README.md (each fixed, with a
+   unit test). */
 #define STREAM_WS_IMPLEMENTATION
 #include "stream_ws.h"
 
@@ -53,41 +53,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Issue 13 finding 2 (branch `client`): stws_client_close() after a step saw
-   the socket end but before the app pulled that CLOSE event leaves the send
-   queue unsettled; a later connect() drops messages as "written".  With 1
-   the harness does not call close() in exactly that state (pull mode, the
-   current socket's transport closed, its DISCONNECTED/CLOSED not pulled). */
-#ifndef KNOWN_FINDING_2
-#define KNOWN_FINDING_2 0
-#endif
-
 /* FZ_TLS (fuzz/fuzz_client_tls.c): the client's transport is the library's
    TLS layer (stws_tls) over the scripted transport, and the fake server
    runs an mbedTLS server over the same bytes: the frames it parses are
-   what it decrypted.  Issue 13 finding 1 (branch `tls`): after mbedTLS
-   returned WANT_WRITE with a record buffered, the TLS layer offers a longer
-   buffer and is told all of it was written.  With KNOWN_FINDING_1 1 the
-   scripted transport never answers a TLS write with a would-block (partial
-   writes and everything else stay); 0 after merging `tls`. */
+   what it decrypted.  Found by it (issue 13 finding 1, and a close_notify
+   that completed a failed write's half record: a duplicate; both fixed,
+   fuzz/crashes/README.md): the scripted transport answers TLS writes with
+   would-blocks, partial writes and failures like any other. */
 #ifndef FZ_TLS
 #define FZ_TLS 0
-#endif
-#ifndef KNOWN_FINDING_1
-#define KNOWN_FINDING_1 0
-#endif
-/* Found by this target (reported to the lead, for the TLS layer's owner):
-   stws__tls_close() sends close_notify even when the last write failed or
-   would-blocked with a record half out.  mbedtls_ssl_close_notify() first
-   flushes that record, so the server receives a message the connection was
-   told was NOT written; the client sends it again on the next socket: a
-   duplicate.  Reproducer: fuzz/crashes/fuzz_client_tls-tls_close_notify_dup.
-   With 1 a failed TLS write leaves its socket failed for good (every later
-   write fails too, like a reset TCP socket), so the half record is never
-   completed; 0 once stws__tls_close() skips close_notify after an
-   unfinished write. */
-#ifndef FINDING_TLS_CLOSE_NOTIFY
-#define FINDING_TLS_CLOSE_NOTIFY 1
 #endif
 #if FZ_TLS
 #include <mbedtls/ssl.h>
@@ -158,7 +132,7 @@ typedef struct fz_sock {
     size_t raw_pos;
     fz_buf cin;                 /* TLS records from the client */
     size_t cin_pos;
-    int hs_done, tls_dead, send_failed;
+    int hs_done, tls_dead;
 #endif
 } fz_sock;
 
@@ -597,16 +571,8 @@ static int tr_send(void *ctx, const unsigned char *buf, size_t len) {
               s->ww_len);
         s->ww = 0;
     }
-#if FZ_TLS && FINDING_TLS_CLOSE_NOTIFY
-    if (s->send_failed) return STWS_ERR_IO;
-#endif
-    if (fz_chance(F.p_fail)) {
-#if FZ_TLS
-        s->send_failed = 1;
-#endif
-        return fz_chance(8) ? STWS_ERR_IO : -1; /* -1: a foreign code, read as IO */
-    }
-    if ((!FZ_TLS || !KNOWN_FINDING_1) && (fz_chance(F.p_ww) || fz_chance(F.p_wr))) {
+    if (fz_chance(F.p_fail)) return fz_chance(8) ? STWS_ERR_IO : -1; /* -1: a foreign code, read as IO */
+    if (fz_chance(F.p_ww) || fz_chance(F.p_wr)) {
         s->ww = 1;
         s->ww_len = len;
         memcpy(s->ww_head, buf, len < sizeof s->ww_head ? len : sizeof s->ww_head);
@@ -674,7 +640,6 @@ static void tr_close(void *ctx) {
 /* ---- events ---------------------------------------------------------------- */
 
 static void fz_send_msg(unsigned v);
-static int fz_kf2_state(void);
 
 static long fz_json_int(const stws_client_event *ev, const char *key) {
     char pat[32];
@@ -725,7 +690,7 @@ static void fz_on_event(stws_client *c, const stws_client_event *ev, void *u) {
     fz_event(ev);
     /* the app reacts from inside the pump: sends, or closes (cfg2 bit 1) */
     if ((F.cfg2 & 2) && fz_chance(3)) fz_send_msg(fz_rand() % 200);
-    if ((F.cfg2 & 2) && fz_chance(1) && (fz_rand() & 7) == 0 && !fz_kf2_state()) (void)stws_client_close(F.c);
+    if ((F.cfg2 & 2) && fz_chance(1) && (fz_rand() & 7) == 0) (void)stws_client_close(F.c);
 }
 
 /* Token provider (cfg2 bit 0): a JWT-shaped token, now and then a failure. */
@@ -746,7 +711,7 @@ static int fz_reconnecting(stws_client *c, int attempt, int delay_ms, stws_recon
     CHECK(F.in_step, "on_reconnecting outside stws_client_step()");
     CHECK(attempt >= 1 && delay_ms >= 0, "on_reconnecting: attempt %d, delay %d", attempt, delay_ms);
     if (v == 0) return 1;
-    if (v == 1 && !fz_kf2_state()) (void)stws_client_close(F.c);
+    if (v == 1) (void)stws_client_close(F.c);
     if (v == 2) {
         snprintf(tok, sizeof tok, FZ_JWT "bmV3%d", attempt);
         ctl->token = tok;
@@ -1003,19 +968,8 @@ static void fz_send_msg(unsigned v) {
     fz_check_queue(1);
 }
 
-/* The state of KNOWN_FINDING_2: the current socket's transport closed and
-   its DISCONNECTED/CLOSED not delivered yet (its CLOSE not processed). */
-static int fz_kf2_state(void) {
-#if KNOWN_FINDING_2
-    fz_sock *s = fz_last();
-    return s && s->inst == F.inst && s->closed && !s->lifecycle_done;
-#else
-    return 0;
-#endif
-}
-
 static void fz_close(void) {
-    if (!F.c || fz_kf2_state()) return;
+    if (!F.c) return;
     (void)stws_client_close(F.c);
     fz_check_queue(0);
 }

@@ -17,11 +17,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/ecp.h>
+#include <mbedtls/version.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
+/* mbedTLS 4 moved all crypto behind PSA: no CTR-DRBG, ECP or RNG callbacks
+   in its public API.  The server's key is then made by PSA (TLS_PSA_KEYS);
+   before 4 by the legacy API from the seed.  PSA must be initialised before
+   signing or a handshake when TLS or X.509 use it (3.6 with
+   MBEDTLS_USE_PSA_CRYPTO or TLS 1.3, and 4.x). */
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+#define TLS_PSA_KEYS 1
+#else
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#endif
+#if defined(TLS_PSA_KEYS) || defined(MBEDTLS_USE_PSA_CRYPTO) || defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#include <psa/crypto.h>
+#define TLS_PSA_INIT 1
+#endif
 #include "../stream_ws.h"
 #include "codec_util.h"
 
@@ -41,6 +55,10 @@ typedef struct pipe_t {
     int want_read_too;          /* some blocked sends say WANT_READ */
     size_t s2c_end;             /* nonzero: the stream to the client ends here */
     int s2c_end_code;           /* with this recv() result (0: EOF) */
+    size_t accept_max;          /* nonzero: a send takes exactly this many
+                                   (or len if fewer), not a random part */
+    int fail_in;                /* nonzero: the fail_in-th send from now and
+                                   every later one fail (STWS_ERR_IO) */
 } pipe_t;
 
 static size_t unread_c2s(const pipe_t *p) { return p->c2s.len - p->c2s_off; }
@@ -58,6 +76,10 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
     size_t room, k;
     if (!p->open || !len) p->misuse++;
     p->sends++;
+    if (p->fail_in) {
+        if (p->fail_in == 1) return STWS_ERR_IO;
+        p->fail_in--;
+    }
     room = unread_c2s(p) >= p->window ? 0 : p->window - unread_c2s(p);
     if (!room || (int)(prng_next(&p->rng) % 100) < p->block_pct) {
         p->blocks++;
@@ -65,6 +87,7 @@ static int cl_send(void *ctx, const unsigned char *buf, size_t len) {
         return p->want_read_too && prng_next(&p->rng) % 4 == 0 ? STWS_WANT_READ : STWS_WANT_WRITE;
     }
     k = prng_range(&p->rng, 1, len < room ? len : room);
+    if (p->accept_max) k = len < p->accept_max ? len : p->accept_max; /* exact, not random */
     tbuf_put(&p->c2s, buf, k);
     return (int)k;
 }
@@ -114,13 +137,17 @@ static int sv_recv(void *ctx, unsigned char *buf, size_t len) {
 
 /* ---- the server: key, self-signed certificate, TLS, upgrade, frames -------- */
 
+#ifndef TLS_PSA_KEYS
 static int det_entropy(void *ctx, unsigned char *out, size_t len) {
     return det_fill(out, len, ctx);
 }
+#endif
 
 typedef struct server {
     det_rng seed;
+#ifndef TLS_PSA_KEYS
     mbedtls_ctr_drbg_context drbg;
+#endif
     mbedtls_pk_context key;
     mbedtls_x509_crt crt;
     mbedtls_ssl_config conf;
@@ -138,42 +165,81 @@ typedef struct server {
     uint64_t msg_seed;
 } server;
 
-static void server_init(server *s, uint64_t seed) {
-    mbedtls_x509write_cert w;
-    mbedtls_mpi serial;
-    memset(s, 0, sizeof *s);
-    s->seed.seed = seed;
-    mbedtls_ctr_drbg_init(&s->drbg);
-    mbedtls_pk_init(&s->key);
-    mbedtls_x509_crt_init(&s->crt);
-    mbedtls_ssl_config_init(&s->conf);
-    mbedtls_ssl_init(&s->ssl);
+/* The server's key: P-256, from the seed before mbedTLS 4; on 4.x from PSA's
+   own generator (there the client's TLS randomness is PSA's too, so a run
+   is deterministic in the pipe's choices only, not byte for byte). */
+static void server_key(server *s) {
+#ifdef TLS_PSA_KEYS
+    psa_key_attributes_t a = PSA_KEY_ATTRIBUTES_INIT;
+    mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
+    psa_set_key_type(&a, PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_SECP_R1));
+    psa_set_key_bits(&a, 256);
+    psa_set_key_usage_flags(&a, PSA_KEY_USAGE_SIGN_HASH | PSA_KEY_USAGE_VERIFY_HASH | PSA_KEY_USAGE_EXPORT);
+    psa_set_key_algorithm(&a, PSA_ALG_ECDSA(PSA_ALG_ANY_HASH));
+    assert_int_equal(psa_generate_key(&a, &id), PSA_SUCCESS);
+    /* a copy: the PK context owns its key, the PSA one goes at once */
+    assert_int_equal(mbedtls_pk_copy_from_psa(id, &s->key), 0);
+    assert_int_equal(psa_destroy_key(id), PSA_SUCCESS);
+    psa_reset_key_attributes(&a);
+#else
     assert_int_equal(mbedtls_ctr_drbg_seed(&s->drbg, det_entropy, &s->seed, NULL, 0), 0);
     assert_int_equal(mbedtls_pk_setup(&s->key, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
     assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(s->key),
                                          mbedtls_ctr_drbg_random, &s->drbg), 0);
+#endif
+}
+
+static void server_init(server *s, uint64_t seed) {
+    static const unsigned char serial[] = {1};
+    mbedtls_x509write_cert w;
+    memset(s, 0, sizeof *s);
+    s->seed.seed = seed;
+#ifdef TLS_PSA_INIT
+    assert_int_equal(psa_crypto_init(), PSA_SUCCESS);
+#endif
+#ifndef TLS_PSA_KEYS
+    mbedtls_ctr_drbg_init(&s->drbg);
+#endif
+    mbedtls_pk_init(&s->key);
+    mbedtls_x509_crt_init(&s->crt);
+    mbedtls_ssl_config_init(&s->conf);
+    mbedtls_ssl_init(&s->ssl);
+    server_key(s);
     /* self-signed, CN=localhost, a CA so the client can trust it directly */
     mbedtls_x509write_crt_init(&w);
-    mbedtls_mpi_init(&serial);
     mbedtls_x509write_crt_set_version(&w, MBEDTLS_X509_CRT_VERSION_3);
     mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
     mbedtls_x509write_crt_set_subject_key(&w, &s->key);
     mbedtls_x509write_crt_set_issuer_key(&w, &s->key);
     assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, "CN=localhost"), 0);
     assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, "CN=localhost"), 0);
-    assert_int_equal(mbedtls_mpi_lset(&serial, 1), 0);
-    assert_int_equal(mbedtls_x509write_crt_set_serial(&w, &serial), 0);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 /* 2.28 has only the MPI setter */
+    assert_int_equal(mbedtls_x509write_crt_set_serial_raw(&w, (unsigned char *)serial, sizeof serial), 0);
+#else
+    {
+        mbedtls_mpi n;
+        mbedtls_mpi_init(&n);
+        assert_int_equal(mbedtls_mpi_lset(&n, serial[0]), 0);
+        assert_int_equal(mbedtls_x509write_crt_set_serial(&w, &n), 0);
+        mbedtls_mpi_free(&n);
+    }
+#endif
     assert_int_equal(mbedtls_x509write_crt_set_validity(&w, "20200101000000", "20991231235959"), 0);
     assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, 1, -1), 0);
+#ifdef TLS_PSA_KEYS
+    assert_int_equal(mbedtls_x509write_crt_pem(&w, s->pem, sizeof s->pem), 0);
+#else
     assert_int_equal(mbedtls_x509write_crt_pem(&w, s->pem, sizeof s->pem, mbedtls_ctr_drbg_random,
                                                &s->drbg), 0);
+#endif
     mbedtls_x509write_crt_free(&w);
-    mbedtls_mpi_free(&serial);
     assert_int_equal(mbedtls_x509_crt_parse(&s->crt, s->pem, strlen((char *)s->pem) + 1), 0);
     assert_int_equal(mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER,
                                                  MBEDTLS_SSL_TRANSPORT_STREAM,
                                                  MBEDTLS_SSL_PRESET_DEFAULT), 0);
+#ifndef TLS_PSA_KEYS /* 4.x's TLS draws from PSA */
     mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
+#endif
     assert_int_equal(mbedtls_ssl_conf_own_cert(&s->conf, &s->crt, &s->key), 0);
     assert_int_equal(mbedtls_ssl_setup(&s->ssl, &s->conf), 0);
 }
@@ -192,7 +258,9 @@ static void server_free(server *s) {
     mbedtls_ssl_config_free(&s->conf);
     mbedtls_x509_crt_free(&s->crt);
     mbedtls_pk_free(&s->key);
+#ifndef TLS_PSA_KEYS
     mbedtls_ctr_drbg_free(&s->drbg);
+#endif
     tbuf_free(&s->plain);
 }
 
@@ -610,6 +678,103 @@ static void stream_end_without_close_notify(void **state) {
     fx_free(&f);
 }
 
+/* What the server reads after the client closed: application bytes into
+   *got, and the result that ended the read (WANT_READ: nothing more yet). */
+static int server_read_rest(fx *f, size_t *got) {
+    unsigned char buf[4096];
+    int r, guard = 0;
+    *got = 0;
+    for (;;) {
+        r = mbedtls_ssl_read(&f->srv.ssl, buf, sizeof buf);
+        if (r <= 0) return r;
+        *got += (size_t)r;
+        assert_true(++guard < 1000);
+    }
+}
+
+/* Found by fuzz/fuzz_client_tls.c (fuzz/corpus/fuzz_client_tls/regress_close_notify_dup*):
+   a write fails with its record half out (5 bytes sent, then the transport
+   fails); the connection treats the message as not written and sends it
+   again on its next socket.  Closing must not complete that record:
+   mbedtls_ssl_close_notify() flushes pending output before its alert, so
+   the server used to receive the message here, then again after the
+   reconnect (a duplicate).  The transport recovers before the close (the
+   fuzzer's did: a failure code from a socket still writable). */
+static void test_fuzz_tls_close_after_failed_write(void **state) {
+    fx f;
+    size_t got;
+    int r;
+    (void)state;
+    fx_init(&f, 41, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.accept_max = 5; /* the record's header goes out ... */
+    f.pipe.fail_in = 2;    /* ... and the next inner write fails */
+    r = f.tr.send(f.tr.ctx, (const unsigned char *)"{\"n\":1}", 7);
+    assert_int_equal(r, STWS_ERR_IO);
+    assert_int_equal(unread_c2s(&f.pipe), 5);
+    f.pipe.accept_max = 0;
+    f.pipe.fail_in = 0;
+    f.tr.close(f.tr.ctx);
+    r = server_read_rest(&f, &got);
+    if (got) fail_msg("the server received %zu bytes of a write that failed (the close completed its record)", got);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_WANT_READ); /* a cut record: no close_notify after it */
+    assert_int_equal(unread_c2s(&f.pipe), 0);
+    assert_int_equal(f.pipe.misuse, 0);
+    fx_free(&f);
+}
+
+/* The same with a write that would-blocked (its record kept whole by
+   mbedTLS, the caller told nothing was written): the close sends none of
+   it, and no close_notify. */
+static void close_with_a_blocked_write_sends_nothing_of_it(void **state) {
+    fx f;
+    uint8_t data[300];
+    size_t got, before;
+    int r;
+    (void)state;
+    memset(data, 'w', sizeof data);
+    fx_init(&f, 43, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.block_pct = 100;
+    assert_int_equal(f.tr.send(f.tr.ctx, data, sizeof data), STWS_WANT_WRITE);
+    before = f.pipe.c2s.len;
+    f.pipe.block_pct = 0;
+    f.tr.close(f.tr.ctx);
+    assert_int_equal(f.pipe.c2s.len, before); /* not a byte more on the wire */
+    r = server_read_rest(&f, &got);
+    assert_int_equal(got, 0);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_WANT_READ);
+    assert_int_equal(f.pipe.misuse, 0);
+    fx_free(&f);
+}
+
+/* After writes that all went out, the close still sends close_notify: the
+   server reads every byte, then the clean end (RFC 8446 §6.1). */
+static void close_after_complete_writes_sends_close_notify(void **state) {
+    fx f;
+    size_t got, pos = 0;
+    int r, rounds = 0;
+    (void)state;
+    fx_init(&f, 47, 0, 1 << 20);
+    fx_open(&f);
+    server_drain(&f);
+    f.pipe.block_pct = 50;
+    while (pos < 5) {
+        r = f.tr.send(f.tr.ctx, (const unsigned char *)"hello" + pos, 5 - pos);
+        if (r > 0) pos += (size_t)r;
+        else assert_int_equal(r, STWS_WANT_WRITE);
+        assert_true(++rounds < 10000);
+    }
+    f.pipe.block_pct = 0;
+    f.tr.close(f.tr.ctx);
+    r = server_read_rest(&f, &got);
+    assert_int_equal(got, 5);
+    assert_int_equal(r, MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+    fx_free(&f);
+}
+
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
 /* A record that is not ours waits in mbedTLS's output: the server asks for
    renegotiation (HelloRequest), the client refuses with a no_renegotiation
@@ -626,13 +791,21 @@ static void send_after_an_unflushed_alert(void **state) {
     fx_init(&f, 13, 0, 1 << 20);
     mbedtls_ssl_conf_renegotiation(&f.srv.conf, MBEDTLS_SSL_RENEGOTIATION_ENABLED);
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    /* renegotiation is TLS 1.2's (1.3 has none: a HelloRequest there is an
+       unexpected message); the session reset makes the server's context
+       take the new maximum (3.x copies it into the context at reset) */
     mbedtls_ssl_conf_max_tls_version(&f.srv.conf, MBEDTLS_SSL_VERSION_TLS1_2);
+    server_restart(&f.srv, &f.pipe);
 #endif
     fx_open(&f);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+    assert_int_equal(mbedtls_ssl_get_version_number(&f.srv.ssl), MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
     assert_int_equal(mbedtls_ssl_renegotiate(&f.srv.ssl), 0); /* HelloRequest sent */
     f.pipe.block_pct = 100;
     r = f.tr.recv(f.tr.ctx, buf, sizeof buf);
-    assert_int_equal(r, STWS_WANT_WRITE); /* the alert is stuck in the output */
+    if (r != STWS_WANT_WRITE)
+        fail_msg("recv after HelloRequest: %d (%s)", r, stws_tls_error_detail(f.tls));
     f.pipe.block_pct = 50;
     while (pos < 5) {
         r = f.tr.send(f.tr.ctx, (const unsigned char *)"hello" + pos, 5 - pos);
@@ -810,6 +983,9 @@ int main(void) {
         cmocka_unit_test(client_trickle_under_back_pressure),
         cmocka_unit_test(stream_cut_inside_a_record),
         cmocka_unit_test(stream_end_without_close_notify),
+        cmocka_unit_test(test_fuzz_tls_close_after_failed_write),
+        cmocka_unit_test(close_with_a_blocked_write_sends_nothing_of_it),
+        cmocka_unit_test(close_after_complete_writes_sends_close_notify),
 #if defined(MBEDTLS_SSL_RENEGOTIATION) && defined(MBEDTLS_SSL_SRV_C)
         cmocka_unit_test(send_after_an_unflushed_alert),
 #endif
