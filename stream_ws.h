@@ -932,6 +932,10 @@ STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
 STWS_API stws_result stws_conn_send(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
 /* Bytes queued and not yet written to the transport (back-pressure). */
 STWS_API size_t stws_conn_buffered(const stws_conn *conn);
+/* As stws_conn_send, for a message that carries a credential (an auth
+   token): its frame is wiped from the output buffer once written, or when
+   the socket ends first. */
+STWS_API stws_result stws_conn_send_secret(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
 /* Start the closing handshake (§7.1.2); the socket closes when the peer
    answers or close_timeout_ms passes.  Before OPEN it just aborts. */
 STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reason);
@@ -949,6 +953,14 @@ STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
 STWS_API uint64_t stws_conn_bytes_written(const stws_conn *conn);
 /* 1 if the peer's close frame arrived on the current (or last) socket. */
 STWS_API int stws_conn_peer_closed(const stws_conn *conn);
+/* Fail the connection now, no closing handshake: the ERROR event (result,
+   stws_conn_error_detail() "why: <result>") and CLOSE 1006 follow.  For a
+   layer above with its own timers (a watchdog, a silence limit).  result must
+   be an error (< 0); STWS_ERR_STATE if IDLE or CLOSED (nothing to end). */
+STWS_API stws_result stws_conn_abort(stws_conn *conn, stws_result result, const char *why);
+/* Point the next connect at another URL (copied; same scheme, as the TLS
+   layer is fixed at create).  Only while IDLE or CLOSED (STWS_ERR_STATE). */
+STWS_API stws_result stws_conn_set_url(stws_conn *conn, const char *url);
 
 /* ==== JSON: a safe writer for outbound events ============================= */
 
@@ -6856,6 +6868,25 @@ int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
 const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
 uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
 int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
+
+stws_result stws_conn_send_secret(stws_conn *c, stws_opcode opcode, const void *data, size_t len) {
+    size_t before = stws_conn_buffered(c);
+    stws_result r = stws_conn_send(c, opcode, data, len);
+    if (r == STWS_OK) stws__codec_secret(c->codec, stws_conn_buffered(c) - before);
+    return r;
+}
+
+stws_result stws_conn_abort(stws_conn *c, stws_result result, const char *why) {
+    if (!c || result >= 0) return STWS_ERR_INVALID_ARG;
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return STWS_ERR_STATE;
+    (void)stws__conn_abort(c, result, why ? why : "aborted");
+    return STWS_OK;
+}
+
+stws_result stws_conn_set_url(stws_conn *c, const char *url) {
+    if (!c || !url) return STWS_ERR_INVALID_ARG;
+    return stws__conn_set_url(c, url);
+}
 unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_gen : 0; }
 
 /* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
@@ -7076,11 +7107,10 @@ static stws_result stws__client_auth_build(stws_client *c, const char *token, si
 }
 
 static stws_result stws__client_auth(stws_client *c) {
-    size_t len = 0, before = stws_conn_buffered(c->conn);
+    size_t len = 0;
     stws_result r = stws__client_auth_build(c, c->token, &len);
-    if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
     /* the frame holds the token (masked, key beside it): wiped once written */
-    if (r == STWS_OK) stws__codec_secret(c->conn->codec, stws_conn_buffered(c->conn) - before);
+    if (r == STWS_OK) r = stws_conn_send_secret(c->conn, STWS_OP_TEXT, c->scratch, len);
     /* held the token; all of it if the build stopped half-way */
     mbedtls_platform_zeroize(c->scratch, r == STWS_OK ? STWS__MIN(len + 1, c->scratch_cap) : c->scratch_cap);
     return r;
@@ -7428,7 +7458,7 @@ static void stws__client_reconnecting(stws_client *c) {
         } else if (ctl.token) {
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: malformed token refused");
         }
-        if (ctl.url && stws__conn_set_url(c->conn, ctl.url) != STWS_OK)
+        if (ctl.url && stws_conn_set_url(c->conn, ctl.url) != STWS_OK)
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: URL refused, keeping the old one");
     }
     if ((e = stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code)) != NULL) {
@@ -7498,7 +7528,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             /* a conn that ended already (its ERROR and CLOSE are next) has its reason */
             if (r != STWS_OK && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
                 c->last_error = r;
-                stws__conn_abort(c->conn, r, "auth message not sent");
+                stws_conn_abort(c->conn, r, "auth message not sent");
             }
             continue;
         }
@@ -7662,7 +7692,7 @@ static stws_result stws__client_step(stws_client *c) {
         if (c->watchdog_at && now >= c->watchdog_at && !c->fatal &&
             stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
             c->last_error = STWS_ERR_WATCHDOG;
-            stws__conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
+            stws_conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
         }
         break;
     case STWS__C_CONNECTED:
@@ -7671,7 +7701,7 @@ static stws_result stws__client_step(stws_client *c) {
         if (stws_conn_get_state(c->conn) == STWS_CONN_CLOSED) break;
         if (c->dead_at && now >= c->dead_at) {
             c->last_error = STWS_ERR_DEAD; /* §4: 35 s of silence */
-            stws__conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
+            stws_conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
         } else if (c->health_at && now >= c->health_at) {
             stws__client_health(c);
         }
