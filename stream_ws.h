@@ -161,7 +161,17 @@
                max_message_size
 
    VERSION HISTORY
-       unreleased        JSON reader: stws_json_doc_init (any text is a
+       0.2.0  (2026-12)  API changes (rename table below).  Client desc: the
+                         connection's options are nested, desc.conn (a
+                         stws_conn_desc: origin, headers, subprotocols,
+                         limits, close timeout are now reachable); the flat
+                         transport, ca_file, ca_pem, insecure, proxy,
+                         proxy_from_env, resolver and max_message_size fields
+                         are gone (d.insecure -> d.conn.insecure, ...).
+                         Connection: stws_conn_abort, stws_conn_set_url,
+                         stws_conn_send_secret (what the client needed from
+                         the conn's internals).
+                         JSON reader: stws_json_doc_init (any text is a
                          document), stws_json_tokenize/stws_json_tokens (jsmn
                          tokens you own and reuse), stws_json_get/get_in/len/
                          elem/iter_init/next (linear iteration),
@@ -1242,12 +1252,11 @@ typedef struct stws_client_desc {
                                       that dies within STWS_CLIENT_STABLE_MS of its
                                       connection.ok counts as one) */
     size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
-    size_t max_message_size;       /* 0 = 16 MiB */
     int max_json_tokens;           /* most JSON tokens (values plus keys, as jsmn
                                       counts them) in one inbound event; more is
                                       MALFORMED with STWS_ERR_JSON_TOO_BIG.
-                                      0 = max_message_size: no limit but the
-                                      size (a token takes at least a byte) */
+                                      0 = conn.max_message_size: no limit but
+                                      the size (a token takes at least a byte) */
     int tokenize_events;           /* 0 = lazy: an event's doc is checked in one
                                       pass and look-ups walk its text (fastest
                                       for a few look-ups); 1 = every event is
@@ -1258,14 +1267,16 @@ typedef struct stws_client_desc {
                                       the pump); set, stws_client_next_event() has
                                       nothing left to return */
     void *user_data;
-    /* connection options, see stws_conn_desc */
-    stws_transport transport;
-    const char *ca_file;
-    const char *ca_pem;
-    int insecure;
-    const char *proxy;
-    int proxy_from_env;
-    stws_resolver resolver;
+    /* The connection's options, see stws_conn_desc: transport, TLS (ca_file,
+       ca_pem, insecure), proxy, resolver, the upgrade request's origin,
+       headers and subprotocols, max_frame_size, max_message_size (also the
+       most one inbound event may take), max_output_size, recv_buffer_size,
+       close_timeout_ms; connect_timeout_ms 0 = watchdog_ms.  The client owns
+       and ignores conn.url (built from url, api_key and client_id),
+       conn.on_event, conn.user_data and the hooks (conn.allocator, logger,
+       clock, random: the client's below are shared with its connection). */
+    stws_conn_desc conn;
+    /* hooks, shared with the connection */
     stws_allocator allocator;
     stws_logger logger;
     stws_clock clock;
@@ -7945,7 +7956,7 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     /* a token takes at least one byte: by default max_message_size is the
        only limit, so every event the size limit admits is parsed */
     c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
-                  : (int)STWS__MIN(desc->max_message_size ? desc->max_message_size
+                  : (int)STWS__MIN(desc->conn.max_message_size ? desc->conn.max_message_size
                                                           : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
     c->tokenize_events = desc->tokenize_events != 0;
     c->json.allocator = c->alloc;
@@ -7993,17 +8004,11 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     }
     c->scratch[b.len] = 0;
 
-    memset(&cd, 0, sizeof cd);
+    cd = desc->conn; /* then what the client owns */
     cd.url = c->scratch;
-    cd.transport = desc->transport;
-    cd.ca_file = desc->ca_file;
-    cd.ca_pem = desc->ca_pem;
-    cd.insecure = desc->insecure;
-    cd.proxy = desc->proxy;
-    cd.proxy_from_env = desc->proxy_from_env;
-    cd.resolver = desc->resolver;
-    cd.max_message_size = desc->max_message_size;
-    cd.connect_timeout_ms = c->watchdog_ms;
+    cd.on_event = NULL; /* the client pulls its conn's events */
+    cd.user_data = NULL;
+    if (cd.connect_timeout_ms <= 0) cd.connect_timeout_ms = c->watchdog_ms;
     cd.allocator = a;
     cd.logger.func = stws__client_conn_log; /* the client decides what is an error */
     cd.logger.user_data = c;

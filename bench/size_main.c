@@ -122,7 +122,7 @@ int main(void) {
     d.api_key = "key";
     d.user_id = "device-1";
     d.api_secret = "secret";
-    d.transport = fw_transport(); /* e.g. the vendor's TLS socket */
+    d.conn.transport = fw_transport(); /* e.g. the vendor's TLS socket */
     d.allocator.alloc = fw_alloc;
     d.allocator.free = fw_free;
     d.random.fill = fw_random;

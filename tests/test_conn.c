@@ -2873,7 +2873,7 @@ static void client_poll_negative_timeout_fires_the_health_check(void **state) {
     const char *got[8];
     (void)state;
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
-    X.d.transport.handle = sv_handle;
+    X.d.conn.transport.handle = sv_handle;
     srv_ok(0, "c-1");
     cu_create();
     assert_int_equal(stws_client_connect(X.c), STWS_OK);
