@@ -847,6 +847,10 @@ typedef struct stws_conn_event {
 typedef struct stws_conn stws_conn;
 typedef void (*stws_conn_event_fn)(stws_conn *conn, const stws_conn_event *ev, void *user_data);
 
+#define STWS_DEFAULT_RECV_BUFFER_SIZE ((size_t)16 * 1024)
+#define STWS_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define STWS_DEFAULT_CLOSE_TIMEOUT_MS 1000
+
 typedef struct stws_conn_desc {
     const char *url;               /* ws:// or wss:// (required; copied) */
     stws_transport transport;      /* zero: built-in TCP (+ proxy) (+ TLS for wss) */
@@ -864,13 +868,17 @@ typedef struct stws_conn_desc {
     const stws_header *headers;
     int num_headers;
     /* limits and timers */
-    size_t max_frame_size;         /* 0 = 16 MiB */
-    size_t max_message_size;       /* 0 = 16 MiB */
-    size_t max_output_size;        /* 0 = 64 MiB of queued sends (bounds the
-                                      output buffer, see stws_codec_desc) */
-    size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
-    int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
-    int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
+    size_t max_frame_size;         /* 0 = STWS_DEFAULT_MAX_FRAME_SIZE (16 MiB) */
+    size_t max_message_size;       /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE (16 MiB) */
+    size_t max_output_size;        /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE: 64 MiB of
+                                      queued sends (bounds the output buffer,
+                                      see stws_codec_desc) */
+    size_t recv_buffer_size;       /* 0 = STWS_DEFAULT_RECV_BUFFER_SIZE (16 KiB,
+                                      at least 1 KiB), also the handshake limit */
+    int connect_timeout_ms;        /* 0 = STWS_DEFAULT_CONNECT_TIMEOUT_MS (10 s):
+                                      connect + TLS + upgrade */
+    int close_timeout_ms;          /* 0 = STWS_DEFAULT_CLOSE_TIMEOUT_MS (1 s):
+                                      wait for the peer's close */
     /* optional push delivery, called only from inside the pump; the
        callback may send, close or destroy the conn (destroy is deferred to
        the end of the step), never step or poll it */
@@ -1223,6 +1231,11 @@ typedef void (*stws_client_event_fn)(stws_client *client, const stws_client_even
                                      void *user_data);
 
 #define STWS_DEFAULT_URL "wss://chat.stream-io-api.com/api/v2/connect"
+#define STWS_DEFAULT_HEALTH_INTERVAL_MS 25000   /* PROTOCOL.md §4 */
+#define STWS_DEFAULT_DEAD_TIMEOUT_MS 35000
+#define STWS_DEFAULT_WATCHDOG_MS 15000
+#define STWS_DEFAULT_BACKOFF_CAP_MS 25000
+#define STWS_DEFAULT_SEND_QUEUE_LIMIT ((size_t)1 << 20)
 /* A socket that ends sooner than this after its connection.ok was not a
    healthy connection: a failure for the backoff and max_attempts (a server
    that accepts and drops at once must not be retried every 250-500 ms
@@ -1244,19 +1257,24 @@ typedef struct stws_client_desc {
     stws_token_provider token_provider;
     const char *products;          /* "chat,video,feeds" subset; NULL = no filter */
     const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.1.0|os=..." */
-    int health_interval_ms;        /* 0 = 25000 */
-    int dead_timeout_ms;           /* 0 = 35000: silence -> reconnect */
-    int watchdog_ms;               /* 0 = 15000: connect until connection.ok */
-    int backoff_cap_ms;            /* 0 = 25000 */
+    int health_interval_ms;        /* 0 = STWS_DEFAULT_HEALTH_INTERVAL_MS (25 s) */
+    int dead_timeout_ms;           /* 0 = STWS_DEFAULT_DEAD_TIMEOUT_MS (35 s):
+                                      silence -> reconnect */
+    int watchdog_ms;               /* 0 = STWS_DEFAULT_WATCHDOG_MS (15 s): connect
+                                      until connection.ok */
+    int backoff_cap_ms;            /* 0 = STWS_DEFAULT_BACKOFF_CAP_MS (25 s) */
     int max_attempts;              /* 0 = unlimited consecutive failures (a socket
                                       that dies within STWS_CLIENT_STABLE_MS of its
                                       connection.ok counts as one) */
-    size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
+    size_t send_queue_limit;       /* 0 = STWS_DEFAULT_SEND_QUEUE_LIMIT: 1 MiB of
+                                      queued outbound text */
     int max_json_tokens;           /* most JSON tokens (values plus keys, as jsmn
                                       counts them) in one inbound event; more is
                                       MALFORMED with STWS_ERR_JSON_TOO_BIG.
-                                      0 = conn.max_message_size: no limit but
-                                      the size (a token takes at least a byte) */
+                                      0 = conn.max_message_size (its default
+                                      STWS_DEFAULT_MAX_MESSAGE_SIZE): no limit
+                                      but the size (a token takes at least a
+                                      byte) */
     int tokenize_events;           /* 0 = lazy: an event's doc is checked in one
                                       pass and look-ups walk its text (fastest
                                       for a few look-ups); 1 = every event is
@@ -6169,7 +6187,6 @@ stws_result stws_jwt_server_token(const char *secret, size_t secret_len, char *o
 
 /* ==== connection ========================================================== */
 
-#define STWS__DEFAULT_RECV_BUFFER (16 * 1024)
 #define STWS__MAX_LIFECYCLE 4
 
 struct stws_conn {
@@ -6343,13 +6360,30 @@ fail:
     return r;
 }
 
-stws_conn *stws_conn_create(const stws_conn_desc *desc) {
+/* Every default of stws_conn_desc, in one place (the codec's own are in
+   stws_codec_create); the hooks get theirs where they are made. */
+static stws_conn_desc stws__conn_desc_defaults(const stws_conn_desc *in) {
+    stws_conn_desc d = *in;
+    if (!d.max_frame_size) d.max_frame_size = STWS_DEFAULT_MAX_FRAME_SIZE;
+    if (!d.max_message_size) d.max_message_size = STWS_DEFAULT_MAX_MESSAGE_SIZE;
+    if (!d.max_output_size) d.max_output_size = STWS_DEFAULT_MAX_OUTPUT_SIZE;
+    if (!d.recv_buffer_size) d.recv_buffer_size = STWS_DEFAULT_RECV_BUFFER_SIZE;
+    if (d.recv_buffer_size < 1024) d.recv_buffer_size = 1024;
+    if (d.connect_timeout_ms <= 0) d.connect_timeout_ms = STWS_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (d.close_timeout_ms <= 0) d.close_timeout_ms = STWS_DEFAULT_CLOSE_TIMEOUT_MS;
+    return d;
+}
+
+stws_conn *stws_conn_create(const stws_conn_desc *user_desc) {
+    stws_conn_desc dd;
+    const stws_conn_desc *desc = &dd;
     stws_allocator a;
     stws_logger lg;
     stws_conn *c;
     stws_codec_desc cd;
     stws_result r;
-    if (!desc) return NULL;
+    if (!user_desc) return NULL;
+    dd = stws__conn_desc_defaults(user_desc);
     lg = stws__logger_def(&desc->logger);
     if (!desc->url) {
         stws__log(&lg, STWS_LOG_ERROR, "conn: desc.url is required");
@@ -6376,12 +6410,11 @@ stws_conn *stws_conn_create(const stws_conn_desc *desc) {
     c->hs.num_subprotocols = desc->num_subprotocols;
     c->hs.headers = desc->headers;
     c->hs.num_headers = desc->num_headers;
-    c->rx_cap = desc->recv_buffer_size ? desc->recv_buffer_size : STWS__DEFAULT_RECV_BUFFER;
-    if (c->rx_cap < 1024) c->rx_cap = 1024;
+    c->rx_cap = desc->recv_buffer_size;
     c->hs.max_response_size = c->rx_cap;
     c->sock_h = -1;
-    c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
-    c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
+    c->connect_timeout = desc->connect_timeout_ms;
+    c->close_timeout = desc->close_timeout_ms;
 
     memset(c->key, 'A', 24); /* a stand-in of the right length */
     if ((r = stws__conn_set_url(c, desc->url)) != STWS_OK) {
@@ -7874,7 +7907,30 @@ static void stws__client_conn_log(stws_log_level level, const char *msg, void *u
     c->log.func(level == STWS_LOG_ERROR ? STWS_LOG_WARN : level, msg, c->log.user_data);
 }
 
-stws_client *stws_client_create(const stws_client_desc *desc) {
+/* Every default of stws_client_desc, in one place (desc.conn's are the
+   conn's, but for connect_timeout_ms); the hooks get theirs where they are
+   made. */
+static stws_client_desc stws__client_desc_defaults(const stws_client_desc *in) {
+    stws_client_desc d = *in;
+    if (!d.url) d.url = STWS_DEFAULT_URL;
+    if (!d.client_id) d.client_id = STWS__CLIENT_ID;
+    if (d.health_interval_ms <= 0) d.health_interval_ms = STWS_DEFAULT_HEALTH_INTERVAL_MS;
+    if (d.dead_timeout_ms <= 0) d.dead_timeout_ms = STWS_DEFAULT_DEAD_TIMEOUT_MS;
+    if (d.watchdog_ms <= 0) d.watchdog_ms = STWS_DEFAULT_WATCHDOG_MS;
+    if (d.backoff_cap_ms <= 0) d.backoff_cap_ms = STWS_DEFAULT_BACKOFF_CAP_MS;
+    if (d.max_attempts < 0) d.max_attempts = 0;
+    if (!d.send_queue_limit) d.send_queue_limit = STWS_DEFAULT_SEND_QUEUE_LIMIT;
+    if (!d.conn.max_message_size) d.conn.max_message_size = STWS_DEFAULT_MAX_MESSAGE_SIZE;
+    /* a token takes at least one byte: by default max_message_size is the
+       only limit, so every event the size limit admits is parsed */
+    if (d.max_json_tokens <= 0) d.max_json_tokens = (int)STWS__MIN(d.conn.max_message_size, (size_t)0x7FFFFFFF);
+    if (d.conn.connect_timeout_ms <= 0) d.conn.connect_timeout_ms = d.watchdog_ms;
+    return d;
+}
+
+stws_client *stws_client_create(const stws_client_desc *user_desc) {
+    stws_client_desc dd;
+    const stws_client_desc *desc = &dd;
     stws_allocator a;
     stws_logger lg;
     stws_client *c;
@@ -7885,7 +7941,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     const char *src[10];
     const char **dst[10];
     int nsrc = 0, sources;
-    if (!desc) return NULL;
+    if (!user_desc) return NULL;
+    dd = stws__client_desc_defaults(user_desc);
     lg = stws__logger_def(&desc->logger);
     if (!desc->api_key || !desc->user_id || !*desc->api_key || !*desc->user_id) {
         stws__log(&lg, STWS_LOG_ERROR, "client: api_key and user_id are required");
@@ -7932,8 +7989,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     STWS__KEEP(static_token, desc->token);
     STWS__KEEP(secret, desc->api_secret);
     STWS__KEEP(products, desc->products);
-    STWS__KEEP(client_id, desc->client_id ? desc->client_id : STWS__CLIENT_ID);
-    STWS__KEEP(base_url, desc->url ? desc->url : STWS_DEFAULT_URL);
+    STWS__KEEP(client_id, desc->client_id);
+    STWS__KEEP(base_url, desc->url);
 #undef STWS__KEEP
     for (k = 0; k < (size_t)nsrc; k++) total += src[k] ? strlen(src[k]) + 1 : 0;
     c->strings = (char *)stws__alloc(&a, total);
@@ -7947,17 +8004,13 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     }
     c->provider = desc->token_provider;
     if (c->static_token) stws__copy(c->token, sizeof c->token, c->static_token);
-    c->health_ms = desc->health_interval_ms > 0 ? desc->health_interval_ms : 25000;
-    c->dead_ms = desc->dead_timeout_ms > 0 ? desc->dead_timeout_ms : 35000;
-    c->watchdog_ms = desc->watchdog_ms > 0 ? desc->watchdog_ms : 15000;
-    c->cap_ms = desc->backoff_cap_ms > 0 ? desc->backoff_cap_ms : 25000;
-    c->max_attempts = desc->max_attempts > 0 ? desc->max_attempts : 0;
-    c->queue_limit = desc->send_queue_limit ? desc->send_queue_limit : ((size_t)1 << 20);
-    /* a token takes at least one byte: by default max_message_size is the
-       only limit, so every event the size limit admits is parsed */
-    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
-                  : (int)STWS__MIN(desc->conn.max_message_size ? desc->conn.max_message_size
-                                                          : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
+    c->health_ms = desc->health_interval_ms;
+    c->dead_ms = desc->dead_timeout_ms;
+    c->watchdog_ms = desc->watchdog_ms;
+    c->cap_ms = desc->backoff_cap_ms;
+    c->max_attempts = desc->max_attempts;
+    c->queue_limit = desc->send_queue_limit;
+    c->max_tokens = desc->max_json_tokens;
     c->tokenize_events = desc->tokenize_events != 0;
     c->json.allocator = c->alloc;
     c->on_reconnecting = desc->on_reconnecting;
@@ -8008,7 +8061,6 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     cd.url = c->scratch;
     cd.on_event = NULL; /* the client pulls its conn's events */
     cd.user_data = NULL;
-    if (cd.connect_timeout_ms <= 0) cd.connect_timeout_ms = c->watchdog_ms;
     cd.allocator = a;
     cd.logger.func = stws__client_conn_log; /* the client decides what is an error */
     cd.logger.user_data = c;
