@@ -411,7 +411,9 @@ typedef struct stws_handshake_response {
     stws_str subprotocol;   /* Sec-WebSocket-Protocol chosen by the server */
 } stws_handshake_response;
 
-/* Fill key with a fresh Sec-WebSocket-Key: base64 of 16 random bytes (§4.1). */
+/* Fill key with a fresh Sec-WebSocket-Key: base64 of 16 random bytes (§4.1).
+   random NULL (or without fill): a generator is made on the heap (malloc),
+   seeded and freed for this one call; pass a hook to avoid that per key. */
 STWS_API stws_result stws_handshake_key(const stws_random *random,
                                         char key[STWS_HANDSHAKE_KEY_SIZE]);
 
@@ -1815,6 +1817,26 @@ static void stws__drbg_free(stws__drbg *d) { (void)d; }
 #define STWS__NO_RANDOM "STWS_NO_DEFAULT_RANDOM needs a random hook"
 #endif
 
+/* The random source of every layer's create: the desc's hook if it has one,
+   else a generator of our own (*own, freed with stws__random_free).  Returns
+   0, or -1 when there is none (log STWS__NO_RANDOM). */
+static int stws__random_init(const stws_allocator *a, const stws_random *hook, stws_random *out,
+                             stws__drbg **own) {
+    *own = NULL;
+    if (hook && hook->fill) {
+        *out = *hook;
+        return 0;
+    }
+    *own = stws__drbg_create(a, out);
+    return *own ? 0 : -1;
+}
+static void stws__random_free(const stws_allocator *a, stws__drbg **own) {
+    if (!*own) return;
+    stws__drbg_free(*own);
+    stws__free(a, *own);
+    *own = NULL;
+}
+
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
 #if defined(STWS__PSA_ONLY)
     size_t n;
@@ -1966,17 +1988,14 @@ stws_result stws_handshake_key(const stws_random *random, char key[STWS_HANDSHAK
     size_t olen = 0;
     int rc;
     if (!key) return STWS_ERR_INVALID_ARG;
-    if (random && random->fill) {
-        rc = random->fill(raw, sizeof raw, random->user_data);
-    } else {
-#ifdef STWS_NO_DEFAULT_RANDOM
-        rc = -1; /* no generator to fall back on */
-#else
-        stws__drbg d;
-        rc = stws__drbg_init(&d);
-        if (rc == 0) rc = stws__drbg_fill(raw, sizeof raw, &d);
-        stws__drbg_free(&d);
-#endif
+    {
+        /* a generator of our own is tens of KiB (the entropy pool): heap */
+        stws_allocator a = stws__allocator_def(NULL);
+        stws__drbg *own;
+        stws_random rnd;
+        rc = stws__random_init(&a, random, &rnd, &own);
+        if (rc == 0) rc = rnd.fill(raw, sizeof raw, rnd.user_data);
+        stws__random_free(&a, &own);
     }
     if (rc != 0) return STWS_ERR_RANDOM;
     if (mbedtls_base64_encode((unsigned char *)key, STWS_HANDSHAKE_KEY_SIZE, &olen, raw,
@@ -2292,9 +2311,7 @@ stws_codec *stws_codec_create(const stws_codec_desc *desc) {
     c->max_frame = d.max_frame_size ? d.max_frame_size : STWS_DEFAULT_MAX_FRAME_SIZE;
     c->max_message = d.max_message_size ? d.max_message_size : STWS_DEFAULT_MAX_MESSAGE_SIZE;
     c->max_output = d.max_output_size ? d.max_output_size : STWS_DEFAULT_MAX_OUTPUT_SIZE;
-    if (d.random.fill) {
-        c->random = d.random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+    if (stws__random_init(&a, &d.random, &c->random, &c->drbg) != 0) {
         stws__free(&a, c);
         return NULL;
     }
@@ -2306,10 +2323,7 @@ void stws_codec_destroy(stws_codec *c) {
     stws_allocator a;
     if (!c) return;
     a = c->alloc;
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
+    stws__random_free(&a, &c->drbg);
     stws__free(&a, c->msg);
     if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__out_reserve */
     stws__free(&a, c->out);
@@ -6424,9 +6438,7 @@ stws_conn *stws_conn_create(const stws_conn_desc *user_desc) {
     c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
     if (!c->rx) goto fail;
 
-    if (desc->random.fill) {
-        c->random = desc->random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+    if (stws__random_init(&a, &desc->random, &c->random, &c->drbg) != 0) {
         stws__log(&lg, STWS_LOG_ERROR, "conn: %s", STWS__NO_RANDOM);
         goto fail;
     }
@@ -6509,10 +6521,7 @@ void stws_conn_destroy(stws_conn *c) {
     stws_tcp_destroy(c->tcp);
 #endif
     stws_codec_destroy(c->codec);
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
+    stws__random_free(&a, &c->drbg);
     /* the request may carry the user's headers (Authorization...), the URL
        a query with credentials: no secret left behind */
     if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
@@ -8016,9 +8025,7 @@ stws_client *stws_client_create(const stws_client_desc *user_desc) {
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;
-    if (desc->random.fill) {
-        c->random = desc->random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+    if (stws__random_init(&a, &desc->random, &c->random, &c->drbg) != 0) {
         stws__log(&lg, STWS_LOG_ERROR, "client: %s", STWS__NO_RANDOM);
         goto fail;
     }
@@ -8090,10 +8097,7 @@ void stws_client_destroy(stws_client *c) {
 static void stws__client_free(stws_client *c) {
     stws_allocator a = c->alloc;
     stws_conn_destroy(c->conn);
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
+    stws__random_free(&a, &c->drbg);
     if (c->strings) mbedtls_platform_zeroize(c->strings, c->strings_len); /* the secret, a token */
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);
