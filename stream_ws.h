@@ -1,4 +1,4 @@
-/* stream_ws.h - v0.1.0 - RFC 6455 WebSocket client for Stream's real-time events - MIT license (end of file)
+/* stream_ws.h - v0.2.0 - RFC 6455 WebSocket client for Stream's real-time events - MIT license (end of file)
 
    A single-header C library, in layers you can use alone:
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
@@ -226,9 +226,9 @@
 #define STREAM_WS_H
 
 #define STWS_VERSION_MAJOR 0
-#define STWS_VERSION_MINOR 1
+#define STWS_VERSION_MINOR 2
 #define STWS_VERSION_PATCH 0
-#define STWS_VERSION_STRING "0.1.0"
+#define STWS_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -1289,7 +1289,7 @@ typedef struct stws_client_desc {
     const char *api_secret;        /* mint user tokens (HS256, iat = now - 5 s) */
     stws_token_provider token_provider;
     const char *products;          /* "chat,video,feeds" subset; NULL = no filter */
-    const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.1.0|os=..." */
+    const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.2.0|os=..." */
     int health_interval_ms;        /* 0 = STWS_DEFAULT_HEALTH_INTERVAL_MS (25 s) */
     int dead_timeout_ms;           /* 0 = STWS_DEFAULT_DEAD_TIMEOUT_MS (35 s):
                                       silence -> reconnect */
