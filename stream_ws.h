@@ -194,7 +194,11 @@
                            stws_json_null       -> stws_json_write_null
                            stws_json_raw        -> stws_json_write_raw
                            stws_json_finish     -> stws_json_write_finish
-                         Defaults are named: STWS_DEFAULT_RECV_BUFFER_SIZE,
+                           STWS_HANDSHAKE_MAX_RESPONSE -> STWS_DEFAULT_MAX_RESPONSE_SIZE
+                           STWS_HTTP_DEFAULT_MAX_HEADER_SIZE -> STWS_DEFAULT_MAX_HEADER_SIZE
+                           STWS_HTTP_DEFAULT_MAX_BODY_SIZE -> STWS_DEFAULT_MAX_BODY_SIZE
+                         Every default is STWS_DEFAULT_<field>; new:
+                         STWS_DEFAULT_RECV_BUFFER_SIZE,
                          _CONNECT_TIMEOUT_MS, _CLOSE_TIMEOUT_MS,
                          _HEALTH_INTERVAL_MS, _DEAD_TIMEOUT_MS, _WATCHDOG_MS,
                          _BACKOFF_CAP_MS, _SEND_QUEUE_LIMIT (values unchanged).
@@ -416,7 +420,7 @@ STWS_API stws_result stws_url_parse(const char *url, stws_url *out);
 
 #define STWS_HANDSHAKE_KEY_SIZE 25      /* 24 base64 chars + NUL */
 #define STWS_HANDSHAKE_ACCEPT_SIZE 29   /* 28 base64 chars + NUL */
-#define STWS_HANDSHAKE_MAX_RESPONSE (16 * 1024)
+#define STWS_DEFAULT_MAX_RESPONSE_SIZE (16 * 1024)
 
 typedef struct stws_header {
     const char *name;
@@ -429,7 +433,7 @@ typedef struct stws_handshake_desc {
     int num_subprotocols;
     const stws_header *headers;       /* optional extra request headers */
     int num_headers;
-    size_t max_response_size;         /* 0 = STWS_HANDSHAKE_MAX_RESPONSE */
+    size_t max_response_size;         /* 0 = STWS_DEFAULT_MAX_RESPONSE_SIZE */
 } stws_handshake_desc;
 
 typedef struct stws_handshake_response {
@@ -588,15 +592,15 @@ STWS_API int stws_close_code_valid(int code);
    to the largest response and are kept across stws_http_parser_reset(): no
    allocation per response in steady state. */
 
-#define STWS_HTTP_DEFAULT_MAX_HEADER_SIZE ((size_t)16 * 1024)
-#define STWS_HTTP_DEFAULT_MAX_BODY_SIZE ((size_t)16 << 20)
+#define STWS_DEFAULT_MAX_HEADER_SIZE ((size_t)16 * 1024)
+#define STWS_DEFAULT_MAX_BODY_SIZE ((size_t)16 << 20)
 
 typedef struct stws_http_parser_desc {
-    size_t max_header_size;    /* 0 = STWS_HTTP_DEFAULT_MAX_HEADER_SIZE: the
+    size_t max_header_size;    /* 0 = STWS_DEFAULT_MAX_HEADER_SIZE: the
                                   status line, fields and empty line of the
                                   final answer plus any 1xx answers before it;
                                   the trailer section of a chunked body too */
-    size_t max_body_size;      /* 0 = STWS_HTTP_DEFAULT_MAX_BODY_SIZE, after
+    size_t max_body_size;      /* 0 = STWS_DEFAULT_MAX_BODY_SIZE, after
                                   de-chunking */
     stws_allocator allocator;  /* default malloc/free */
 } stws_http_parser_desc;
@@ -2177,7 +2181,7 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
                                           const stws_handshake_desc *desc,
                                           stws_handshake_response *out) {
     size_t max = (desc && desc->max_response_size) ? desc->max_response_size
-                                                   : STWS_HANDSHAKE_MAX_RESPONSE;
+                                                   : STWS_DEFAULT_MAX_RESPONSE_SIZE;
     size_t end = 0, i, line_end;
     int have_upgrade = 0, upgrade_count = 0, have_conn = 0, accept_count = 0, accept_ok = 0;
     int bad_ext = 0, proto_count = 0;
@@ -2887,8 +2891,8 @@ stws_http_parser *stws_http_parser_create(const stws_http_parser_desc *desc) {
     if (!p) return NULL;
     memset(p, 0, sizeof *p);
     p->alloc = a;
-    p->max_head = d.max_header_size ? d.max_header_size : STWS_HTTP_DEFAULT_MAX_HEADER_SIZE;
-    p->max_body = d.max_body_size ? d.max_body_size : STWS_HTTP_DEFAULT_MAX_BODY_SIZE;
+    p->max_head = d.max_header_size ? d.max_header_size : STWS_DEFAULT_MAX_HEADER_SIZE;
+    p->max_body = d.max_body_size ? d.max_body_size : STWS_DEFAULT_MAX_BODY_SIZE;
     if (p->max_body == (size_t)-1) p->max_body--; /* room for the NUL */
     stws_http_parser_reset(p, 0);
     return p;

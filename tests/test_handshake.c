@@ -807,9 +807,9 @@ static void check_size_limits(size_t max, const stws_handshake_desc *d) {
 static void response_too_big(void **state) {
     stws_handshake_desc d;
     (void)state;
-    check_size_limits(STWS_HANDSHAKE_MAX_RESPONSE, NULL);
+    check_size_limits(STWS_DEFAULT_MAX_RESPONSE_SIZE, NULL);
     memset(&d, 0, sizeof d);
-    check_size_limits(STWS_HANDSHAKE_MAX_RESPONSE, &d); /* 0 = the default */
+    check_size_limits(STWS_DEFAULT_MAX_RESPONSE_SIZE, &d); /* 0 = the default */
     d.max_response_size = 256;
     check_size_limits(256, &d);
     d.max_response_size = 64 * 1024;
