@@ -5,7 +5,7 @@
      codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
      http       sans-I/O HTTP/1.1 response parser (Content-Length, chunked,
                 keep-alive, 1xx, limits) and request writer (stws_http_*)
-     transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
+     transports TCP, HTTP CONNECT proxy, TLS over any transport, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
      json/jwt   strict reader (lazy documents: one tokenless pass, look-ups
                 walk the checked text; token documents: jsmn into tokens you
@@ -792,6 +792,24 @@ STWS_API stws_tcp *stws_tcp_create(const stws_tcp_desc *desc);
 STWS_API void stws_tcp_destroy(stws_tcp *tcp);
 STWS_API stws_transport stws_tcp_transport(stws_tcp *tcp);
 
+typedef struct stws_proxy_desc {
+    stws_transport inner;      /* required: the stream to the proxy */
+    const char *url;           /* http://[user:pass@]host:port */
+    stws_allocator allocator;
+} stws_proxy_desc;
+
+typedef struct stws_proxy stws_proxy;
+/* HTTP CONNECT tunnel (RFC 9110 §9.3.6) with optional Basic auth. */
+STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
+STWS_API void stws_proxy_destroy(stws_proxy *proxy);
+STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* Why the last CONNECT failed, with the proxy's status line (escaped):
+   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
+STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
+/* The proxy to use for url according to https_proxy/http_proxy/no_proxy
+   (and their upper-case forms), or NULL for a direct connection. */
+STWS_API const char *stws_proxy_from_env(const char *url);
+
 typedef struct stws_tls_desc {
     stws_transport inner;      /* required: TLS runs over any transport */
     const char *ca_file;       /* PEM CA bundle; default: the system bundle */
@@ -820,24 +838,6 @@ STWS_API stws_transport stws_tls_transport(stws_tls *tls);
 /* Why the last TLS operation failed ("certificate verify failed: ..."),
    or "" if it did not.  mbedTLS's own texts only: nothing the peer sent. */
 STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
-
-typedef struct stws_proxy_desc {
-    stws_transport inner;      /* required: the stream to the proxy */
-    const char *url;           /* http://[user:pass@]host:port */
-    stws_allocator allocator;
-} stws_proxy_desc;
-
-typedef struct stws_proxy stws_proxy;
-/* HTTP CONNECT tunnel (RFC 9110 §9.3.6) with optional Basic auth. */
-STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
-STWS_API void stws_proxy_destroy(stws_proxy *proxy);
-STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
-/* Why the last CONNECT failed, with the proxy's status line (escaped):
-   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
-STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
-/* The proxy to use for url according to https_proxy/http_proxy/no_proxy
-   (and their upper-case forms), or NULL for a direct connection. */
-STWS_API const char *stws_proxy_from_env(const char *url);
 
 /* ==== the connection ====================================================== */
 
