@@ -129,8 +129,9 @@
 
    TLS
        Certificate chain and host name (DNS or IP SAN) are verified by default
-       against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
-       turns verification off and logs a warning on every connect.
+       against the system bundle, or desc.ca_file / desc.ca_pem (the client's:
+       desc.conn.ca_file, ...).  insecure = 1 turns verification off and logs
+       a warning on every connect.
 
    SECRETS AND HOSTILE TEXT
        Tokens, the API secret, proxy credentials and the upgrade request
@@ -150,9 +151,10 @@
        never a duplicate; acknowledge at the application level if every
        message must arrive (tests/integration/test_faults.py shows both).
 
-   LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
+   LIMITS AND TIMERS (runtime, in the descs; 0 means the default below, each
+   a constant STWS_DEFAULT_<field> named in the field's comment)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
-       max_output_size                     64 MiB of queued, unsent bytes; the
+       max_output_size                     64 MiB of buffered, unsent bytes; the
                                            output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
        HTTP response header / body         16 KiB (1xx and trailers counted) / 16 MiB
