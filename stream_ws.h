@@ -524,10 +524,10 @@ typedef enum stws_codec_state {
 typedef enum stws_codec_event_type {
     STWS_CODEC_EVENT_NONE = 0,       /* all input consumed, nothing complete yet */
     STWS_CODEC_EVENT_MESSAGE,        /* a whole text or binary message */
-    STWS_CODEC_EVENT_PING,           /* a pong has been queued already */
+    STWS_CODEC_EVENT_PING,           /* a pong has been buffered already */
     STWS_CODEC_EVENT_PONG,
-    STWS_CODEC_EVENT_CLOSE,          /* the peer's close; the reply is queued */
-    STWS_CODEC_EVENT_ERROR           /* failure; the close frame is queued */
+    STWS_CODEC_EVENT_CLOSE,          /* the peer's close; the reply is buffered */
+    STWS_CODEC_EVENT_ERROR           /* failure; the close frame is buffered */
 } stws_codec_event_type;
 
 /* One event from the codec.  data/len are valid until the next call on the
@@ -555,17 +555,17 @@ STWS_API void stws_codec_reset(stws_codec *codec);
 
 /* Parse input until one event is complete or the input is used up.  *used
    receives the bytes consumed; call again with the rest.  Returns STWS_OK
-   (event in *ev, possibly STWS_CODEC_EVENT_NONE) or a negative error, in which case
-   ev->type is STWS_CODEC_EVENT_ERROR, ev->close_code the close code queued for the
-   peer, and every later call returns the same error.  Flush the output after
-   every call. */
+   (event in *ev, possibly STWS_CODEC_EVENT_NONE) or a negative error, in
+   which case ev->type is STWS_CODEC_EVENT_ERROR, ev->close_code the close
+   code buffered for the peer, and every later call returns the same error.
+   Flush the output after every call. */
 STWS_API stws_result stws_codec_parse(stws_codec *codec, const void *in,
                                       size_t len, size_t *used,
                                       stws_codec_event *ev);
 
 /* Queue one whole message or control frame, masked with a fresh key.
    Text must be valid UTF-8 (STWS_ERR_INVALID_UTF8); control payloads at most
-   125 bytes (STWS_ERR_INVALID_ARG); STWS_ERR_OUTPUT_FULL when the queued
+   125 bytes (STWS_ERR_INVALID_ARG); STWS_ERR_OUTPUT_FULL when the buffered
    output would pass max_output_size; STWS_ERR_STATE after a close was sent. */
 STWS_API stws_result stws_codec_send(stws_codec *codec, stws_opcode opcode,
                                      const void *data, size_t len);
@@ -909,7 +909,7 @@ typedef struct stws_conn_desc {
     size_t max_frame_size;         /* 0 = STWS_DEFAULT_MAX_FRAME_SIZE (16 MiB) */
     size_t max_message_size;       /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE (16 MiB) */
     size_t max_output_size;        /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE: 64 MiB of
-                                      queued sends (bounds the output buffer,
+                                      buffered sends (bounds the output buffer,
                                       see stws_codec_desc) */
     size_t recv_buffer_size;       /* 0 = STWS_DEFAULT_RECV_BUFFER_SIZE (16 KiB,
                                       at least 1 KiB), also the handshake limit */
