@@ -3952,7 +3952,7 @@ static intptr_t stws__proxy_handle(void *ctx) {
 }
 
 /* Percent-decoding for the user:pass part of a proxy URL. */
-static size_t stws__pct_decode(const char *s, size_t n, char *out) {
+static size_t stws__proxy_pct_decode(const char *s, size_t n, char *out) {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {
         if (s[i] == '%' && i + 2 < n) {
@@ -4002,7 +4002,7 @@ stws_proxy *stws_proxy_create(const stws_proxy_desc *desc) {
         size_t olen = 0, n = (size_t)(at - u);
         int rc;
         if (n >= sizeof cred) goto fail;
-        n = stws__pct_decode(u, n, cred);
+        n = stws__proxy_pct_decode(u, n, cred);
         memcpy(p->auth, field, fl);
         /* room left for CR LF after the base64 and its NUL */
         rc = mbedtls_base64_encode((unsigned char *)p->auth + fl, sizeof p->auth - fl - 2, &olen,
