@@ -19,7 +19,7 @@ TEST_HDRS := $(wildcard tests/*.h) stream_ws_test.h
 FUZZ_SRCS := $(wildcard fuzz/fuzz_*.c)
 FUZZERS   := $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 
-.PHONY: all test check deps compile-check test-tsan fuzz soak demo bench size clean install \
+.PHONY: all test check deps compile-check stack-check test-tsan fuzz soak demo bench size clean install \
         test-packaging test-mbedtls3 test-mbedtls4 test-windows
 
 # A plain `make` needs one C compiler; the compile matrix (gcc, g++, clang,
@@ -38,7 +38,7 @@ $(BUILD)/test_%: tests/test_%.c $(BUILD)/impl.o $(TEST_HDRS)
 # mbedTLS's entropy/CTR-DRBG); an implementation object must export nothing
 # but stws_* symbols.
 FW_DEFS = -DSTWS_NO_SOCKETS -DSTWS_NO_TLS -DSTWS_NO_STDIO -DSTWS_NO_DEFAULT_RANDOM
-compile-check: $(BUILD)/impl.o
+compile-check: $(BUILD)/impl.o stack-check
 	@mkdir -p $(BUILD)/compile
 	@set -e; for cc in gcc clang; do \
 	  for std in c99 c11; do \
@@ -64,6 +64,16 @@ compile-check: $(BUILD)/impl.o
 	if [ -n "$$bad" ]; then echo "compile-check: the firmware set still references: $$bad"; exit 1; fi; \
 	nm -g --defined-only $(BUILD)/compile/gcc-c99-static.o | awk 'NF==3 {print $$3}' | grep -v '^compile_check' | grep -q . && { echo "compile-check: STWS_STATIC exports symbols"; exit 1; } || true; \
 	echo "compile-check: C99/C11/C++11 with gcc and clang, static mode, firmware set, no threads, jsmn include order, exports only stws_*: ok"
+
+# No public call puts a big object on the caller's stack: stws_handshake_key
+# without a random hook once held a 38 KB entropy context there (gcc's
+# -fstack-usage, the frame of each stws_* function at -O2, limit 4 KiB).
+stack-check:
+	@mkdir -p $(BUILD)/compile
+	@gcc -std=c99 $(WARN) -O2 -fstack-usage -c tests/compile/impl.c -o $(BUILD)/compile/stack.o
+	@big=$$(awk -F'\t' '{ n = split($$1, p, ":"); if (p[n] ~ /^stws_/ && $$2 + 0 > 4096) print p[n], $$2 }' $(BUILD)/compile/stack.su); \
+	if [ -n "$$big" ]; then echo "stack-check: frames over 4 KiB: $$big"; exit 1; fi; \
+	echo "stack-check: every stws_* frame under 4 KiB: ok"
 
 deps:
 	@sh tools/deps.sh

@@ -1,15 +1,16 @@
-/* stream_ws.h - v0.1.0 - RFC 6455 WebSocket client for Stream's real-time events - MIT license (end of file)
+/* stream_ws.h - v0.2.0 - RFC 6455 WebSocket client for Stream's real-time events - MIT license (end of file)
 
    A single-header C library, in layers you can use alone:
-     codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
      handshake  HTTP/1.1 upgrade request and response check (stws_handshake_*)
+     codec      sans-I/O RFC 6455 framing (stws_codec_*): bytes in, events out
      http       sans-I/O HTTP/1.1 response parser (Content-Length, chunked,
                 keep-alive, 1xx, limits) and request writer (stws_http_*)
-     transports TCP, TLS over any transport, HTTP CONNECT proxy, or your own
+     transports TCP, HTTP CONNECT proxy, TLS over any transport, or your own
      conn       a pumped WebSocket connection (stws_conn_*)
-     json/jwt   escaping writer, strict reader (lazy documents: one tokenless
-                pass, look-ups walk the checked text; token documents: jsmn
-                into tokens you own; values, cursors, int64/double), HS256 minter
+     json/jwt   strict reader (lazy documents: one tokenless pass, look-ups
+                walk the checked text; token documents: jsmn into tokens you
+                own; values, cursors, int64/double), escaping writer
+                (stws_json_write_*), HS256 minter
      client     Stream's protocol: auth, health checks, reconnect, token
                 refresh, a lossless send queue (stws_client_*)
 
@@ -135,8 +136,9 @@
 
    TLS
        Certificate chain and host name (DNS or IP SAN) are verified by default
-       against the system bundle, or desc.ca_file / desc.ca_pem.  insecure = 1
-       turns verification off and logs a warning on every connect.
+       against the system bundle, or desc.ca_file / desc.ca_pem (the client's:
+       desc.conn.ca_file, ...).  insecure = 1 turns verification off and logs
+       a warning on every connect.
 
    SECRETS AND HOSTILE TEXT
        Tokens, the API secret, proxy credentials and the upgrade request
@@ -156,9 +158,10 @@
        never a duplicate; acknowledge at the application level if every
        message must arrive (tests/integration/test_faults.py shows both).
 
-   LIMITS AND TIMERS (runtime, in the descs; 0 means the default below)
+   LIMITS AND TIMERS (runtime, in the descs; 0 means the default below, each
+   a constant STWS_DEFAULT_<field> named in the field's comment)
        max_frame_size / max_message_size   16 MiB each (more -> close 1009)
-       max_output_size                     64 MiB of queued, unsent bytes; the
+       max_output_size                     64 MiB of buffered, unsent bytes; the
                                            output buffer never grows past it + 64 KiB
        handshake response / recv buffer    16 KiB
        HTTP response header / body         16 KiB (1xx and trailers counted) / 16 MiB
@@ -168,7 +171,49 @@
                max_message_size
 
    VERSION HISTORY
-       unreleased        JSON reader: stws_json_doc_init (any text is a
+       0.2.0  (2026-12)  API changes (rename table below).  Client desc: the
+                         connection's options are nested, desc.conn (a
+                         stws_conn_desc: origin, headers, subprotocols,
+                         limits, close timeout are now reachable); the flat
+                         transport, ca_file, ca_pem, insecure, proxy,
+                         proxy_from_env, resolver and max_message_size fields
+                         are gone (d.insecure -> d.conn.insecure, ...).
+                         Connection: stws_conn_abort, stws_conn_set_url,
+                         stws_conn_send_secret (what the client needed from
+                         the conn's internals).
+                         Renamed (old -> new; codec events like the other
+                         layers', JSON writer verbs apart from the reader's):
+                           stws_event_type      -> stws_codec_event_type
+                           STWS_EVENT_NONE      -> STWS_CODEC_EVENT_NONE
+                           STWS_EVENT_MESSAGE   -> STWS_CODEC_EVENT_MESSAGE
+                           STWS_EVENT_PING      -> STWS_CODEC_EVENT_PING
+                           STWS_EVENT_PONG      -> STWS_CODEC_EVENT_PONG
+                           STWS_EVENT_CLOSE     -> STWS_CODEC_EVENT_CLOSE
+                           STWS_EVENT_ERROR     -> STWS_CODEC_EVENT_ERROR
+                           stws_json_init       -> stws_json_write_init
+                           stws_json_object_begin -> stws_json_write_object_begin
+                           stws_json_object_end -> stws_json_write_object_end
+                           stws_json_array_begin -> stws_json_write_array_begin
+                           stws_json_array_end  -> stws_json_write_array_end
+                           stws_json_key        -> stws_json_write_key
+                           stws_json_string     -> stws_json_write_string
+                           stws_json_string_n   -> stws_json_write_string_n
+                           stws_json_int        -> stws_json_write_int
+                           stws_json_bool       -> stws_json_write_bool
+                           stws_json_null       -> stws_json_write_null
+                           stws_json_raw        -> stws_json_write_raw
+                           stws_json_finish     -> stws_json_write_finish
+                           STWS_HANDSHAKE_MAX_RESPONSE -> STWS_DEFAULT_MAX_RESPONSE_SIZE
+                           STWS_HTTP_DEFAULT_MAX_HEADER_SIZE -> STWS_DEFAULT_MAX_HEADER_SIZE
+                           STWS_HTTP_DEFAULT_MAX_BODY_SIZE -> STWS_DEFAULT_MAX_BODY_SIZE
+                         Every default is STWS_DEFAULT_<field>; new:
+                         STWS_DEFAULT_RECV_BUFFER_SIZE,
+                         _CONNECT_TIMEOUT_MS, _CLOSE_TIMEOUT_MS,
+                         _HEALTH_INTERVAL_MS, _DEAD_TIMEOUT_MS, _WATCHDOG_MS,
+                         _BACKOFF_CAP_MS, _SEND_QUEUE_LIMIT (values unchanged).
+                         "Buffered" (conn, codec) = framed bytes not yet
+                         written; "queued" (client) = messages in its queue.
+                         JSON reader: stws_json_doc_init (any text is a
                          document), stws_json_tokenize/stws_json_tokens (jsmn
                          tokens you own and reuse), stws_json_get/get_in/len/
                          elem/iter_init/next (linear iteration),
@@ -207,9 +252,9 @@
 #define STREAM_WS_H
 
 #define STWS_VERSION_MAJOR 0
-#define STWS_VERSION_MINOR 1
+#define STWS_VERSION_MINOR 2
 #define STWS_VERSION_PATCH 0
-#define STWS_VERSION_STRING "0.1.0"
+#define STWS_VERSION_STRING "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -397,7 +442,7 @@ STWS_API stws_result stws_url_parse(const char *url, stws_url *out);
 
 #define STWS_HANDSHAKE_KEY_SIZE 25      /* 24 base64 chars + NUL */
 #define STWS_HANDSHAKE_ACCEPT_SIZE 29   /* 28 base64 chars + NUL */
-#define STWS_HANDSHAKE_MAX_RESPONSE (16 * 1024)
+#define STWS_DEFAULT_MAX_RESPONSE_SIZE (16 * 1024)
 
 typedef struct stws_header {
     const char *name;
@@ -410,7 +455,7 @@ typedef struct stws_handshake_desc {
     int num_subprotocols;
     const stws_header *headers;       /* optional extra request headers */
     int num_headers;
-    size_t max_response_size;         /* 0 = STWS_HANDSHAKE_MAX_RESPONSE */
+    size_t max_response_size;         /* 0 = STWS_DEFAULT_MAX_RESPONSE_SIZE */
 } stws_handshake_desc;
 
 typedef struct stws_handshake_response {
@@ -421,7 +466,9 @@ typedef struct stws_handshake_response {
     stws_str subprotocol;   /* Sec-WebSocket-Protocol chosen by the server */
 } stws_handshake_response;
 
-/* Fill key with a fresh Sec-WebSocket-Key: base64 of 16 random bytes (§4.1). */
+/* Fill key with a fresh Sec-WebSocket-Key: base64 of 16 random bytes (§4.1).
+   random NULL (or without fill): a generator is made on the heap (malloc),
+   seeded and freed for this one call; pass a hook to avoid that per key. */
 STWS_API stws_result stws_handshake_key(const stws_random *random,
                                         char key[STWS_HANDSHAKE_KEY_SIZE]);
 
@@ -494,20 +541,20 @@ typedef enum stws_codec_state {
     STWS_CODEC_FAILED          /* protocol failure: flush output, close the socket */
 } stws_codec_state;
 
-typedef enum stws_event_type {
-    STWS_EVENT_NONE = 0,       /* all input consumed, nothing complete yet */
-    STWS_EVENT_MESSAGE,        /* a whole text or binary message */
-    STWS_EVENT_PING,           /* a pong has been queued already */
-    STWS_EVENT_PONG,
-    STWS_EVENT_CLOSE,          /* the peer's close; the reply is queued */
-    STWS_EVENT_ERROR           /* failure; the close frame is queued */
-} stws_event_type;
+typedef enum stws_codec_event_type {
+    STWS_CODEC_EVENT_NONE = 0,       /* all input consumed, nothing complete yet */
+    STWS_CODEC_EVENT_MESSAGE,        /* a whole text or binary message */
+    STWS_CODEC_EVENT_PING,           /* a pong has been buffered already */
+    STWS_CODEC_EVENT_PONG,
+    STWS_CODEC_EVENT_CLOSE,          /* the peer's close; the reply is buffered */
+    STWS_CODEC_EVENT_ERROR           /* failure; the close frame is buffered */
+} stws_codec_event_type;
 
 /* One event from the codec.  data/len are valid until the next call on the
    codec, and (for messages delivered without a copy) while the input buffer
    given to stws_codec_parse() is unchanged. */
 typedef struct stws_codec_event {
-    stws_event_type type;
+    stws_codec_event_type type;
     stws_opcode opcode;        /* MESSAGE: STWS_OP_TEXT or STWS_OP_BINARY */
     const uint8_t *data;       /* payload; for CLOSE the reason */
     size_t len;
@@ -528,17 +575,17 @@ STWS_API void stws_codec_reset(stws_codec *codec);
 
 /* Parse input until one event is complete or the input is used up.  *used
    receives the bytes consumed; call again with the rest.  Returns STWS_OK
-   (event in *ev, possibly STWS_EVENT_NONE) or a negative error, in which case
-   ev->type is STWS_EVENT_ERROR, ev->close_code the close code queued for the
-   peer, and every later call returns the same error.  Flush the output after
-   every call. */
+   (event in *ev, possibly STWS_CODEC_EVENT_NONE) or a negative error, in
+   which case ev->type is STWS_CODEC_EVENT_ERROR, ev->close_code the close
+   code buffered for the peer, and every later call returns the same error.
+   Flush the output after every call. */
 STWS_API stws_result stws_codec_parse(stws_codec *codec, const void *in,
                                       size_t len, size_t *used,
                                       stws_codec_event *ev);
 
 /* Queue one whole message or control frame, masked with a fresh key.
    Text must be valid UTF-8 (STWS_ERR_INVALID_UTF8); control payloads at most
-   125 bytes (STWS_ERR_INVALID_ARG); STWS_ERR_OUTPUT_FULL when the queued
+   125 bytes (STWS_ERR_INVALID_ARG); STWS_ERR_OUTPUT_FULL when the buffered
    output would pass max_output_size; STWS_ERR_STATE after a close was sent. */
 STWS_API stws_result stws_codec_send(stws_codec *codec, stws_opcode opcode,
                                      const void *data, size_t len);
@@ -548,7 +595,8 @@ STWS_API stws_result stws_codec_send(stws_codec *codec, stws_opcode opcode,
 STWS_API stws_result stws_codec_close(stws_codec *codec, int code,
                                       const char *reason, size_t reason_len);
 
-/* The bytes waiting to be written: *len receives their count. */
+/* The bytes buffered (framed, not yet written): *len receives their count.
+   "Buffered" means this in every layer (stws_conn_buffered). */
 STWS_API const uint8_t *stws_codec_output(const stws_codec *codec, size_t *len);
 /* Tell the codec that n bytes of its output were written. */
 STWS_API void stws_codec_output_consumed(stws_codec *codec, size_t n);
@@ -566,15 +614,15 @@ STWS_API int stws_close_code_valid(int code);
    to the largest response and are kept across stws_http_parser_reset(): no
    allocation per response in steady state. */
 
-#define STWS_HTTP_DEFAULT_MAX_HEADER_SIZE ((size_t)16 * 1024)
-#define STWS_HTTP_DEFAULT_MAX_BODY_SIZE ((size_t)16 << 20)
+#define STWS_DEFAULT_MAX_HEADER_SIZE ((size_t)16 * 1024)
+#define STWS_DEFAULT_MAX_BODY_SIZE ((size_t)16 << 20)
 
 typedef struct stws_http_parser_desc {
-    size_t max_header_size;    /* 0 = STWS_HTTP_DEFAULT_MAX_HEADER_SIZE: the
+    size_t max_header_size;    /* 0 = STWS_DEFAULT_MAX_HEADER_SIZE: the
                                   status line, fields and empty line of the
                                   final answer plus any 1xx answers before it;
                                   the trailer section of a chunked body too */
-    size_t max_body_size;      /* 0 = STWS_HTTP_DEFAULT_MAX_BODY_SIZE, after
+    size_t max_body_size;      /* 0 = STWS_DEFAULT_MAX_BODY_SIZE, after
                                   de-chunking */
     stws_allocator allocator;  /* default malloc/free */
 } stws_http_parser_desc;
@@ -766,6 +814,24 @@ STWS_API stws_tcp *stws_tcp_create(const stws_tcp_desc *desc);
 STWS_API void stws_tcp_destroy(stws_tcp *tcp);
 STWS_API stws_transport stws_tcp_transport(stws_tcp *tcp);
 
+typedef struct stws_proxy_desc {
+    stws_transport inner;      /* required: the stream to the proxy */
+    const char *url;           /* http://[user:pass@]host:port */
+    stws_allocator allocator;
+} stws_proxy_desc;
+
+typedef struct stws_proxy stws_proxy;
+/* HTTP CONNECT tunnel (RFC 9110 §9.3.6) with optional Basic auth. */
+STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
+STWS_API void stws_proxy_destroy(stws_proxy *proxy);
+STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
+/* Why the last CONNECT failed, with the proxy's status line (escaped):
+   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
+STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
+/* The proxy to use for url according to https_proxy/http_proxy/no_proxy
+   (and their upper-case forms), or NULL for a direct connection. */
+STWS_API const char *stws_proxy_from_env(const char *url);
+
 typedef struct stws_tls_desc {
     stws_transport inner;      /* required: TLS runs over any transport */
     const char *ca_file;       /* PEM CA bundle; default: the system bundle */
@@ -794,24 +860,6 @@ STWS_API stws_transport stws_tls_transport(stws_tls *tls);
 /* Why the last TLS operation failed ("certificate verify failed: ..."),
    or "" if it did not.  mbedTLS's own texts only: nothing the peer sent. */
 STWS_API const char *stws_tls_error_detail(const stws_tls *tls);
-
-typedef struct stws_proxy_desc {
-    stws_transport inner;      /* required: the stream to the proxy */
-    const char *url;           /* http://[user:pass@]host:port */
-    stws_allocator allocator;
-} stws_proxy_desc;
-
-typedef struct stws_proxy stws_proxy;
-/* HTTP CONNECT tunnel (RFC 9110 §9.3.6) with optional Basic auth. */
-STWS_API stws_proxy *stws_proxy_create(const stws_proxy_desc *desc);
-STWS_API void stws_proxy_destroy(stws_proxy *proxy);
-STWS_API stws_transport stws_proxy_transport(stws_proxy *proxy);
-/* Why the last CONNECT failed, with the proxy's status line (escaped):
-   "proxy refused the CONNECT: HTTP/1.1 403 Forbidden"; "" if it did not. */
-STWS_API const char *stws_proxy_error_detail(const stws_proxy *proxy);
-/* The proxy to use for url according to https_proxy/http_proxy/no_proxy
-   (and their upper-case forms), or NULL for a direct connection. */
-STWS_API const char *stws_proxy_from_env(const char *url);
 
 /* ==== the connection ====================================================== */
 
@@ -858,6 +906,10 @@ typedef struct stws_conn_event {
 typedef struct stws_conn stws_conn;
 typedef void (*stws_conn_event_fn)(stws_conn *conn, const stws_conn_event *ev, void *user_data);
 
+#define STWS_DEFAULT_RECV_BUFFER_SIZE ((size_t)16 * 1024)
+#define STWS_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define STWS_DEFAULT_CLOSE_TIMEOUT_MS 1000
+
 typedef struct stws_conn_desc {
     const char *url;               /* ws:// or wss:// (required; copied) */
     stws_transport transport;      /* zero: built-in TCP (+ proxy) (+ TLS for wss) */
@@ -875,13 +927,17 @@ typedef struct stws_conn_desc {
     const stws_header *headers;
     int num_headers;
     /* limits and timers */
-    size_t max_frame_size;         /* 0 = 16 MiB */
-    size_t max_message_size;       /* 0 = 16 MiB */
-    size_t max_output_size;        /* 0 = 64 MiB of queued sends (bounds the
-                                      output buffer, see stws_codec_desc) */
-    size_t recv_buffer_size;       /* 0 = 16 KiB, also the handshake limit */
-    int connect_timeout_ms;        /* 0 = 10000: connect + TLS + upgrade */
-    int close_timeout_ms;          /* 0 = 1000: wait for the peer's close */
+    size_t max_frame_size;         /* 0 = STWS_DEFAULT_MAX_FRAME_SIZE (16 MiB) */
+    size_t max_message_size;       /* 0 = STWS_DEFAULT_MAX_MESSAGE_SIZE (16 MiB) */
+    size_t max_output_size;        /* 0 = STWS_DEFAULT_MAX_OUTPUT_SIZE: 64 MiB of
+                                      buffered sends (bounds the output buffer,
+                                      see stws_codec_desc) */
+    size_t recv_buffer_size;       /* 0 = STWS_DEFAULT_RECV_BUFFER_SIZE (16 KiB,
+                                      at least 1 KiB), also the handshake limit */
+    int connect_timeout_ms;        /* 0 = STWS_DEFAULT_CONNECT_TIMEOUT_MS (10 s):
+                                      connect + TLS + upgrade */
+    int close_timeout_ms;          /* 0 = STWS_DEFAULT_CLOSE_TIMEOUT_MS (1 s):
+                                      wait for the peer's close */
     /* optional push delivery, called only from inside the pump; the
        callback may send, close or destroy the conn (destroy is deferred to
        the end of the step), never step or poll it */
@@ -951,8 +1007,13 @@ STWS_API unsigned stws_conn_socket_generation(const stws_conn *conn);
 STWS_API int stws_conn_wants(const stws_conn *conn);  /* stws_poll_flags */
 /* Queue a message (text, binary, ping).  Only while OPEN. */
 STWS_API stws_result stws_conn_send(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
-/* Bytes queued and not yet written to the transport (back-pressure). */
+/* Bytes buffered (framed, in the output buffer) and not yet written to the
+   transport: back-pressure. */
 STWS_API size_t stws_conn_buffered(const stws_conn *conn);
+/* As stws_conn_send, for a message that carries a credential (an auth
+   token): its frame is wiped from the output buffer once written, or when
+   the socket ends first. */
+STWS_API stws_result stws_conn_send_secret(stws_conn *conn, stws_opcode opcode, const void *data, size_t len);
 /* Start the closing handshake (§7.1.2); the socket closes when the peer
    answers or close_timeout_ms passes.  Before OPEN it just aborts. */
 STWS_API stws_result stws_conn_close(stws_conn *conn, int code, const char *reason);
@@ -970,43 +1031,14 @@ STWS_API const char *stws_conn_error_detail(const stws_conn *conn);
 STWS_API uint64_t stws_conn_bytes_written(const stws_conn *conn);
 /* 1 if the peer's close frame arrived on the current (or last) socket. */
 STWS_API int stws_conn_peer_closed(const stws_conn *conn);
-
-/* ==== JSON: a safe writer for outbound events ============================= */
-
-#define STWS_JSON_MAX_DEPTH 32
-
-/* Writes JSON into a caller buffer.  Strings are escaped (RFC 8259 §7:
-   quotes, backslashes, control characters); invalid UTF-8 is refused.
-   Errors are sticky and reported by stws_json_finish(). */
-typedef struct stws_json_writer {
-    char *buf;
-    size_t cap, len;
-    int depth;
-    uint8_t first[STWS_JSON_MAX_DEPTH];  /* no element yet at this depth */
-    uint8_t in_object[STWS_JSON_MAX_DEPTH];
-    int after_key;
-    stws_result error;
-} stws_json_writer;
-
-STWS_API void stws_json_init(stws_json_writer *w, char *buf, size_t cap);
-STWS_API void stws_json_object_begin(stws_json_writer *w);
-STWS_API void stws_json_object_end(stws_json_writer *w);
-STWS_API void stws_json_array_begin(stws_json_writer *w);
-STWS_API void stws_json_array_end(stws_json_writer *w);
-/* An object key (escaped); must be followed by exactly one value. */
-STWS_API void stws_json_key(stws_json_writer *w, const char *key);
-STWS_API void stws_json_string(stws_json_writer *w, const char *s);
-STWS_API void stws_json_string_n(stws_json_writer *w, const char *s, size_t n);
-STWS_API void stws_json_int(stws_json_writer *w, int64_t v);
-STWS_API void stws_json_bool(stws_json_writer *w, int v);
-STWS_API void stws_json_null(stws_json_writer *w);
-/* A value that is already JSON (e.g. a user's "custom" object); it is
-   validated (strict syntax, valid UTF-8) before it is copied. */
-STWS_API void stws_json_raw(stws_json_writer *w, const char *json, size_t n);
-/* NUL-terminate; returns STWS_OK and the length, or the first error:
-   STWS_ERR_BUFFER_TOO_SMALL, STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (misuse:
-   unbalanced, value without key, bad raw JSON). */
-STWS_API stws_result stws_json_finish(stws_json_writer *w, size_t *len);
+/* Fail the connection now, no closing handshake: the ERROR event (result,
+   stws_conn_error_detail() "why: <result>") and CLOSE 1006 follow.  For a
+   layer above with its own timers (a watchdog, a silence limit).  result must
+   be an error (< 0); STWS_ERR_STATE if IDLE or CLOSED (nothing to end). */
+STWS_API stws_result stws_conn_abort(stws_conn *conn, stws_result result, const char *why);
+/* Point the next connect at another URL (copied; same scheme, as the TLS
+   layer is fixed at create).  Only while IDLE or CLOSED (STWS_ERR_STATE). */
+STWS_API stws_result stws_conn_set_url(stws_conn *conn, const char *url);
 
 /* ==== JSON: reading inbound events (strict RFC 8259) ====================== */
 
@@ -1138,6 +1170,43 @@ STWS_API stws_result stws_json_double_at(const stws_json_doc *doc, const char *p
 /* stws_json_value_bool of the value at path. */
 STWS_API stws_result stws_json_bool_at(const stws_json_doc *doc, const char *path, int *out);
 
+/* ==== JSON: a safe writer for outbound events ============================= */
+
+#define STWS_JSON_MAX_DEPTH 32
+
+/* Writes JSON into a caller buffer.  Strings are escaped (RFC 8259 §7:
+   quotes, backslashes, control characters); invalid UTF-8 is refused.
+   Errors are sticky and reported by stws_json_write_finish(). */
+typedef struct stws_json_writer {
+    char *buf;
+    size_t cap, len;
+    int depth;
+    uint8_t first[STWS_JSON_MAX_DEPTH];  /* no element yet at this depth */
+    uint8_t in_object[STWS_JSON_MAX_DEPTH];
+    int after_key;
+    stws_result error;
+} stws_json_writer;
+
+STWS_API void stws_json_write_init(stws_json_writer *w, char *buf, size_t cap);
+STWS_API void stws_json_write_object_begin(stws_json_writer *w);
+STWS_API void stws_json_write_object_end(stws_json_writer *w);
+STWS_API void stws_json_write_array_begin(stws_json_writer *w);
+STWS_API void stws_json_write_array_end(stws_json_writer *w);
+/* An object key (escaped); must be followed by exactly one value. */
+STWS_API void stws_json_write_key(stws_json_writer *w, const char *key);
+STWS_API void stws_json_write_string(stws_json_writer *w, const char *s);
+STWS_API void stws_json_write_string_n(stws_json_writer *w, const char *s, size_t n);
+STWS_API void stws_json_write_int(stws_json_writer *w, int64_t v);
+STWS_API void stws_json_write_bool(stws_json_writer *w, int v);
+STWS_API void stws_json_write_null(stws_json_writer *w);
+/* A value that is already JSON (e.g. a user's "custom" object); it is
+   validated (strict syntax, valid UTF-8) before it is copied. */
+STWS_API void stws_json_write_raw(stws_json_writer *w, const char *json, size_t n);
+/* NUL-terminate; returns STWS_OK and the length, or the first error:
+   STWS_ERR_BUFFER_TOO_SMALL, STWS_ERR_INVALID_UTF8, STWS_ERR_JSON (misuse:
+   unbalanced, value without key, bad raw JSON). */
+STWS_API stws_result stws_json_write_finish(stws_json_writer *w, size_t *len);
+
 /* ==== JWT (HS256) ========================================================= */
 
 /* Claims of a user token (PROTOCOL.md §7); 0 means "omit". */
@@ -1222,6 +1291,11 @@ typedef void (*stws_client_event_fn)(stws_client *client, const stws_client_even
                                      void *user_data);
 
 #define STWS_DEFAULT_URL "wss://chat.stream-io-api.com/api/v2/connect"
+#define STWS_DEFAULT_HEALTH_INTERVAL_MS 25000   /* PROTOCOL.md §4 */
+#define STWS_DEFAULT_DEAD_TIMEOUT_MS 35000
+#define STWS_DEFAULT_WATCHDOG_MS 15000
+#define STWS_DEFAULT_BACKOFF_CAP_MS 25000
+#define STWS_DEFAULT_SEND_QUEUE_LIMIT ((size_t)1 << 20)
 /* A socket that ends sooner than this after its connection.ok was not a
    healthy connection: a failure for the backoff and max_attempts (a server
    that accepts and drops at once must not be retried every 250-500 ms
@@ -1242,21 +1316,25 @@ typedef struct stws_client_desc {
     const char *api_secret;        /* mint user tokens (HS256, iat = now - 5 s) */
     stws_token_provider token_provider;
     const char *products;          /* "chat,video,feeds" subset; NULL = no filter */
-    const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.1.0|os=..." */
-    int health_interval_ms;        /* 0 = 25000 */
-    int dead_timeout_ms;           /* 0 = 35000: silence -> reconnect */
-    int watchdog_ms;               /* 0 = 15000: connect until connection.ok */
-    int backoff_cap_ms;            /* 0 = 25000 */
+    const char *client_id;         /* X-Stream-Client; default "stream-ws-c-v0.2.0|os=..." */
+    int health_interval_ms;        /* 0 = STWS_DEFAULT_HEALTH_INTERVAL_MS (25 s) */
+    int dead_timeout_ms;           /* 0 = STWS_DEFAULT_DEAD_TIMEOUT_MS (35 s):
+                                      silence -> reconnect */
+    int watchdog_ms;               /* 0 = STWS_DEFAULT_WATCHDOG_MS (15 s): connect
+                                      until connection.ok */
+    int backoff_cap_ms;            /* 0 = STWS_DEFAULT_BACKOFF_CAP_MS (25 s) */
     int max_attempts;              /* 0 = unlimited consecutive failures (a socket
                                       that dies within STWS_CLIENT_STABLE_MS of its
                                       connection.ok counts as one) */
-    size_t send_queue_limit;       /* 0 = 1 MiB of queued outbound text */
-    size_t max_message_size;       /* 0 = 16 MiB */
+    size_t send_queue_limit;       /* 0 = STWS_DEFAULT_SEND_QUEUE_LIMIT: 1 MiB of
+                                      queued outbound text */
     int max_json_tokens;           /* most JSON tokens (values plus keys, as jsmn
                                       counts them) in one inbound event; more is
                                       MALFORMED with STWS_ERR_JSON_TOO_BIG.
-                                      0 = max_message_size: no limit but the
-                                      size (a token takes at least a byte) */
+                                      0 = conn.max_message_size (its default
+                                      STWS_DEFAULT_MAX_MESSAGE_SIZE): no limit
+                                      but the size (a token takes at least a
+                                      byte) */
     int tokenize_events;           /* 0 = lazy: an event's doc is checked in one
                                       pass and look-ups walk its text (fastest
                                       for a few look-ups); 1 = every event is
@@ -1267,14 +1345,16 @@ typedef struct stws_client_desc {
                                       the pump); set, stws_client_next_event() has
                                       nothing left to return */
     void *user_data;
-    /* connection options, see stws_conn_desc */
-    stws_transport transport;
-    const char *ca_file;
-    const char *ca_pem;
-    int insecure;
-    const char *proxy;
-    int proxy_from_env;
-    stws_resolver resolver;
+    /* The connection's options, see stws_conn_desc: transport, TLS (ca_file,
+       ca_pem, insecure), proxy, resolver, the upgrade request's origin,
+       headers and subprotocols, max_frame_size, max_message_size (also the
+       most one inbound event may take), max_output_size, recv_buffer_size,
+       close_timeout_ms; connect_timeout_ms 0 = watchdog_ms.  The client owns
+       and ignores conn.url (built from url, api_key and client_id),
+       conn.on_event, conn.user_data and the hooks (conn.allocator, logger,
+       clock, random: the client's below are shared with its connection). */
+    stws_conn_desc conn;
+    /* hooks, shared with the connection */
     stws_allocator allocator;
     stws_logger logger;
     stws_clock clock;
@@ -1347,7 +1427,10 @@ STWS_API unsigned stws_client_socket_generation(const stws_client *client);
    the protocol is JSON, and a server would drop the socket for it). */
 STWS_API stws_result stws_client_send(stws_client *client, const char *text, size_t len);
 /* Bytes of messages waiting in the send queue (posted ones count from the
-   step that moved them out of the inbox). */
+   step that moved them out of the inbox).  "Queued" is the client's own
+   queue: whole messages (their text, not frames) kept across reconnects until
+   their frame is fully written; it includes what is also buffered in the
+   connection (stws_conn_buffered), so the counts differ. */
 STWS_API size_t stws_client_queued(const stws_client *client);
 /* Stop: close 1000 if connected, no more reconnects (also during backoff);
    a CLOSED event follows.  STWS_ERR_STATE (and no event) on a client that
@@ -1802,6 +1885,26 @@ static void stws__drbg_free(stws__drbg *d) { (void)d; }
 #define STWS__NO_RANDOM "STWS_NO_DEFAULT_RANDOM needs a random hook"
 #endif
 
+/* The random source of every layer's create: the desc's hook if it has one,
+   else a generator of our own (*own, freed with stws__random_free).  Returns
+   0, or -1 when there is none (log STWS__NO_RANDOM). */
+static int stws__random_init(const stws_allocator *a, const stws_random *hook, stws_random *out,
+                             stws__drbg **own) {
+    *own = NULL;
+    if (hook && hook->fill) {
+        *out = *hook;
+        return 0;
+    }
+    *own = stws__drbg_create(a, out);
+    return *own ? 0 : -1;
+}
+static void stws__random_free(const stws_allocator *a, stws__drbg **own) {
+    if (!*own) return;
+    stws__drbg_free(*own);
+    stws__free(a, *own);
+    *own = NULL;
+}
+
 static int stws__sha1(const unsigned char *in, size_t len, unsigned char out[20]) {
 #if defined(STWS__PSA_ONLY)
     size_t n;
@@ -1953,17 +2056,14 @@ stws_result stws_handshake_key(const stws_random *random, char key[STWS_HANDSHAK
     size_t olen = 0;
     int rc;
     if (!key) return STWS_ERR_INVALID_ARG;
-    if (random && random->fill) {
-        rc = random->fill(raw, sizeof raw, random->user_data);
-    } else {
-#ifdef STWS_NO_DEFAULT_RANDOM
-        rc = -1; /* no generator to fall back on */
-#else
-        stws__drbg d;
-        rc = stws__drbg_init(&d);
-        if (rc == 0) rc = stws__drbg_fill(raw, sizeof raw, &d);
-        stws__drbg_free(&d);
-#endif
+    {
+        /* a generator of our own is tens of KiB (the entropy pool): heap */
+        stws_allocator a = stws__allocator_def(NULL);
+        stws__drbg *own;
+        stws_random rnd;
+        rc = stws__random_init(&a, random, &rnd, &own);
+        if (rc == 0) rc = rnd.fill(raw, sizeof raw, rnd.user_data);
+        stws__random_free(&a, &own);
     }
     if (rc != 0) return STWS_ERR_RANDOM;
     if (mbedtls_base64_encode((unsigned char *)key, STWS_HANDSHAKE_KEY_SIZE, &olen, raw,
@@ -2003,12 +2103,12 @@ static void stws__sb_put(stws__sb *b, const char *s, size_t n) {
 static void stws__sb_puts(stws__sb *b, const char *s) { stws__sb_put(b, s, strlen(s)); }
 
 /* Header injection guard: CR and LF end a header line, NUL ends the string. */
-static int stws__field_ok(const char *v) {
+static int stws__handshake_field_ok(const char *v) {
     for (; *v; v++)
         if (*v == '\r' || *v == '\n') return 0;
     return 1;
 }
-static int stws__token_ok(const char *v) {
+static int stws__handshake_token_ok(const char *v) {
     if (!*v) return 0;
     for (; *v; v++)
         if (!stws__is_tchar((unsigned char)*v)) return 0;
@@ -2026,18 +2126,18 @@ stws_result stws_handshake_request(const stws_url *url, const stws_handshake_des
             return STWS_ERR_HEADER_VALUE; /* base64 (§4.1 item 7) */
     if (i == 0) return STWS_ERR_HEADER_VALUE;
     if (desc) {
-        if (desc->origin && !stws__field_ok(desc->origin)) return STWS_ERR_HEADER_VALUE;
+        if (desc->origin && !stws__handshake_field_ok(desc->origin)) return STWS_ERR_HEADER_VALUE;
         if (desc->num_subprotocols < 0 || desc->num_headers < 0) return STWS_ERR_INVALID_ARG;
         for (i = 0; i < desc->num_subprotocols; i++) {
             int k;
-            if (!desc->subprotocols[i] || !stws__token_ok(desc->subprotocols[i]))
+            if (!desc->subprotocols[i] || !stws__handshake_token_ok(desc->subprotocols[i]))
                 return STWS_ERR_HEADER_VALUE;
             for (k = 0; k < i; k++) /* §4.1 item 10: unique strings */
                 if (strcmp(desc->subprotocols[k], desc->subprotocols[i]) == 0) return STWS_ERR_INVALID_ARG;
         }
         for (i = 0; i < desc->num_headers; i++) {
             const stws_header *h = &desc->headers[i];
-            if (!h->name || !h->value || !stws__token_ok(h->name) || !stws__field_ok(h->value))
+            if (!h->name || !h->value || !stws__handshake_token_ok(h->name) || !stws__handshake_field_ok(h->value))
                 return STWS_ERR_HEADER_VALUE;
         }
     }
@@ -2093,7 +2193,7 @@ stws_result stws_handshake_request(const stws_url *url, const stws_handshake_des
 }
 
 /* Does the comma-separated list v contain token t (case-insensitive)? */
-static int stws__list_has(const char *v, size_t n, const char *t) {
+static int stws__handshake_list_has(const char *v, size_t n, const char *t) {
     size_t i = 0;
     while (i < n) {
         size_t s, e;
@@ -2111,7 +2211,7 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
                                           const stws_handshake_desc *desc,
                                           stws_handshake_response *out) {
     size_t max = (desc && desc->max_response_size) ? desc->max_response_size
-                                                   : STWS_HANDSHAKE_MAX_RESPONSE;
+                                                   : STWS_DEFAULT_MAX_RESPONSE_SIZE;
     size_t end = 0, i, line_end;
     int have_upgrade = 0, upgrade_count = 0, have_conn = 0, accept_count = 0, accept_ok = 0;
     int bad_ext = 0, proto_count = 0;
@@ -2183,7 +2283,7 @@ stws_result stws_handshake_response_parse(const char *buf, size_t len, const cha
             upgrade_count++;
             have_upgrade = stws__ieq(val, vlen, "websocket");
         } else if (stws__ieq(name, nlen, "connection")) {
-            if (stws__list_has(val, vlen, "upgrade")) have_conn = 1;
+            if (stws__handshake_list_has(val, vlen, "upgrade")) have_conn = 1;
         } else if (stws__ieq(name, nlen, "sec-websocket-accept")) {
             accept_count++;
             if (stws_handshake_accept(key, expect) == STWS_OK && vlen == 28 &&
@@ -2279,9 +2379,7 @@ stws_codec *stws_codec_create(const stws_codec_desc *desc) {
     c->max_frame = d.max_frame_size ? d.max_frame_size : STWS_DEFAULT_MAX_FRAME_SIZE;
     c->max_message = d.max_message_size ? d.max_message_size : STWS_DEFAULT_MAX_MESSAGE_SIZE;
     c->max_output = d.max_output_size ? d.max_output_size : STWS_DEFAULT_MAX_OUTPUT_SIZE;
-    if (d.random.fill) {
-        c->random = d.random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+    if (stws__random_init(&a, &d.random, &c->random, &c->drbg) != 0) {
         stws__free(&a, c);
         return NULL;
     }
@@ -2293,12 +2391,9 @@ void stws_codec_destroy(stws_codec *c) {
     stws_allocator a;
     if (!c) return;
     a = c->alloc;
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
+    stws__random_free(&a, &c->drbg);
     stws__free(&a, c->msg);
-    if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__out_reserve */
+    if (c->out) mbedtls_platform_zeroize(c->out, c->out_cap); /* see stws__codec_out_reserve */
     stws__free(&a, c->out);
     mbedtls_platform_zeroize(c, sizeof *c);
     stws__free(&a, c);
@@ -2356,7 +2451,7 @@ static void stws__codec_drop_secret(stws_codec *c) {
 }
 
 /* Make room for n more output bytes: compact first, grow only if needed. */
-static int stws__out_reserve(stws_codec *c, size_t n) {
+static int stws__codec_out_reserve(stws_codec *c, size_t n) {
     size_t pending = c->out_len - c->out_head;
     if (c->out_cap - c->out_len >= n) return 1;
     if (c->out_head) {
@@ -2397,7 +2492,7 @@ static int stws__out_reserve(stws_codec *c, size_t n) {
 }
 
 /* XOR-copy with the 4-byte key (§5.3), a machine word at a time. */
-static void stws__mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4]) {
+static void stws__codec_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4]) {
     size_t i = 0;
     uint8_t k8[8];
     uint64_t kw;
@@ -2413,7 +2508,7 @@ static void stws__mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const 
     for (; i < len; i++) dst[i] = src[i] ^ key[i & 3];
 }
 
-static stws_result stws__queue_frame(stws_codec *c, int opcode, const void *data, size_t len,
+static stws_result stws__codec_queue_frame(stws_codec *c, int opcode, const void *data, size_t len,
                                      size_t limit) {
     size_t hlen = len < 126 ? 2 : len <= 0xFFFF ? 4 : 10;
     uint8_t *h;
@@ -2424,7 +2519,7 @@ static stws_result stws__queue_frame(stws_codec *c, int opcode, const void *data
             return STWS_ERR_RANDOM;
         c->key_pos = 0;
     }
-    if (!stws__out_reserve(c, hlen + 4 + len)) return STWS_ERR_NOMEM;
+    if (!stws__codec_out_reserve(c, hlen + 4 + len)) return STWS_ERR_NOMEM;
     memcpy(key, c->keys + c->key_pos, 4);
     c->key_pos += 4;
     h = c->out + c->out_len;
@@ -2442,12 +2537,12 @@ static stws_result stws__queue_frame(stws_codec *c, int opcode, const void *data
         for (k = 9; k >= 2; k--, l >>= 8) h[k] = (uint8_t)l;
     }
     memcpy(h + hlen, key, 4);
-    if (len) stws__mask_copy(h + hlen + 4, (const uint8_t *)data, len, key);
+    if (len) stws__codec_mask_copy(h + hlen + 4, (const uint8_t *)data, len, key);
     c->out_len += hlen + 4 + len;
     return STWS_OK;
 }
 
-static stws_result stws__queue_close(stws_codec *c, int code, const char *reason, size_t rlen,
+static stws_result stws__codec_queue_close(stws_codec *c, int code, const char *reason, size_t rlen,
                                      size_t limit) {
     uint8_t p[125];
     size_t n = 0;
@@ -2458,7 +2553,7 @@ static stws_result stws__queue_close(stws_codec *c, int code, const char *reason
         if (rlen) memcpy(p + 2, reason, rlen);
         n = 2 + rlen;
     }
-    r = stws__queue_frame(c, STWS_OP_CLOSE, p, n, limit);
+    r = stws__codec_queue_frame(c, STWS_OP_CLOSE, p, n, limit);
     if (r == STWS_OK) c->close_sent = 1;
     return r;
 }
@@ -2479,7 +2574,7 @@ stws_result stws_codec_send(stws_codec *c, stws_opcode op, const void *data, siz
         break;
     default: return STWS_ERR_INVALID_ARG; /* close: stws_codec_close() */
     }
-    return stws__queue_frame(c, op, data, len, c->max_output);
+    return stws__codec_queue_frame(c, op, data, len, c->max_output);
 }
 
 stws_result stws_codec_close(stws_codec *c, int code, const char *reason, size_t rlen) {
@@ -2490,7 +2585,7 @@ stws_result stws_codec_close(stws_codec *c, int code, const char *reason, size_t
         return STWS_ERR_INVALID_ARG;
     if (stws_utf8_validate(&st, reason, rlen) != rlen || st) return STWS_ERR_INVALID_UTF8;
     {
-        stws_result r = stws__queue_close(c, code, reason, rlen, c->max_output + STWS__CONTROL_SLACK);
+        stws_result r = stws__codec_queue_close(c, code, reason, rlen, c->max_output + STWS__CONTROL_SLACK);
         if (r == STWS_OK) c->state = STWS_CODEC_CLOSING;
         return r;
     }
@@ -2512,13 +2607,13 @@ void stws_codec_output_consumed(stws_codec *c, size_t n) {
 /* ---- receive ------------------------------------------------------------- */
 
 /* Fail the connection (§7.1.7): queue a close with the code, once. */
-static stws_result stws__fail(stws_codec *c, stws_result err, int close_code,
+static stws_result stws__codec_fail(stws_codec *c, stws_result err, int close_code,
                               stws_codec_event *ev) {
     c->state = STWS_CODEC_FAILED;
     c->error = err;
     c->error_close = close_code;
-    if (!c->close_sent) (void)stws__queue_close(c, close_code, NULL, 0, (size_t)-1);
-    ev->type = STWS_EVENT_ERROR;
+    if (!c->close_sent) (void)stws__codec_queue_close(c, close_code, NULL, 0, (size_t)-1);
+    ev->type = STWS_CODEC_EVENT_ERROR;
     ev->error = err;
     ev->close_code = close_code;
     return err;
@@ -2526,7 +2621,7 @@ static stws_result stws__fail(stws_codec *c, stws_result err, int close_code,
 
 /* The close code a receive error fails the connection with (§7.4.1, as the
    result codes list them). */
-static int stws__close_code_for(stws_result r) {
+static int stws__codec_close_code_for(stws_result r) {
     if (r == STWS_ERR_INVALID_UTF8) return STWS_CLOSE_INVALID_DATA;
     if (r == STWS_ERR_FRAME_TOO_BIG || r == STWS_ERR_MESSAGE_TOO_BIG) return STWS_CLOSE_TOO_BIG;
     if (r == STWS_ERR_NOMEM) return STWS_CLOSE_INTERNAL_ERROR;
@@ -2535,7 +2630,7 @@ static int stws__close_code_for(stws_result r) {
 
 /* Check what can be known from the first two header bytes, as soon as they
    arrive, so that a bad frame fails before its payload (fail fast). */
-static stws_result stws__check_b0(stws_codec *c, uint8_t b0) {
+static stws_result stws__codec_check_b0(stws_codec *c, uint8_t b0) {
     int op = b0 & 0x0F;
     if (b0 & 0x70) return STWS_ERR_RESERVED_BITS; /* §5.2: no extension negotiated */
     if ((op >= 3 && op <= 7) || op >= 0xB) return STWS_ERR_RESERVED_OPCODE;
@@ -2546,7 +2641,7 @@ static stws_result stws__check_b0(stws_codec *c, uint8_t b0) {
     return STWS_OK;
 }
 
-static int stws__grow_msg(stws_codec *c, size_t need) {
+static int stws__codec_grow_msg(stws_codec *c, size_t need) {
     size_t cap;
     uint8_t *nb;
     if (need <= c->msg_cap) return 1;
@@ -2562,45 +2657,45 @@ static int stws__grow_msg(stws_codec *c, size_t need) {
 }
 
 /* A control frame is complete in c->ctrl. */
-static stws_result stws__control_done(stws_codec *c, stws_codec_event *ev) {
+static stws_result stws__codec_control_done(stws_codec *c, stws_codec_event *ev) {
     ev->data = c->ctrl;
     ev->len = c->ctrl_len;
     if (c->opcode == STWS_OP_PING) {
-        ev->type = STWS_EVENT_PING;
+        ev->type = STWS_CODEC_EVENT_PING;
         /* §5.5.2: answer with a pong carrying the same payload, unless we
            already sent a close (§5.5.1: nothing may follow it). */
         if (!c->close_sent) {
-            stws_result r = stws__queue_frame(c, STWS_OP_PONG, c->ctrl, c->ctrl_len,
+            stws_result r = stws__codec_queue_frame(c, STWS_OP_PONG, c->ctrl, c->ctrl_len,
                                               c->max_output + STWS__CONTROL_SLACK);
-            if (r == STWS_ERR_OUTPUT_FULL) return stws__fail(c, r, STWS_CLOSE_POLICY, ev);
-            if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
+            if (r == STWS_ERR_OUTPUT_FULL) return stws__codec_fail(c, r, STWS_CLOSE_POLICY, ev);
+            if (r != STWS_OK) return stws__codec_fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
         }
         return STWS_OK;
     }
     if (c->opcode == STWS_OP_PONG) {
-        ev->type = STWS_EVENT_PONG;
+        ev->type = STWS_CODEC_EVENT_PONG;
         return STWS_OK;
     }
     /* close (§5.5.1, §7.1.5) */
-    if (c->ctrl_len == 1) return stws__fail(c, STWS_ERR_BAD_CLOSE_PAYLOAD, STWS_CLOSE_PROTOCOL_ERROR, ev);
+    if (c->ctrl_len == 1) return stws__codec_fail(c, STWS_ERR_BAD_CLOSE_PAYLOAD, STWS_CLOSE_PROTOCOL_ERROR, ev);
     ev->close_code = STWS_CLOSE_NO_STATUS;
     if (c->ctrl_len >= 2) {
         uint32_t st = 0;
         int code = c->ctrl[0] << 8 | c->ctrl[1];
         if (!stws_close_code_valid(code))
-            return stws__fail(c, STWS_ERR_BAD_CLOSE_CODE, STWS_CLOSE_PROTOCOL_ERROR, ev);
+            return stws__codec_fail(c, STWS_ERR_BAD_CLOSE_CODE, STWS_CLOSE_PROTOCOL_ERROR, ev);
         if (stws_utf8_validate(&st, c->ctrl + 2, c->ctrl_len - 2) != c->ctrl_len - 2 || st)
-            return stws__fail(c, STWS_ERR_INVALID_UTF8, STWS_CLOSE_INVALID_DATA, ev);
+            return stws__codec_fail(c, STWS_ERR_INVALID_UTF8, STWS_CLOSE_INVALID_DATA, ev);
         ev->close_code = code;
         ev->data = c->ctrl + 2;
         ev->len = c->ctrl_len - 2;
     }
-    ev->type = STWS_EVENT_CLOSE;
+    ev->type = STWS_CODEC_EVENT_CLOSE;
     if (!c->close_sent) {
         /* echo the status code (§5.5.1); an empty close is echoed empty */
-        stws_result r = stws__queue_close(c, c->ctrl_len >= 2 ? ev->close_code : 0, NULL, 0,
+        stws_result r = stws__codec_queue_close(c, c->ctrl_len >= 2 ? ev->close_code : 0, NULL, 0,
                                           (size_t)-1);
-        if (r != STWS_OK) return stws__fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
+        if (r != STWS_OK) return stws__codec_fail(c, r, STWS_CLOSE_INTERNAL_ERROR, ev);
     }
     c->state = STWS_CODEC_CLOSED;
     return STWS_OK;
@@ -2615,7 +2710,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
     memset(ev, 0, sizeof *ev);
     *used = 0;
     if (c->state == STWS_CODEC_FAILED) {
-        ev->type = STWS_EVENT_ERROR;
+        ev->type = STWS_CODEC_EVENT_ERROR;
         ev->error = c->error;
         ev->close_code = c->error_close;
         return c->error;
@@ -2633,7 +2728,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
             uint8_t b = in[pos++];
             c->hdr[c->hdr_len++] = b;
             if (c->hdr_len == 1) {
-                if ((r = stws__check_b0(c, b)) != STWS_OK) break;
+                if ((r = stws__codec_check_b0(c, b)) != STWS_OK) break;
                 continue;
             }
             if (c->hdr_len == 2) {
@@ -2693,7 +2788,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
                     /* unfragmented and all here: a view into the input, no copy */
                     ev->data = src;
                 } else {
-                    if (!stws__grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; break; }
+                    if (!stws__codec_grow_msg(c, c->msg_len + avail)) { r = STWS_ERR_NOMEM; break; }
                     if (avail) memcpy(c->msg + c->msg_len, src, avail);
                     c->msg_len += avail;
                 }
@@ -2705,7 +2800,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         /* frame complete */
         c->in_payload = 0;
         if (c->opcode >= 8) {
-            r = stws__control_done(c, ev);
+            r = stws__codec_control_done(c, ev);
             *used = pos;
             return r;
         }
@@ -2718,7 +2813,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
             break;
         }
         c->msg_active = 0;
-        ev->type = STWS_EVENT_MESSAGE;
+        ev->type = STWS_CODEC_EVENT_MESSAGE;
         ev->opcode = (stws_opcode)c->msg_opcode;
         if (ev->data) {
             ev->len = c->frame_len;
@@ -2731,7 +2826,7 @@ stws_result stws_codec_parse(stws_codec *c, const void *in_, size_t len, size_t 
         return STWS_OK;
     }
     *used = pos;
-    if (r != STWS_OK) return stws__fail(c, r, stws__close_code_for(r), ev);
+    if (r != STWS_OK) return stws__codec_fail(c, r, stws__codec_close_code_for(r), ev);
     return STWS_OK;
 }
 
@@ -2826,8 +2921,8 @@ stws_http_parser *stws_http_parser_create(const stws_http_parser_desc *desc) {
     if (!p) return NULL;
     memset(p, 0, sizeof *p);
     p->alloc = a;
-    p->max_head = d.max_header_size ? d.max_header_size : STWS_HTTP_DEFAULT_MAX_HEADER_SIZE;
-    p->max_body = d.max_body_size ? d.max_body_size : STWS_HTTP_DEFAULT_MAX_BODY_SIZE;
+    p->max_head = d.max_header_size ? d.max_header_size : STWS_DEFAULT_MAX_HEADER_SIZE;
+    p->max_body = d.max_body_size ? d.max_body_size : STWS_DEFAULT_MAX_BODY_SIZE;
     if (p->max_body == (size_t)-1) p->max_body--; /* room for the NUL */
     stws_http_parser_reset(p, 0);
     return p;
@@ -2998,8 +3093,8 @@ static stws_result stws__http_head_done(stws_http_parser *p) {
                 s = e + 1;
             }
         } else if (stws__ieq(buf + ns, ne - ns, "connection")) {
-            if (stws__list_has(val, vlen, "close")) conn_close = 1;
-            if (stws__list_has(val, vlen, "keep-alive")) conn_keep = 1;
+            if (stws__handshake_list_has(val, vlen, "close")) conn_close = 1;
+            if (stws__handshake_list_has(val, vlen, "keep-alive")) conn_keep = 1;
         } else if (stws__ieq(buf + ns, ne - ns, "retry-after")) {
             r->retry_after = stws__http_digits(val, vlen);
         } else if (stws__ieq(buf + ns, ne - ns, "content-type") && !r->content_type.len) {
@@ -3277,7 +3372,7 @@ stws_result stws_http_request_write(const stws_http_request_desc *d, char *buf, 
         return STWS_ERR_INVALID_ARG;
     method = d->method ? d->method : "GET";
     path = d->path ? d->path : "/";
-    if (!stws__token_ok(method) || !*d->host || path[0] != '/') return STWS_ERR_HEADER_VALUE;
+    if (!stws__handshake_token_ok(method) || !*d->host || path[0] != '/') return STWS_ERR_HEADER_VALUE;
     for (q = d->host; *q; q++) /* reg-name or IP literal characters only */
         if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7F ||
             strchr("/?#@[]\\\"<>^`{|}", *q))
@@ -3289,7 +3384,7 @@ stws_result stws_http_request_write(const stws_http_request_desc *d, char *buf, 
         if (!d->query[i].name) return STWS_ERR_INVALID_ARG;
     for (i = 0; i < d->num_headers; i++) {
         const stws_header *h = &d->headers[i];
-        if (!h->name || !h->value || !stws__token_ok(h->name) || !stws__http_value_ok(h->value))
+        if (!h->name || !h->value || !stws__handshake_token_ok(h->name) || !stws__http_value_ok(h->value))
             return STWS_ERR_HEADER_VALUE;
         for (k = 0; k < (int)(sizeof owned / sizeof owned[0]); k++)
             if (stws__ieq(h->name, strlen(h->name), owned[k])) return STWS_ERR_INVALID_ARG;
@@ -4060,7 +4155,7 @@ static intptr_t stws__proxy_handle(void *ctx) {
 }
 
 /* Percent-decoding for the user:pass part of a proxy URL. */
-static size_t stws__pct_decode(const char *s, size_t n, char *out) {
+static size_t stws__proxy_pct_decode(const char *s, size_t n, char *out) {
     size_t i, o = 0;
     for (i = 0; i < n; i++) {
         if (s[i] == '%' && i + 2 < n) {
@@ -4110,7 +4205,7 @@ stws_proxy *stws_proxy_create(const stws_proxy_desc *desc) {
         size_t olen = 0, n = (size_t)(at - u);
         int rc;
         if (n >= sizeof cred) goto fail;
-        n = stws__pct_decode(u, n, cred);
+        n = stws__proxy_pct_decode(u, n, cred);
         memcpy(p->auth, field, fl);
         /* room left for CR LF after the base64 and its NUL */
         rc = mbedtls_base64_encode((unsigned char *)p->auth + fl, sizeof p->auth - fl - 2, &olen,
@@ -4505,9 +4600,7 @@ stws_tls *stws_tls_create(const stws_tls_desc *desc) {
     }
 #endif
 #ifndef STWS__PSA_ONLY /* mbedTLS 4's TLS draws from PSA's generator only */
-    if (desc->random.fill) {
-        t->random = desc->random;
-    } else if (!(t->drbg = stws__drbg_create(&a, &t->random))) {
+    if (stws__random_init(&a, &desc->random, &t->random, &t->drbg) != 0) {
         stws__log(&t->log, STWS_LOG_ERROR, "TLS: %s", STWS__NO_RANDOM);
         goto fail;
     }
@@ -4555,10 +4648,7 @@ void stws_tls_destroy(stws_tls *t) {
     mbedtls_ssl_free(&t->ssl);
     mbedtls_ssl_config_free(&t->conf);
     mbedtls_x509_crt_free(&t->ca);
-    if (t->drbg) {
-        stws__drbg_free(t->drbg);
-        stws__free(&a, t->drbg);
-    }
+    stws__random_free(&a, &t->drbg);
     stws__free(&a, t);
 }
 
@@ -4577,6 +4667,742 @@ stws_transport stws_tls_transport(stws_tls *t) {
 
 const char *stws_tls_error_detail(const stws_tls *t) { return t ? t->detail : ""; }
 #endif /* STWS_NO_TLS */
+
+/* ==== connection ========================================================== */
+
+#define STWS__MAX_LIFECYCLE 4
+
+struct stws_conn {
+    stws_allocator alloc;
+    stws_logger log;
+    stws_clock clock;
+    stws_random random;
+    stws__drbg *drbg;
+    stws_conn_event_fn on_event;
+    void *user_data;
+    int in_callback;            /* on_event is running (inside the step) */
+    int doomed;                 /* stws_conn_destroy() was called from it */
+
+    char *url_copy;
+    stws_url url;
+    char host[256];             /* NUL-terminated for the transports */
+    stws_handshake_desc hs;
+
+    stws_transport tr;          /* top of the stack */
+#ifndef STWS_NO_SOCKETS
+    stws_tcp *tcp;
+    stws_proxy *proxy;          /* only ever over our own TCP */
+#endif
+#ifndef STWS_NO_TLS
+    stws_tls *tls;
+#endif
+    stws_codec *codec;
+
+    stws_conn_state state;
+    int want;                   /* stws_poll_flags of the last would-block */
+    int transport_open;
+    uint64_t deadline;          /* connect or close timer; 0 = none */
+    int connect_timeout, close_timeout;
+
+    char key[STWS_HANDSHAKE_KEY_SIZE];
+    char *req;
+    size_t req_cap, req_len, req_off;
+
+    uint8_t *rx;
+    size_t rx_cap, rx_pos, rx_len;
+    int rx_more;                /* the last read did not see the stream run dry */
+    int tx_blocked;             /* the last write would have blocked */
+    /* the socket an external loop registered: see stws_conn_socket_generation */
+    intptr_t sock_h;
+    unsigned sock_id, sock_gen;
+
+    /* lifecycle events waiting for stws_conn_next_event() */
+    stws_conn_event pending[STWS__MAX_LIFECYCLE];
+    int npending;
+    int close_code;             /* for the final CLOSE event */
+    int failed;                 /* we failed the connection (§7.1.7) */
+    int peer_closed;            /* the peer's close frame arrived */
+    char close_reason[124];
+    size_t close_reason_len;
+    stws_result last_error;
+    int http_status;
+    char detail[256];
+};
+
+static uint64_t stws__conn_now(const stws_conn *c) { return c->clock.now_ms(c->clock.user_data); }
+
+static void stws__conn_push(stws_conn *c, stws_conn_event_type type, stws_result err, int code, int clean) {
+    stws_conn_event *e;
+    if (c->npending == STWS__MAX_LIFECYCLE) return;
+    e = &c->pending[c->npending++];
+    memset(e, 0, sizeof *e);
+    e->type = type;
+    e->error = err;
+    e->close_code = code;
+    e->clean = clean;
+}
+
+/* Count replacements of the socket behind stws_conn_handle(): the built-in
+   TCP makes a new socket per address and attempt, and the OS often gives it
+   the number of the one just closed, which an epoll set has forgotten. */
+static void stws__conn_track_socket(stws_conn *c) {
+    intptr_t h = c->transport_open && c->tr.handle ? c->tr.handle(c->tr.ctx) : -1;
+    unsigned id = 0;
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) id = c->tcp->gen;
+#endif
+    if (h != c->sock_h || id != c->sock_id) {
+        c->sock_h = h;
+        c->sock_id = id;
+        c->sock_gen++;
+    }
+}
+
+static void stws__conn_teardown(stws_conn *c, int clean) {
+    size_t unsent = 0;
+    (void)stws_codec_output(c->codec, &unsent);
+    if (unsent) clean = 0; /* our close frame never left */
+    stws__codec_drop_secret(c->codec); /* nor will an auth frame still queued */
+    if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
+    if (c->transport_open) c->tr.close(c->tr.ctx);
+    c->transport_open = 0;
+    c->state = STWS_CONN_CLOSED;
+    c->deadline = 0;
+    c->want = 0;
+    c->rx_more = c->tx_blocked = 0;
+    stws__conn_track_socket(c);
+    stws__conn_push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
+}
+
+/* A failure that ends the connection without a closing handshake.  Once per
+   connection: a conn that has ended already (its ERROR and CLOSE events may
+   still be unread) keeps the reason it ended with. */
+static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return err;
+    c->last_error = err;
+    if (!c->detail[0]) {
+        const char *sub = ""; /* a layer's own reason: TCP's (address, errno), the
+                                 proxy's (escaped there), TLS's */
+#ifndef STWS_NO_SOCKETS
+        if (err == STWS_ERR_CONNECT && c->tcp) sub = c->tcp->detail;
+        if (!sub[0] && c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
+#endif
+#ifndef STWS_NO_TLS
+        if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
+#endif
+        if (sub[0])
+            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), sub);
+        else
+            snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
+    }
+    stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
+    stws__conn_push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
+    c->close_code = STWS_CLOSE_ABNORMAL;
+    stws__conn_teardown(c, 0);
+    return err;
+}
+
+/* Point the connection at a URL: at create, and when a reconnect hook
+   changes it (rare: allocation is fine here).  The request is the same size
+   on every connect (the key has a fixed length), so its buffer is made here;
+   this also validates the request fields. */
+static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
+    stws_url u;
+    size_t n = strlen(url), need = 0;
+    char *copy, *req;
+    stws_result r;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
+    copy = (char *)stws__alloc(&c->alloc, n + 1);
+    if (!copy) return STWS_ERR_NOMEM;
+    memcpy(copy, url, n + 1);
+    if ((r = stws_url_parse(copy, &u)) != STWS_OK) goto fail;
+    r = STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
+    if (c->url_copy && u.secure != c->url.secure) goto fail;
+    if ((r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need)) != STWS_ERR_BUFFER_TOO_SMALL)
+        goto fail;
+    if (need + 1 > c->req_cap) {
+        r = STWS_ERR_NOMEM;
+        if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
+        if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap); /* see stws_conn_destroy */
+        stws__free(&c->alloc, c->req);
+        c->req = req;
+        c->req_cap = need + 1;
+    }
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
+    stws__free(&c->alloc, c->url_copy);
+    c->url_copy = copy;
+    c->url = u;
+    n = STWS__MIN(u.host.len, sizeof c->host - 1); /* <= 253 after stws_url_parse */
+    memcpy(c->host, u.host.ptr, n);
+    c->host[n] = 0;
+    return STWS_OK;
+fail:
+    mbedtls_platform_zeroize(copy, n);
+    stws__free(&c->alloc, copy);
+    return r;
+}
+
+/* Every default of stws_conn_desc, in one place (the codec's own are in
+   stws_codec_create); the hooks get theirs where they are made. */
+static stws_conn_desc stws__conn_desc_defaults(const stws_conn_desc *in) {
+    stws_conn_desc d = *in;
+    if (!d.max_frame_size) d.max_frame_size = STWS_DEFAULT_MAX_FRAME_SIZE;
+    if (!d.max_message_size) d.max_message_size = STWS_DEFAULT_MAX_MESSAGE_SIZE;
+    if (!d.max_output_size) d.max_output_size = STWS_DEFAULT_MAX_OUTPUT_SIZE;
+    if (!d.recv_buffer_size) d.recv_buffer_size = STWS_DEFAULT_RECV_BUFFER_SIZE;
+    if (d.recv_buffer_size < 1024) d.recv_buffer_size = 1024;
+    if (d.connect_timeout_ms <= 0) d.connect_timeout_ms = STWS_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (d.close_timeout_ms <= 0) d.close_timeout_ms = STWS_DEFAULT_CLOSE_TIMEOUT_MS;
+    return d;
+}
+
+stws_conn *stws_conn_create(const stws_conn_desc *user_desc) {
+    stws_conn_desc dd;
+    const stws_conn_desc *desc = &dd;
+    stws_allocator a;
+    stws_logger lg;
+    stws_conn *c;
+    stws_codec_desc cd;
+    stws_result r;
+    if (!user_desc) return NULL;
+    dd = stws__conn_desc_defaults(user_desc);
+    lg = stws__logger_def(&desc->logger);
+    if (!desc->url) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: desc.url is required");
+        return NULL;
+    }
+    a = stws__allocator_def(&desc->allocator);
+    c = (stws_conn *)stws__alloc(&a, sizeof *c);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->alloc = a;
+    c->log = lg;
+    c->on_event = desc->on_event;
+    c->user_data = desc->user_data;
+    c->clock = desc->clock;
+#ifndef STWS_NO_SOCKETS
+    if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
+#endif
+    if (!c->clock.now_ms) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a clock hook");
+        goto fail;
+    }
+    c->hs.origin = desc->origin;
+    c->hs.subprotocols = desc->subprotocols;
+    c->hs.num_subprotocols = desc->num_subprotocols;
+    c->hs.headers = desc->headers;
+    c->hs.num_headers = desc->num_headers;
+    c->rx_cap = desc->recv_buffer_size;
+    c->hs.max_response_size = c->rx_cap;
+    c->sock_h = -1;
+    c->connect_timeout = desc->connect_timeout_ms;
+    c->close_timeout = desc->close_timeout_ms;
+
+    memset(c->key, 'A', 24); /* a stand-in of the right length */
+    if ((r = stws__conn_set_url(c, desc->url)) != STWS_OK) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL or request field: %s", stws_result_string(r));
+        goto fail;
+    }
+    c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
+    if (!c->rx) goto fail;
+
+    if (stws__random_init(&a, &desc->random, &c->random, &c->drbg) != 0) {
+        stws__log(&lg, STWS_LOG_ERROR, "conn: %s", STWS__NO_RANDOM);
+        goto fail;
+    }
+    memset(&cd, 0, sizeof cd);
+    cd.max_frame_size = desc->max_frame_size;
+    cd.max_message_size = desc->max_message_size;
+    cd.max_output_size = desc->max_output_size;
+    cd.allocator = a;
+    cd.random = c->random;
+    if (!(c->codec = stws_codec_create(&cd))) goto fail;
+
+    if (desc->transport.open) {
+        c->tr = desc->transport;
+    } else {
+#ifdef STWS_NO_SOCKETS
+        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a transport");
+        goto fail;
+#else
+        stws_tcp_desc td;
+        const char *proxy = desc->proxy;
+        memset(&td, 0, sizeof td);
+        td.resolver = desc->resolver;
+        td.allocator = a;
+        if (!(c->tcp = stws_tcp_create(&td))) goto fail;
+        c->tr = stws_tcp_transport(c->tcp);
+        if (!proxy && desc->proxy_from_env) proxy = stws_proxy_from_env(c->url_copy);
+        if (proxy) {
+            stws_proxy_desc pd;
+            memset(&pd, 0, sizeof pd);
+            pd.inner = c->tr;
+            pd.url = proxy;
+            pd.allocator = a;
+            if (!(c->proxy = stws_proxy_create(&pd))) {
+                stws__log(&lg, STWS_LOG_ERROR, "conn: bad proxy URL");
+                goto fail;
+            }
+            c->tr = stws_proxy_transport(c->proxy);
+        }
+#endif
+    }
+    if (c->url.secure && !desc->transport.open) {
+#ifdef STWS_NO_TLS
+        stws__log(&lg, STWS_LOG_ERROR, "conn: wss:// needs TLS (built with STWS_NO_TLS)");
+        goto fail;
+#else
+        stws_tls_desc tdsc;
+        memset(&tdsc, 0, sizeof tdsc);
+        tdsc.inner = c->tr;
+        tdsc.ca_file = desc->ca_file;
+        tdsc.ca_pem = desc->ca_pem;
+        tdsc.insecure = desc->insecure;
+        tdsc.random = c->random;
+        tdsc.allocator = a;
+        tdsc.logger = lg;
+        if (!(c->tls = stws_tls_create(&tdsc))) goto fail;
+        c->tr = stws_tls_transport(c->tls);
+#endif
+    }
+    c->state = STWS_CONN_IDLE;
+    return c;
+fail:
+    stws_conn_destroy(c);
+    return NULL;
+}
+
+void stws_conn_destroy(stws_conn *c) {
+    stws_allocator a;
+    if (!c) return;
+    if (c->in_callback) { /* the step frees it once the callback returns */
+        c->doomed = 1;
+        return;
+    }
+    a = c->alloc;
+    if (c->transport_open) c->tr.close(c->tr.ctx);
+#ifndef STWS_NO_TLS
+    stws_tls_destroy(c->tls);
+#endif
+#ifndef STWS_NO_SOCKETS
+    stws_proxy_destroy(c->proxy);
+    stws_tcp_destroy(c->tcp);
+#endif
+    stws_codec_destroy(c->codec);
+    stws__random_free(&a, &c->drbg);
+    /* the request may carry the user's headers (Authorization...), the URL
+       a query with credentials: no secret left behind */
+    if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
+    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
+    stws__free(&a, c->req);
+    stws__free(&a, c->rx);
+    stws__free(&a, c->url_copy);
+    stws__free(&a, c);
+}
+
+stws_result stws_conn_connect(stws_conn *c) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
+    stws_codec_reset(c->codec);
+    c->rx_pos = c->rx_len = 0;
+    c->rx_more = c->tx_blocked = 0;
+    c->req_off = 0;
+    c->failed = 0;
+    c->peer_closed = 0;
+    c->close_code = 0;
+    c->close_reason_len = 0;
+    c->last_error = STWS_OK;
+    c->http_status = 0;
+    c->detail[0] = 0;
+#ifndef STWS_NO_TLS
+    if (c->tls) c->tls->detail[0] = 0; /* no reason left from an older attempt */
+#endif
+#ifndef STWS_NO_SOCKETS
+    if (c->tcp) c->tcp->detail[0] = 0;
+#endif
+    c->npending = 0;
+    /* §4.1: a fresh random key for every opening handshake */
+    if ((r = stws_handshake_key(&c->random, c->key)) != STWS_OK) return r;
+    if ((r = stws_handshake_request(&c->url, &c->hs, c->key, c->req, c->req_cap, &c->req_len)) != STWS_OK)
+        return r;
+    c->state = STWS_CONN_CONNECTING;
+    c->deadline = stws__conn_now(c) + (uint64_t)c->connect_timeout;
+    c->transport_open = 1;
+    c->want = STWS_POLL_WRITE;
+    return STWS_OK;
+}
+
+/* w from the transport is a would-block: remember which way to poll (added
+   to, or instead of, what is already wanted).  0 if w is not one. */
+static int stws__conn_would_block(stws_conn *c, int w, int add) {
+    int f;
+    if (w == STWS_WANT_WRITE) f = STWS_POLL_WRITE;
+    else if (w == STWS_WANT_READ) f = STWS_POLL_READ;
+    else return 0;
+    c->want = add ? c->want | f : f;
+    return 1;
+}
+
+/* Write queued codec output until it is gone or the transport would block. */
+static stws_result stws__conn_flush(stws_conn *c) {
+    for (;;) {
+        size_t n;
+        const uint8_t *out = stws_codec_output(c->codec, &n);
+        int w;
+        if (!n) return STWS_OK;
+        w = c->tr.send(c->tr.ctx, out, n);
+        if (w > 0) {
+            stws_codec_output_consumed(c->codec, (size_t)w);
+            c->tx_blocked = 0;
+            continue;
+        }
+        if (stws__conn_would_block(c, w, 1)) {
+            c->tx_blocked = 1; /* the socket will say when it can take more */
+            return STWS_OK;
+        }
+        return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
+    }
+}
+
+/* A read returned n of the asked bytes: may the stream hold more?  An
+   edge-triggered loop gets no new edge for what is left, so
+   stws_conn_timeout() says 0 until a read comes up short.  A short read
+   empties a byte stream (recv takes what is queued, up to len), but the
+   built-in TLS reads one record at a time and leaves the next ones in the
+   socket: over it only a would-block proves the stream dry. */
+static void stws__conn_more(stws_conn *c, size_t n, size_t asked) {
+    c->rx_more = n >= asked;
+#ifndef STWS_NO_TLS
+    if (c->tls && c->tr.ctx == (void *)c->tls) c->rx_more = 1;
+#endif
+}
+
+static stws_result stws__conn_handshake(stws_conn *c) {
+    int w;
+    stws_handshake_response resp;
+    stws_result r;
+    while (c->req_off < c->req_len) {
+        w = c->tr.send(c->tr.ctx, (const unsigned char *)c->req + c->req_off, c->req_len - c->req_off);
+        if (stws__conn_would_block(c, w, 0)) return STWS_OK;
+        if (w <= 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w ? w : STWS_ERR_IO), "upgrade request");
+        c->req_off += (size_t)w;
+    }
+    for (;;) {
+        if (c->rx_len == c->rx_cap)
+            return stws__conn_abort(c, STWS_ERR_HANDSHAKE_TOO_BIG, "upgrade response");
+        w = c->tr.recv(c->tr.ctx, c->rx + c->rx_len, c->rx_cap - c->rx_len);
+        if (stws__conn_would_block(c, w, 0)) return STWS_OK;
+        if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
+        if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
+        c->rx_len += (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap - (c->rx_len - (size_t)w)); /* frames may follow */
+        r = stws_handshake_response_parse((const char *)c->rx, c->rx_len, c->key, &c->hs, &resp);
+        if (r == STWS_INCOMPLETE) continue;
+        if (r != STWS_OK) {
+            c->http_status = resp.status;
+            if (r == STWS_ERR_HANDSHAKE_STATUS) {
+                /* the server's reason phrase and Location, escaped: the
+                   parser lets tabs and obs-text (8-bit CSI...) through */
+                const char *sl = (const char *)c->rx, *cr = (const char *)memchr(sl, '\r', c->rx_len);
+                char why[64], loc[150];
+                size_t wn = cr && cr - sl > 13 ? (size_t)(cr - sl) - 13 : 0;
+                stws__copy_safe(why, sizeof why, sl + 13, wn);
+                stws__copy_safe(loc, sizeof loc, resp.location.ptr, resp.location.len);
+                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%s%s%s", resp.status,
+                         why[0] ? " " : "", why, loc[0] ? ", Location: " : "", loc);
+            }
+            return stws__conn_abort(c, r, "upgrade response");
+        }
+        /* bytes after the header block are the first frames (§4.1) */
+        c->http_status = resp.status;
+        c->rx_len -= resp.header_size;
+        memmove(c->rx, c->rx + resp.header_size, c->rx_len);
+        c->rx_pos = 0;
+        c->state = STWS_CONN_OPEN;
+        c->deadline = 0;
+        c->want = STWS_POLL_READ;
+        stws__conn_push(c, STWS_CONN_EVENT_OPEN, STWS_OK, 0, 0);
+        return STWS_OK;
+    }
+}
+
+/* Read once into the receive buffer, if it has been fully parsed. */
+static stws_result stws__conn_read(stws_conn *c) {
+    int w;
+    if (c->failed) c->rx_pos = c->rx_len; /* draining after a failure: input is ignored */
+    if (c->rx_pos < c->rx_len) return STWS_OK;
+    c->rx_pos = c->rx_len = 0;
+    w = c->tr.recv(c->tr.ctx, c->rx, c->rx_cap);
+    if (w > 0) {
+        c->rx_len = (size_t)w;
+        stws__conn_more(c, (size_t)w, c->rx_cap);
+        return STWS_OK;
+    }
+    c->rx_more = 0;
+    if (stws__conn_would_block(c, w, 1)) return STWS_OK;
+    if (w == 0) {
+        stws_codec_state cs = stws_codec_get_state(c->codec);
+        /* §7.1.1: after the closing handshake the server closes TCP first */
+        if (cs == STWS_CODEC_CLOSED) {
+            stws__conn_teardown(c, 1);
+            return STWS_OK;
+        }
+        if (c->failed) {
+            stws__conn_teardown(c, 0);
+            return STWS_OK;
+        }
+        return stws__conn_abort(c, STWS_ERR_EOF, "receive");
+    }
+    if (c->failed || stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED) {
+        stws__conn_teardown(c, stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed);
+        return STWS_OK;
+    }
+    return stws__conn_abort(c, (stws_result)stws__tr_err(w), "receive");
+}
+
+stws_result stws_conn_step(stws_conn *c) {
+    stws_result r = STWS_OK;
+    uint64_t now;
+    int w;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
+    now = stws__conn_now(c);
+    switch (c->state) {
+    case STWS_CONN_IDLE:
+    case STWS_CONN_CLOSED:
+        break;
+    case STWS_CONN_CONNECTING:
+        w = c->tr.open(c->tr.ctx, c->host, c->url.port);
+        if (stws__conn_would_block(c, w, 0)) break;
+        if (w != 0) {
+            r = stws__conn_abort(c, (stws_result)stws__tr_err(w), "connect");
+            break;
+        }
+        c->state = STWS_CONN_HANDSHAKE;
+        /* fall through */
+    case STWS_CONN_HANDSHAKE:
+        r = stws__conn_handshake(c);
+        break;
+    case STWS_CONN_OPEN:
+    case STWS_CONN_CLOSING:
+        c->want = STWS_POLL_READ;
+        if ((r = stws__conn_flush(c)) != STWS_OK) {
+            r = stws__conn_abort(c, r, "send");
+            break;
+        }
+        r = stws__conn_read(c);
+        break;
+    }
+    if (c->deadline && c->state != STWS_CONN_CLOSED && now >= c->deadline) {
+        if (c->state == STWS_CONN_CLOSING) {
+            /* the peer did not finish the closing handshake in time */
+            int clean = stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed;
+            if (!clean && !c->failed) c->close_code = STWS_CLOSE_ABNORMAL;
+            stws__conn_teardown(c, clean);
+        } else {
+            r = stws__conn_abort(c, STWS_ERR_TIMEOUT,
+                                 c->state == STWS_CONN_CONNECTING ? "connect" : "upgrade");
+        }
+    }
+    stws__conn_track_socket(c);
+    if (c->on_event) {
+        stws_conn_event ev;
+        c->in_callback = 1;
+        while (!c->doomed && stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
+        c->in_callback = 0;
+        if (c->doomed) {
+            stws_conn_destroy(c);
+            return STWS_ERR_CLOSED;
+        }
+    }
+    return r;
+}
+
+int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
+    memset(ev, 0, sizeof *ev);
+    if (!c) return 0;
+    /* OPEN comes before the frames that arrived with it */
+    if (c->npending && (c->pending[0].type == STWS_CONN_EVENT_OPEN || c->rx_pos >= c->rx_len ||
+                        c->state == STWS_CONN_CLOSED)) {
+        *ev = c->pending[0];
+        if (ev->type == STWS_CONN_EVENT_CLOSE) {
+            ev->data = (const uint8_t *)c->close_reason;
+            ev->len = c->close_reason_len;
+        }
+        memmove(c->pending, c->pending + 1, (size_t)(c->npending - 1) * sizeof *c->pending);
+        c->npending--;
+        return 1;
+    }
+    while ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && c->rx_pos < c->rx_len) {
+        stws_codec_event ce;
+        size_t used = 0;
+        stws_result r;
+        if (c->failed) { /* draining after a failure: input is ignored */
+            c->rx_pos = c->rx_len;
+            break;
+        }
+        ce.close_code = STWS_CLOSE_PROTOCOL_ERROR; /* read on errors; the parse sets it on
+                                                      all but its argument check */
+        r = stws_codec_parse(c->codec, c->rx + c->rx_pos, c->rx_len - c->rx_pos, &used, &ce);
+        c->rx_pos += used;
+        if (r != STWS_OK) {
+            /* §7.1.7: fail the connection; the close frame is queued, and we
+               keep reading until the server closes or the timer fires */
+            c->failed = 1;
+            c->last_error = r;
+            c->close_code = ce.close_code;
+            snprintf(c->detail, sizeof c->detail, "protocol error: %s (sent close %d)",
+                     stws_result_string(r), ce.close_code);
+            stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
+            c->state = STWS_CONN_CLOSING;
+            c->deadline = stws__conn_now(c) + (uint64_t)c->close_timeout;
+            c->rx_pos = c->rx_len;
+            ev->type = STWS_CONN_EVENT_ERROR;
+            ev->error = r;
+            ev->close_code = ce.close_code;
+            return 1;
+        }
+        switch (ce.type) {
+        case STWS_CODEC_EVENT_NONE: continue;
+        case STWS_CODEC_EVENT_MESSAGE: ev->type = STWS_CONN_EVENT_MESSAGE; break;
+        case STWS_CODEC_EVENT_PING: ev->type = STWS_CONN_EVENT_PING; break;
+        case STWS_CODEC_EVENT_PONG: ev->type = STWS_CONN_EVENT_PONG; break;
+        case STWS_CODEC_EVENT_CLOSE:
+            /* the reply is queued; the CLOSE event comes when TCP closes */
+            c->close_code = ce.close_code;
+            c->peer_closed = 1;
+            c->close_reason_len = STWS__MIN(ce.len, sizeof c->close_reason);
+            if (ce.len) memcpy(c->close_reason, ce.data, c->close_reason_len);
+            if (c->state == STWS_CONN_OPEN) c->deadline = stws__conn_now(c) + (uint64_t)c->close_timeout;
+            c->state = STWS_CONN_CLOSING;
+            continue;
+        case STWS_CODEC_EVENT_ERROR: continue; /* not returned with STWS_OK */
+        }
+        ev->opcode = ce.opcode;
+        ev->data = ce.data;
+        ev->len = ce.len;
+        return 1;
+    }
+    if (c->npending) return stws_conn_next_event(c, ev);
+    return 0;
+}
+
+int stws_conn_timeout(const stws_conn *c) {
+    if (!c) return -1;
+    if (c->npending) return 0;
+    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
+        size_t out = 0;
+        if (!c->failed && c->rx_pos < c->rx_len) return 0; /* received, not yet parsed */
+        if (c->rx_more) return 0; /* the stream may hold more (edge-triggered loops) */
+        (void)stws_codec_output(c->codec, &out);
+        if (out && !c->tx_blocked) return 0; /* queued, and the socket never said no */
+    }
+    if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
+    if (!c->deadline) return -1;
+    return stws__ms_until(c->deadline, stws__conn_now(c));
+}
+
+intptr_t stws_conn_handle(const stws_conn *c) {
+    if (!c || !c->transport_open || !c->tr.handle) return -1;
+    return c->tr.handle(c->tr.ctx);
+}
+
+int stws_conn_wants(const stws_conn *c) {
+    size_t n = 0;
+    int w;
+    if (!c || !c->transport_open) return STWS_POLL_NONE;
+    w = c->want;
+    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
+        w |= STWS_POLL_READ;
+        (void)stws_codec_output(c->codec, &n);
+        if (n) w |= STWS_POLL_WRITE;
+    }
+    return w;
+}
+
+#ifndef STWS_NO_SOCKETS
+stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
+    int t;
+    intptr_t h;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
+    /* the sooner of the library's next work and the caller's limit: a
+       negative timeout_ms drops the caller's limit, never the timers */
+    t = stws__sooner(stws_conn_timeout(c), timeout_ms);
+    h = stws_conn_handle(c);
+    if (t != 0 && h >= 0) (void)stws__sock_wait((stws__sock)h, stws_conn_wants(c), STWS__NO_SOCK, t);
+    return stws_conn_step(c);
+}
+#endif
+
+stws_result stws_conn_send(stws_conn *c, stws_opcode op, const void *data, size_t len) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    if (c->state != STWS_CONN_OPEN) return STWS_ERR_STATE;
+    r = stws_codec_send(c->codec, op, data, len);
+    if (r == STWS_OK) c->want |= STWS_POLL_WRITE;
+    return r;
+}
+
+size_t stws_conn_buffered(const stws_conn *c) {
+    size_t n = 0;
+    if (c) (void)stws_codec_output(c->codec, &n);
+    return n;
+}
+
+stws_result stws_conn_close(stws_conn *c, int code, const char *reason) {
+    stws_result r;
+    if (!c) return STWS_ERR_INVALID_ARG;
+    switch (c->state) {
+    case STWS_CONN_IDLE:
+    case STWS_CONN_CLOSED:
+        return STWS_ERR_STATE;
+    case STWS_CONN_CONNECTING:
+    case STWS_CONN_HANDSHAKE:
+        c->close_code = STWS_CLOSE_ABNORMAL;
+        stws__conn_teardown(c, 0);
+        return STWS_OK;
+    case STWS_CONN_CLOSING:
+        return STWS_OK;
+    case STWS_CONN_OPEN:
+        break;
+    }
+    r = stws_codec_close(c->codec, code, reason, reason ? strlen(reason) : 0);
+    if (r != STWS_OK) return r;
+    c->state = STWS_CONN_CLOSING;
+    c->close_code = code ? code : STWS_CLOSE_NO_STATUS;
+    c->deadline = stws__conn_now(c) + (uint64_t)c->close_timeout;
+    c->want |= STWS_POLL_WRITE;
+    return STWS_OK;
+}
+
+stws_conn_state stws_conn_get_state(const stws_conn *c) { return c ? c->state : STWS_CONN_CLOSED; }
+int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
+const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
+uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
+int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
+
+stws_result stws_conn_send_secret(stws_conn *c, stws_opcode opcode, const void *data, size_t len) {
+    size_t before = stws_conn_buffered(c);
+    stws_result r = stws_conn_send(c, opcode, data, len);
+    if (r == STWS_OK) stws__codec_secret(c->codec, stws_conn_buffered(c) - before);
+    return r;
+}
+
+stws_result stws_conn_abort(stws_conn *c, stws_result result, const char *why) {
+    if (!c || result >= 0) return STWS_ERR_INVALID_ARG;
+    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return STWS_ERR_STATE;
+    (void)stws__conn_abort(c, result, why ? why : "aborted");
+    return STWS_OK;
+}
+
+stws_result stws_conn_set_url(stws_conn *c, const char *url) {
+    if (!c || !url) return STWS_ERR_INVALID_ARG;
+    return stws__conn_set_url(c, url);
+}
+unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_gen : 0; }
 
 /* ==== json + jwt ========================================================== */
 /* (JSON writer, reader, HS256 JWT minter)
@@ -4660,7 +5486,7 @@ static size_t stws__json_ws(const char *s, size_t len, size_t p) {
 /* Whitespace is rare in events: test one byte before calling the loop. */
 #define STWS__JSON_WS(s, len, p) ((p) < (len) && (unsigned char)(s)[p] <= ' ' ? stws__json_ws(s, len, p) : (p))
 
-static int stws__hex(int c) {
+static int stws__json_hex(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -4668,11 +5494,11 @@ static int stws__hex(int c) {
 }
 
 /* Four hex digits at s (caller checked the length), or -1. */
-static long stws__hex4(const char *s) {
+static long stws__json_hex4(const char *s) {
     long v = 0;
     int i;
     for (i = 0; i < 4; i++) {
-        int h = stws__hex((unsigned char)s[i]);
+        int h = stws__json_hex((unsigned char)s[i]);
         if (h < 0) return -1;
         v = v << 4 | h;
     }
@@ -4736,7 +5562,7 @@ static size_t stws__json_scan_string(const char *s, size_t len, size_t p) {
             p += 2;
             break;
         case 'u':
-            if (len - p < 6 || stws__hex4(s + p + 2) < 0) return STWS__JSON_BAD;
+            if (len - p < 6 || stws__json_hex4(s + p + 2) < 0) return STWS__JSON_BAD;
             p += 6;
             break;
         default:
@@ -4745,7 +5571,7 @@ static size_t stws__json_scan_string(const char *s, size_t len, size_t p) {
     }
 }
 
-static int stws__digit(const char *s, size_t len, size_t p) {
+static int stws__json_digit(const char *s, size_t len, size_t p) {
     return p < len && s[p] >= '0' && s[p] <= '9';
 }
 
@@ -4759,20 +5585,20 @@ static size_t stws__json_scan_primitive(const char *s, size_t len, size_t p) {
     case '-': p++; break;
     default: break;
     }
-    if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
+    if (!stws__json_digit(s, len, p)) return STWS__JSON_BAD;
     if (s[p] == '0') p++;
     else
-        while (stws__digit(s, len, p)) p++;
+        while (stws__json_digit(s, len, p)) p++;
     if (p < len && s[p] == '.') {
         p++;
-        if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
-        while (stws__digit(s, len, p)) p++;
+        if (!stws__json_digit(s, len, p)) return STWS__JSON_BAD;
+        while (stws__json_digit(s, len, p)) p++;
     }
     if (p < len && (s[p] == 'e' || s[p] == 'E')) {
         p++;
         if (p < len && (s[p] == '+' || s[p] == '-')) p++;
-        if (!stws__digit(s, len, p)) return STWS__JSON_BAD;
-        while (stws__digit(s, len, p)) p++;
+        if (!stws__json_digit(s, len, p)) return STWS__JSON_BAD;
+        while (stws__json_digit(s, len, p)) p++;
     }
     return p;
 }
@@ -4880,7 +5706,7 @@ static stws_result stws__json_scan(const char *s, size_t len, size_t max_tokens,
 }
 
 /* Does token k say (type, start, end, parent)?  end < 0: not known yet. */
-static int stws__tok_is(const jsmntok_t *t, int n, int k, jsmntype_t type, size_t start, long end,
+static int stws__json_tok_is(const jsmntok_t *t, int n, int k, jsmntype_t type, size_t start, long end,
                         int parent) {
     if (k < 0 || k >= n) return 0;
     return t[k].type == type && t[k].start >= 0 && (size_t)t[k].start == start &&
@@ -4907,7 +5733,7 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (p >= len) return 0;
             c = s[p];
             if (c == '{' || c == '[') {
-                if (!stws__tok_is(t, n, k, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, p, -1, parent))
+                if (!stws__json_tok_is(t, n, k, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, p, -1, parent))
                     return 0;
                 cont = parent = k++;
                 depth++;
@@ -4919,12 +5745,12 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (c == '"') {
                 e = stws__json_scan_string(s, len, p + 1);
                 if (e == STWS__JSON_BAD) return 0;
-                if (!stws__tok_is(t, n, k++, JSMN_STRING, p + 1, (long)e, parent)) return 0;
+                if (!stws__json_tok_is(t, n, k++, JSMN_STRING, p + 1, (long)e, parent)) return 0;
                 p = e + 1;
             } else {
                 e = stws__json_scan_primitive(s, len, p);
                 if (e == STWS__JSON_BAD) return 0;
-                if (!stws__tok_is(t, n, k++, JSMN_PRIMITIVE, p, (long)e, parent)) return 0;
+                if (!stws__json_tok_is(t, n, k++, JSMN_PRIMITIVE, p, (long)e, parent)) return 0;
                 p = e;
             }
             st = S_AFTER;
@@ -4933,7 +5759,7 @@ static int stws__json_check(const char *s, size_t len, const jsmntok_t *t, int n
             if (p >= len || s[p] != '"') return 0;
             e = stws__json_scan_string(s, len, p + 1);
             if (e == STWS__JSON_BAD) return 0;
-            if (!stws__tok_is(t, n, k, JSMN_STRING, p + 1, (long)e, cont)) return 0;
+            if (!stws__json_tok_is(t, n, k, JSMN_STRING, p + 1, (long)e, cont)) return 0;
             parent = k++;
             p = STWS__JSON_WS(s, len, e + 1);
             if (p >= len || s[p] != ':') return 0;
@@ -5419,11 +6245,11 @@ static stws_result stws__json_unescape(const char *s, size_t n, char *buf, size_
         case 't': u[0] = '\t'; break;
         case 'u': {
             long cp, lo;
-            if (n - i < 6 || (cp = stws__hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
+            if (n - i < 6 || (cp = stws__json_hex4(s + i + 2)) < 0) return STWS_ERR_JSON;
             if (cp >= 0xDC00 && cp <= 0xDFFF) return STWS_ERR_JSON; /* lone low half */
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 if (n - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u') return STWS_ERR_JSON;
-                lo = stws__hex4(s + i + 8);
+                lo = stws__json_hex4(s + i + 8);
                 if (lo < 0xDC00 || lo > 0xDFFF) return STWS_ERR_JSON;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 i += 6;
@@ -5712,7 +6538,7 @@ typedef struct stws__big {
     int n;
 } stws__big;
 
-static void stws__big_set(stws__big *b, uint64_t v) {
+static void stws__json_big_set(stws__big *b, uint64_t v) {
     b->n = 0;
     while (v) {
         b->d[b->n++] = (uint32_t)v;
@@ -5720,7 +6546,7 @@ static void stws__big_set(stws__big *b, uint64_t v) {
     }
 }
 
-static void stws__big_mul(stws__big *b, uint32_t k) {
+static void stws__json_big_mul(stws__big *b, uint32_t k) {
     uint64_t carry = 0;
     int i;
     for (i = 0; i < b->n; i++) {
@@ -5731,12 +6557,12 @@ static void stws__big_mul(stws__big *b, uint32_t k) {
     if (carry && b->n < STWS__BIG_LIMBS) b->d[b->n++] = (uint32_t)carry;
 }
 
-static void stws__big_pow5(stws__big *b, long k) {
-    for (; k >= 13; k -= 13) stws__big_mul(b, 1220703125u); /* 5^13 */
-    for (; k > 0; k--) stws__big_mul(b, 5);
+static void stws__json_big_pow5(stws__big *b, long k) {
+    for (; k >= 13; k -= 13) stws__json_big_mul(b, 1220703125u); /* 5^13 */
+    for (; k > 0; k--) stws__json_big_mul(b, 5);
 }
 
-static void stws__big_shl(stws__big *b, long bits) {
+static void stws__json_big_shl(stws__big *b, long bits) {
     int limbs = (int)(bits / 32), sh = (int)(bits % 32), i;
     if (!b->n || bits <= 0) return;
     if (b->n + limbs + 1 > STWS__BIG_LIMBS) limbs = STWS__BIG_LIMBS - b->n - 1; /* cannot happen */
@@ -5751,7 +6577,7 @@ static void stws__big_shl(stws__big *b, long bits) {
     while (b->n && !b->d[b->n - 1]) b->n--;
 }
 
-static int stws__big_cmp(const stws__big *a, const stws__big *b) {
+static int stws__json_big_cmp(const stws__big *a, const stws__big *b) {
     int i;
     if (a->n != b->n) return a->n < b->n ? -1 : 1;
     for (i = a->n - 1; i >= 0; i--)
@@ -5759,32 +6585,32 @@ static int stws__big_cmp(const stws__big *a, const stws__big *b) {
     return 0;
 }
 
-static int stws__dec_cmp(uint64_t m, long e10, uint64_t h, long e2) {
+static int stws__json_dec_cmp(uint64_t m, long e10, uint64_t h, long e2) {
     stws__big a, b;
     long a2 = e10 > 0 ? e10 : 0, b2 = (e10 < 0 ? -e10 : 0) + e2, low;
-    stws__big_set(&a, m);
-    stws__big_set(&b, h);
-    if (e10 > 0) stws__big_pow5(&a, e10);
-    else stws__big_pow5(&b, -e10);
+    stws__json_big_set(&a, m);
+    stws__json_big_set(&b, h);
+    if (e10 > 0) stws__json_big_pow5(&a, e10);
+    else stws__json_big_pow5(&b, -e10);
     low = a2 < b2 ? a2 : b2;
-    stws__big_shl(&a, a2 - low);
-    stws__big_shl(&b, b2 - low);
-    return stws__big_cmp(&a, &b);
+    stws__json_big_shl(&a, a2 - low);
+    stws__json_big_shl(&b, b2 - low);
+    return stws__json_big_cmp(&a, &b);
 }
 
 /* x (m * 10^e10, or strictly between that and (m + 1) * 10^e10 when digits
    were dropped) against h * 2^e2: -1, 0, 1, or 2 when that cannot tell. */
-static int stws__dec_side(uint64_t m, int dropped, long e10, uint64_t h, long e2) {
-    int lo = stws__dec_cmp(m, e10, h, e2);
+static int stws__json_dec_side(uint64_t m, int dropped, long e10, uint64_t h, long e2) {
+    int lo = stws__json_dec_cmp(m, e10, h, e2);
     if (!dropped) return lo;
     if (lo >= 0) return 1;
     if (m == UINT64_MAX) return 2;
-    return stws__dec_cmp(m + 1, e10, h, e2) <= 0 ? -1 : 2;
+    return stws__json_dec_cmp(m + 1, e10, h, e2) <= 0 ? -1 : 2;
 }
 
 /* Round d (positive, finite, within an ulp or so of x) to the double
    nearest x, ties to even: compare x with the halfway points around d. */
-static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
+static double stws__json_dec_correct(double d, uint64_t m, int dropped, long e10) {
     int k;
     for (k = 0; k < 4; k++) {
         uint64_t bits, f, M;
@@ -5796,7 +6622,7 @@ static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
         if (ef == 0x7FF) return d;
         M = ef ? f | (UINT64_C(1) << 52) : f;
         E = ef ? ef - 1075 : -1074;
-        c = stws__dec_side(m, dropped, e10, 2 * M + 1, E - 1); /* halfway above */
+        c = stws__json_dec_side(m, dropped, e10, 2 * M + 1, E - 1); /* halfway above */
         if (c == 2) return d;
         if (c > 0 || (c == 0 && (M & 1))) {
             bits++;
@@ -5804,8 +6630,8 @@ static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
             continue;
         }
         if (M == 0) return d;
-        if (f == 0 && ef > 1) c = stws__dec_side(m, dropped, e10, 4 * M - 1, E - 2); /* closer below */
-        else c = stws__dec_side(m, dropped, e10, 2 * M - 1, E - 1);
+        if (f == 0 && ef > 1) c = stws__json_dec_side(m, dropped, e10, 4 * M - 1, E - 2); /* closer below */
+        else c = stws__json_dec_side(m, dropped, e10, 2 * M - 1, E - 1);
         if (c == 2) return d;
         if (c < 0 || (c == 0 && (M & 1))) {
             bits--;
@@ -5824,7 +6650,7 @@ static double stws__dec_correct(double d, uint64_t m, int dropped, long e10) {
    are exact doubles and one multiplication or division rounds once:
    correctly rounded (Clinger's fast path), which covers nearly every number
    an event carries.  Otherwise the scaling runs in long double (an
-   estimate within an ulp or so) and stws__dec_correct() settles the last
+   estimate within an ulp or so) and stws__json_dec_correct() settles the last
    bit by comparing the decimal exactly, in big integers, with the halfway
    points around it: correctly rounded, ties to even.  The one exception:
    past 19 significant digits the rest are only known to be non-zero, so a
@@ -5900,7 +6726,7 @@ static int stws__json_to_double(const char *s, size_t n, double *out) {
     d = (double)ld;
     if (d - d != 0.0) return 0; /* infinite */
     if (d == 0.0) d = 4.9406564584124654e-324; /* the estimate underflowed: start at the least */
-    d = stws__dec_correct(d, m, dropped, e10);
+    d = stws__json_dec_correct(d, m, dropped, e10);
     if (d - d != 0.0) return 0;
     *out = neg ? -d : d;
     return 1;
@@ -5985,7 +6811,7 @@ static size_t stws__json_escape(unsigned char c, char out[6]) {
 }
 
 /* Decimal digits of v into out (no NUL); returns the length. */
-static size_t stws__i64_dec(int64_t v, char out[20]) {
+static size_t stws__json_i64_dec(int64_t v, char out[20]) {
     char tmp[20];
     uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     size_t n = 0, i;
@@ -6000,19 +6826,19 @@ static size_t stws__i64_dec(int64_t v, char out[20]) {
 }
 
 /* Running out of room is not fatal to the count: the writer goes on
-   measuring, so stws_json_finish() can say how much is needed.  Any other
+   measuring, so stws_json_write_finish() can say how much is needed.  Any other
    error stops it. */
-static int stws__jw_live(const stws_json_writer *w) {
+static int stws__json_write_live(const stws_json_writer *w) {
     return w && (w->error == STWS_OK || w->error == STWS_ERR_BUFFER_TOO_SMALL);
 }
 
-static void stws__jw_fail(stws_json_writer *w, stws_result e) {
-    if (stws__jw_live(w)) w->error = e;
+static void stws__json_write_fail(stws_json_writer *w, stws_result e) {
+    if (stws__json_write_live(w)) w->error = e;
 }
 
-static void stws__jw_put(stws_json_writer *w, const char *s, size_t n) {
+static void stws__json_write_put(stws_json_writer *w, const char *s, size_t n) {
     if (n > (size_t)-1 - 1 - w->len) {
-        stws__jw_fail(w, STWS_ERR_BUFFER_TOO_SMALL);
+        stws__json_write_fail(w, STWS_ERR_BUFFER_TOO_SMALL);
         return;
     }
     if (n && w->len < w->cap) memcpy(w->buf + w->len, s, STWS__MIN(n, w->cap - w->len));
@@ -6021,160 +6847,160 @@ static void stws__jw_put(stws_json_writer *w, const char *s, size_t n) {
 }
 
 /* Room for one value here?  Places the comma. */
-static int stws__jw_value(stws_json_writer *w) {
+static int stws__json_write_value(stws_json_writer *w) {
     int d;
-    if (!stws__jw_live(w)) return 0;
+    if (!stws__json_write_live(w)) return 0;
     if (w->depth == 0) {
         if (w->len == 0) return 1;
-        stws__jw_fail(w, STWS_ERR_JSON); /* a second top-level value */
+        stws__json_write_fail(w, STWS_ERR_JSON); /* a second top-level value */
         return 0;
     }
     d = w->depth - 1;
     if (w->in_object[d]) {
         if (!w->after_key) {
-            stws__jw_fail(w, STWS_ERR_JSON); /* value without key */
+            stws__json_write_fail(w, STWS_ERR_JSON); /* value without key */
             return 0;
         }
         w->after_key = 0;
         return 1;
     }
-    if (!w->first[d]) stws__jw_put(w, ",", 1);
+    if (!w->first[d]) stws__json_write_put(w, ",", 1);
     w->first[d] = 0;
     return 1;
 }
 
 /* A quoted, escaped string; invalid UTF-8 (RFC 8259 §8.1) is refused. */
-static void stws__jw_quoted(stws_json_writer *w, const char *s, size_t n) {
+static void stws__json_write_quoted(stws_json_writer *w, const char *s, size_t n) {
     size_t i, run = 0;
-    stws__jw_put(w, "\"", 1);
+    stws__json_write_put(w, "\"", 1);
     for (i = 0; i < n; i++) {
         char esc[6];
         size_t k = stws__json_escape((unsigned char)s[i], esc);
         if (!k) continue;
-        stws__jw_put(w, s + run, i - run);
-        stws__jw_put(w, esc, k);
+        stws__json_write_put(w, s + run, i - run);
+        stws__json_write_put(w, esc, k);
         run = i + 1;
     }
-    stws__jw_put(w, s + run, n - run);
-    stws__jw_put(w, "\"", 1);
+    stws__json_write_put(w, s + run, n - run);
+    stws__json_write_put(w, "\"", 1);
 }
 
-static int stws__jw_text_ok(stws_json_writer *w, const char *s, size_t n) {
+static int stws__json_write_text_ok(stws_json_writer *w, const char *s, size_t n) {
     if (!s && n) {
-        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        stws__json_write_fail(w, STWS_ERR_INVALID_ARG);
         return 0;
     }
     if (n && !stws__utf8_ok(s, n)) {
-        stws__jw_fail(w, STWS_ERR_INVALID_UTF8);
+        stws__json_write_fail(w, STWS_ERR_INVALID_UTF8);
         return 0;
     }
     return 1;
 }
 
-void stws_json_init(stws_json_writer *w, char *buf, size_t cap) {
+void stws_json_write_init(stws_json_writer *w, char *buf, size_t cap) {
     if (!w) return;
     memset(w, 0, sizeof *w);
     w->buf = buf;
     w->cap = buf ? cap : 0;
 }
 
-static void stws__jw_begin(stws_json_writer *w, int object) {
-    if (!stws__jw_live(w)) return;
+static void stws__json_write_begin(stws_json_writer *w, int object) {
+    if (!stws__json_write_live(w)) return;
     if (w->depth >= STWS_JSON_MAX_DEPTH) {
-        stws__jw_fail(w, STWS_ERR_JSON);
+        stws__json_write_fail(w, STWS_ERR_JSON);
         return;
     }
-    if (!stws__jw_value(w)) return;
-    stws__jw_put(w, object ? "{" : "[", 1);
+    if (!stws__json_write_value(w)) return;
+    stws__json_write_put(w, object ? "{" : "[", 1);
     w->first[w->depth] = 1;
     w->in_object[w->depth] = (uint8_t)object;
     w->depth++;
 }
 
-static void stws__jw_end(stws_json_writer *w, int object) {
-    if (!stws__jw_live(w)) return;
+static void stws__json_write_end(stws_json_writer *w, int object) {
+    if (!stws__json_write_live(w)) return;
     if (w->depth == 0 || w->in_object[w->depth - 1] != object || w->after_key) {
-        stws__jw_fail(w, STWS_ERR_JSON); /* unbalanced, or a key left without value */
+        stws__json_write_fail(w, STWS_ERR_JSON); /* unbalanced, or a key left without value */
         return;
     }
-    stws__jw_put(w, object ? "}" : "]", 1);
+    stws__json_write_put(w, object ? "}" : "]", 1);
     w->depth--;
 }
 
-void stws_json_object_begin(stws_json_writer *w) { stws__jw_begin(w, 1); }
-void stws_json_object_end(stws_json_writer *w) { stws__jw_end(w, 1); }
-void stws_json_array_begin(stws_json_writer *w) { stws__jw_begin(w, 0); }
-void stws_json_array_end(stws_json_writer *w) { stws__jw_end(w, 0); }
+void stws_json_write_object_begin(stws_json_writer *w) { stws__json_write_begin(w, 1); }
+void stws_json_write_object_end(stws_json_writer *w) { stws__json_write_end(w, 1); }
+void stws_json_write_array_begin(stws_json_writer *w) { stws__json_write_begin(w, 0); }
+void stws_json_write_array_end(stws_json_writer *w) { stws__json_write_end(w, 0); }
 
-void stws_json_key(stws_json_writer *w, const char *key) {
+void stws_json_write_key(stws_json_writer *w, const char *key) {
     int d;
     size_t n;
-    if (!stws__jw_live(w)) return;
+    if (!stws__json_write_live(w)) return;
     if (!key) {
-        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        stws__json_write_fail(w, STWS_ERR_INVALID_ARG);
         return;
     }
     n = strlen(key);
     d = w->depth - 1;
     if (d < 0 || !w->in_object[d] || w->after_key) {
-        stws__jw_fail(w, STWS_ERR_JSON); /* key outside an object, or twice */
+        stws__json_write_fail(w, STWS_ERR_JSON); /* key outside an object, or twice */
         return;
     }
-    if (!stws__jw_text_ok(w, key, n)) return;
-    if (!w->first[d]) stws__jw_put(w, ",", 1);
+    if (!stws__json_write_text_ok(w, key, n)) return;
+    if (!w->first[d]) stws__json_write_put(w, ",", 1);
     w->first[d] = 0;
-    stws__jw_quoted(w, key, n);
-    stws__jw_put(w, ":", 1);
+    stws__json_write_quoted(w, key, n);
+    stws__json_write_put(w, ":", 1);
     w->after_key = 1;
 }
 
-void stws_json_string_n(stws_json_writer *w, const char *s, size_t n) {
-    if (!stws__jw_live(w) || !stws__jw_text_ok(w, s, n) || !stws__jw_value(w)) return;
+void stws_json_write_string_n(stws_json_writer *w, const char *s, size_t n) {
+    if (!stws__json_write_live(w) || !stws__json_write_text_ok(w, s, n) || !stws__json_write_value(w)) return;
     if (!n) s = ""; /* NULL with 0 */
-    stws__jw_quoted(w, s, n);
+    stws__json_write_quoted(w, s, n);
 }
 
-void stws_json_string(stws_json_writer *w, const char *s) {
+void stws_json_write_string(stws_json_writer *w, const char *s) {
     if (!s) {
-        stws__jw_fail(w, STWS_ERR_INVALID_ARG);
+        stws__json_write_fail(w, STWS_ERR_INVALID_ARG);
         return;
     }
-    stws_json_string_n(w, s, strlen(s));
+    stws_json_write_string_n(w, s, strlen(s));
 }
 
-void stws_json_int(stws_json_writer *w, int64_t v) {
+void stws_json_write_int(stws_json_writer *w, int64_t v) {
     char d[20];
-    size_t n = stws__i64_dec(v, d);
-    if (stws__jw_value(w)) stws__jw_put(w, d, n);
+    size_t n = stws__json_i64_dec(v, d);
+    if (stws__json_write_value(w)) stws__json_write_put(w, d, n);
 }
 
-void stws_json_bool(stws_json_writer *w, int v) {
-    if (stws__jw_value(w)) stws__jw_put(w, v ? "true" : "false", v ? 4 : 5);
+void stws_json_write_bool(stws_json_writer *w, int v) {
+    if (stws__json_write_value(w)) stws__json_write_put(w, v ? "true" : "false", v ? 4 : 5);
 }
 
-void stws_json_null(stws_json_writer *w) {
-    if (stws__jw_value(w)) stws__jw_put(w, "null", 4);
+void stws_json_write_null(stws_json_writer *w) {
+    if (stws__json_write_value(w)) stws__json_write_put(w, "null", 4);
 }
 
 /* Checked with the tokenless RFC 8259 pass that checks inbound events (the
    writer has no allocator for a token array); its nesting counts against
    STWS_JSON_MAX_DEPTH.  Copied as given, surrounding whitespace included. */
-void stws_json_raw(stws_json_writer *w, const char *json, size_t n) {
+void stws_json_write_raw(stws_json_writer *w, const char *json, size_t n) {
     stws__json_info info;
-    if (!stws__jw_live(w) || !stws__jw_text_ok(w, json, n)) return;
+    if (!stws__json_write_live(w) || !stws__json_write_text_ok(w, json, n)) return;
     if (!n || stws__json_scan(json, n, (size_t)-1, STWS_JSON_MAX_DEPTH - w->depth, &info) != STWS_OK) {
-        stws__jw_fail(w, STWS_ERR_JSON);
+        stws__json_write_fail(w, STWS_ERR_JSON);
         return;
     }
-    if (stws__jw_value(w)) stws__jw_put(w, json, n);
+    if (stws__json_write_value(w)) stws__json_write_put(w, json, n);
 }
 
 /* *len: the length without the NUL, also on STWS_ERR_BUFFER_TOO_SMALL
    (the buffer then needs *len + 1 bytes).  On any error buf holds "". */
-stws_result stws_json_finish(stws_json_writer *w, size_t *len) {
+stws_result stws_json_write_finish(stws_json_writer *w, size_t *len) {
     if (!w) return STWS_ERR_INVALID_ARG;
-    if (stws__jw_live(w) && (w->depth != 0 || w->after_key || w->len == 0))
-        stws__jw_fail(w, STWS_ERR_JSON); /* open containers, or nothing written */
+    if (stws__json_write_live(w) && (w->depth != 0 || w->after_key || w->len == 0))
+        stws__json_write_fail(w, STWS_ERR_JSON); /* open containers, or nothing written */
     if (len) *len = w->len;
     if (w->error == STWS_OK && w->len < w->cap) {
         w->buf[w->len] = 0;
@@ -6196,7 +7022,7 @@ typedef struct stws__b64u {
     size_t n;
 } stws__b64u;
 
-static void stws__b64u_flush(stws__b64u *e) {
+static void stws__jwt_b64u_flush(stws__b64u *e) {
     unsigned char tmp[65];
     size_t olen = 0, i;
     if (!e->n) return;
@@ -6212,7 +7038,7 @@ static void stws__b64u_flush(stws__b64u *e) {
     e->n = 0;
 }
 
-static void stws__b64u_put(stws__b64u *e, const void *data, size_t n) {
+static void stws__jwt_b64u_put(stws__b64u *e, const void *data, size_t n) {
     const unsigned char *p = (const unsigned char *)data;
     while (n) {
         size_t k = STWS__MIN(n, sizeof e->pend - e->n);
@@ -6220,15 +7046,15 @@ static void stws__b64u_put(stws__b64u *e, const void *data, size_t n) {
         e->n += k;
         p += k;
         n -= k;
-        if (e->n == sizeof e->pend) stws__b64u_flush(e);
+        if (e->n == sizeof e->pend) stws__jwt_b64u_flush(e);
     }
 }
 
-static void stws__b64u_puts(stws__b64u *e, const char *s) { stws__b64u_put(e, s, strlen(s)); }
+static void stws__jwt_b64u_puts(stws__b64u *e, const char *s) { stws__jwt_b64u_put(e, s, strlen(s)); }
 
-static void stws__b64u_int(stws__b64u *e, int64_t v) {
+static void stws__jwt_b64u_int(stws__b64u *e, int64_t v) {
     char d[20];
-    stws__b64u_put(e, d, stws__i64_dec(v, d));
+    stws__jwt_b64u_put(e, d, stws__json_i64_dec(v, d));
 }
 
 /* HMAC-SHA256 (RFC 2104) of msg; 0 or an mbedTLS / PSA error code. */
@@ -6237,7 +7063,7 @@ static void stws__b64u_int(stws__b64u *e, int64_t v) {
 /* mbedTLS 4: HMAC only through PSA, keyed by a volatile imported key.  A key
    longer than SHA-256's 64-byte block is hashed first, as RFC 2104 §3 does
    itself, so any secret length works (PSA caps key sizes). */
-static int stws__hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
+static int stws__jwt_hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
                        size_t msg_len, unsigned char mac[32]) {
     psa_key_attributes_t at = psa_key_attributes_init();
     mbedtls_svc_key_id_t id = MBEDTLS_SVC_KEY_ID_INIT;
@@ -6262,7 +7088,7 @@ static int stws__hs256(const unsigned char *key, size_t key_len, const unsigned 
 }
 #else
 #define STWS__HS256_NOMEM MBEDTLS_ERR_MD_ALLOC_FAILED
-static int stws__hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
+static int stws__jwt_hs256(const unsigned char *key, size_t key_len, const unsigned char *msg,
                        size_t msg_len, unsigned char mac[32]) {
     mbedtls_md_context_t md;
     const mbedtls_md_info_t *info;
@@ -6298,41 +7124,41 @@ static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_j
     sb.len = 0;
     e.sb = &sb;
     e.n = 0;
-    stws__b64u_puts(&e, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
-    stws__b64u_flush(&e);
+    stws__jwt_b64u_puts(&e, "{\"alg\":\"HS256\",\"typ\":\"JWT\"}");
+    stws__jwt_b64u_flush(&e);
     stws__sb_put(&sb, ".", 1);
     if (payload) {
-        stws__b64u_puts(&e, payload);
+        stws__jwt_b64u_puts(&e, payload);
     } else {
         /* keys sorted, no spaces (PROTOCOL.md §7); 0 / NULL omitted */
         const char *sep = "";
-        stws__b64u_puts(&e, "{");
+        stws__jwt_b64u_puts(&e, "{");
         if (claims->exp) {
-            stws__b64u_puts(&e, "\"exp\":");
-            stws__b64u_int(&e, claims->exp);
+            stws__jwt_b64u_puts(&e, "\"exp\":");
+            stws__jwt_b64u_int(&e, claims->exp);
             sep = ",";
         }
         if (claims->iat) {
-            stws__b64u_puts(&e, sep);
-            stws__b64u_puts(&e, "\"iat\":");
-            stws__b64u_int(&e, claims->iat);
+            stws__jwt_b64u_puts(&e, sep);
+            stws__jwt_b64u_puts(&e, "\"iat\":");
+            stws__jwt_b64u_int(&e, claims->iat);
             sep = ",";
         }
         if (claims->user_id) {
             const char *u = claims->user_id;
-            stws__b64u_puts(&e, sep);
-            stws__b64u_puts(&e, "\"user_id\":\"");
+            stws__jwt_b64u_puts(&e, sep);
+            stws__jwt_b64u_puts(&e, "\"user_id\":\"");
             for (; *u; u++) {
                 char esc[6];
                 size_t k = stws__json_escape((unsigned char)*u, esc);
-                if (k) stws__b64u_put(&e, esc, k);
-                else stws__b64u_put(&e, u, 1);
+                if (k) stws__jwt_b64u_put(&e, esc, k);
+                else stws__jwt_b64u_put(&e, u, 1);
             }
-            stws__b64u_puts(&e, "\"");
+            stws__jwt_b64u_puts(&e, "\"");
         }
-        stws__b64u_puts(&e, "}");
+        stws__jwt_b64u_puts(&e, "}");
     }
-    stws__b64u_flush(&e);
+    stws__jwt_b64u_flush(&e);
     total = sb.len + 1 + 43; /* "." + 32 bytes of MAC in unpadded base64url */
     *len = total;
     if (total >= cap) {
@@ -6340,11 +7166,11 @@ static stws_result stws__jwt(const char *secret, size_t secret_len, const stws_j
         return STWS_ERR_BUFFER_TOO_SMALL;
     }
     /* RFC 7515 §5.1: the MAC covers the ASCII of header "." payload */
-    rc = stws__hs256((const unsigned char *)secret, secret_len, (const unsigned char *)out, sb.len, mac);
+    rc = stws__jwt_hs256((const unsigned char *)secret, secret_len, (const unsigned char *)out, sb.len, mac);
     if (rc == 0) {
         stws__sb_put(&sb, ".", 1);
-        stws__b64u_put(&e, mac, sizeof mac);
-        stws__b64u_flush(&e);
+        stws__jwt_b64u_put(&e, mac, sizeof mac);
+        stws__jwt_b64u_flush(&e);
     }
     mbedtls_platform_zeroize(mac, sizeof mac);
     if (rc != 0 || sb.len != total) {
@@ -6371,713 +7197,6 @@ stws_result stws_jwt_server_token(const char *secret, size_t secret_len, char *o
 }
 
 /* ==== end json + jwt ====================================================== */
-
-/* ==== connection ========================================================== */
-
-#define STWS__DEFAULT_RECV_BUFFER (16 * 1024)
-#define STWS__MAX_LIFECYCLE 4
-
-struct stws_conn {
-    stws_allocator alloc;
-    stws_logger log;
-    stws_clock clock;
-    stws_random random;
-    stws__drbg *drbg;
-    stws_conn_event_fn on_event;
-    void *user_data;
-    int in_callback;            /* on_event is running (inside the step) */
-    int doomed;                 /* stws_conn_destroy() was called from it */
-
-    char *url_copy;
-    stws_url url;
-    char host[256];             /* NUL-terminated for the transports */
-    stws_handshake_desc hs;
-
-    stws_transport tr;          /* top of the stack */
-#ifndef STWS_NO_SOCKETS
-    stws_tcp *tcp;
-    stws_proxy *proxy;          /* only ever over our own TCP */
-#endif
-#ifndef STWS_NO_TLS
-    stws_tls *tls;
-#endif
-    stws_codec *codec;
-
-    stws_conn_state state;
-    int want;                   /* stws_poll_flags of the last would-block */
-    int transport_open;
-    uint64_t deadline;          /* connect or close timer; 0 = none */
-    int connect_timeout, close_timeout;
-
-    char key[STWS_HANDSHAKE_KEY_SIZE];
-    char *req;
-    size_t req_cap, req_len, req_off;
-
-    uint8_t *rx;
-    size_t rx_cap, rx_pos, rx_len;
-    int rx_more;                /* the last read did not see the stream run dry */
-    int tx_blocked;             /* the last write would have blocked */
-    /* the socket an external loop registered: see stws_conn_socket_generation */
-    intptr_t sock_h;
-    unsigned sock_id, sock_gen;
-
-    /* lifecycle events waiting for stws_conn_next_event() */
-    stws_conn_event pending[STWS__MAX_LIFECYCLE];
-    int npending;
-    int close_code;             /* for the final CLOSE event */
-    int failed;                 /* we failed the connection (§7.1.7) */
-    int peer_closed;            /* the peer's close frame arrived */
-    char close_reason[124];
-    size_t close_reason_len;
-    stws_result last_error;
-    int http_status;
-    char detail[256];
-};
-
-static uint64_t stws__now(const stws_conn *c) { return c->clock.now_ms(c->clock.user_data); }
-
-static void stws__push(stws_conn *c, stws_conn_event_type type, stws_result err, int code, int clean) {
-    stws_conn_event *e;
-    if (c->npending == STWS__MAX_LIFECYCLE) return;
-    e = &c->pending[c->npending++];
-    memset(e, 0, sizeof *e);
-    e->type = type;
-    e->error = err;
-    e->close_code = code;
-    e->clean = clean;
-}
-
-/* Count replacements of the socket behind stws_conn_handle(): the built-in
-   TCP makes a new socket per address and attempt, and the OS often gives it
-   the number of the one just closed, which an epoll set has forgotten. */
-static void stws__conn_track_socket(stws_conn *c) {
-    intptr_t h = c->transport_open && c->tr.handle ? c->tr.handle(c->tr.ctx) : -1;
-    unsigned id = 0;
-#ifndef STWS_NO_SOCKETS
-    if (c->tcp) id = c->tcp->gen;
-#endif
-    if (h != c->sock_h || id != c->sock_id) {
-        c->sock_h = h;
-        c->sock_id = id;
-        c->sock_gen++;
-    }
-}
-
-static void stws__conn_teardown(stws_conn *c, int clean) {
-    size_t unsent = 0;
-    (void)stws_codec_output(c->codec, &unsent);
-    if (unsent) clean = 0; /* our close frame never left */
-    stws__codec_drop_secret(c->codec); /* nor will an auth frame still queued */
-    if (!clean && (c->failed || !c->peer_closed)) c->close_code = STWS_CLOSE_ABNORMAL;
-    if (c->transport_open) c->tr.close(c->tr.ctx);
-    c->transport_open = 0;
-    c->state = STWS_CONN_CLOSED;
-    c->deadline = 0;
-    c->want = 0;
-    c->rx_more = c->tx_blocked = 0;
-    stws__conn_track_socket(c);
-    stws__push(c, STWS_CONN_EVENT_CLOSE, STWS_OK, c->close_code, clean);
-}
-
-/* A failure that ends the connection without a closing handshake.  Once per
-   connection: a conn that has ended already (its ERROR and CLOSE events may
-   still be unread) keeps the reason it ended with. */
-static stws_result stws__conn_abort(stws_conn *c, stws_result err, const char *what) {
-    if (c->state == STWS_CONN_CLOSED || c->state == STWS_CONN_IDLE) return err;
-    c->last_error = err;
-    if (!c->detail[0]) {
-        const char *sub = ""; /* a layer's own reason: TCP's (address, errno), the
-                                 proxy's (escaped there), TLS's */
-#ifndef STWS_NO_SOCKETS
-        if (err == STWS_ERR_CONNECT && c->tcp) sub = c->tcp->detail;
-        if (!sub[0] && c->proxy && err == STWS_ERR_PROXY) sub = stws_proxy_error_detail(c->proxy);
-#endif
-#ifndef STWS_NO_TLS
-        if (!sub[0] && c->tls) sub = stws_tls_error_detail(c->tls);
-#endif
-        if (sub[0])
-            snprintf(c->detail, sizeof c->detail, "%s: %s: %.200s", what, stws_result_string(err), sub);
-        else
-            snprintf(c->detail, sizeof c->detail, "%s: %s", what, stws_result_string(err));
-    }
-    stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
-    stws__push(c, STWS_CONN_EVENT_ERROR, err, 0, 0);
-    c->close_code = STWS_CLOSE_ABNORMAL;
-    stws__conn_teardown(c, 0);
-    return err;
-}
-
-/* Point the connection at a URL: at create, and when a reconnect hook
-   changes it (rare: allocation is fine here).  The request is the same size
-   on every connect (the key has a fixed length), so its buffer is made here;
-   this also validates the request fields. */
-static stws_result stws__conn_set_url(stws_conn *c, const char *url) {
-    stws_url u;
-    size_t n = strlen(url), need = 0;
-    char *copy, *req;
-    stws_result r;
-    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
-    if (n >= sizeof c->host + STWS_MAX_URL) return STWS_ERR_URL_TOO_LONG;
-    copy = (char *)stws__alloc(&c->alloc, n + 1);
-    if (!copy) return STWS_ERR_NOMEM;
-    memcpy(copy, url, n + 1);
-    if ((r = stws_url_parse(copy, &u)) != STWS_OK) goto fail;
-    r = STWS_ERR_URL_SCHEME; /* the TLS layer is fixed at create */
-    if (c->url_copy && u.secure != c->url.secure) goto fail;
-    if ((r = stws_handshake_request(&u, &c->hs, c->key, NULL, 0, &need)) != STWS_ERR_BUFFER_TOO_SMALL)
-        goto fail;
-    if (need + 1 > c->req_cap) {
-        r = STWS_ERR_NOMEM;
-        if (!(req = (char *)stws__alloc(&c->alloc, need + 1))) goto fail;
-        if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap); /* see stws_conn_destroy */
-        stws__free(&c->alloc, c->req);
-        c->req = req;
-        c->req_cap = need + 1;
-    }
-    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
-    stws__free(&c->alloc, c->url_copy);
-    c->url_copy = copy;
-    c->url = u;
-    n = STWS__MIN(u.host.len, sizeof c->host - 1); /* <= 253 after stws_url_parse */
-    memcpy(c->host, u.host.ptr, n);
-    c->host[n] = 0;
-    return STWS_OK;
-fail:
-    mbedtls_platform_zeroize(copy, n);
-    stws__free(&c->alloc, copy);
-    return r;
-}
-
-stws_conn *stws_conn_create(const stws_conn_desc *desc) {
-    stws_allocator a;
-    stws_logger lg;
-    stws_conn *c;
-    stws_codec_desc cd;
-    stws_result r;
-    if (!desc) return NULL;
-    lg = stws__logger_def(&desc->logger);
-    if (!desc->url) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: desc.url is required");
-        return NULL;
-    }
-    a = stws__allocator_def(&desc->allocator);
-    c = (stws_conn *)stws__alloc(&a, sizeof *c);
-    if (!c) return NULL;
-    memset(c, 0, sizeof *c);
-    c->alloc = a;
-    c->log = lg;
-    c->on_event = desc->on_event;
-    c->user_data = desc->user_data;
-    c->clock = desc->clock;
-#ifndef STWS_NO_SOCKETS
-    if (!c->clock.now_ms) c->clock.now_ms = stws__default_now_ms;
-#endif
-    if (!c->clock.now_ms) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a clock hook");
-        goto fail;
-    }
-    c->hs.origin = desc->origin;
-    c->hs.subprotocols = desc->subprotocols;
-    c->hs.num_subprotocols = desc->num_subprotocols;
-    c->hs.headers = desc->headers;
-    c->hs.num_headers = desc->num_headers;
-    c->rx_cap = desc->recv_buffer_size ? desc->recv_buffer_size : STWS__DEFAULT_RECV_BUFFER;
-    if (c->rx_cap < 1024) c->rx_cap = 1024;
-    c->hs.max_response_size = c->rx_cap;
-    c->sock_h = -1;
-    c->connect_timeout = desc->connect_timeout_ms > 0 ? desc->connect_timeout_ms : 10000;
-    c->close_timeout = desc->close_timeout_ms > 0 ? desc->close_timeout_ms : 1000;
-
-    memset(c->key, 'A', 24); /* a stand-in of the right length */
-    if ((r = stws__conn_set_url(c, desc->url)) != STWS_OK) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: bad URL or request field: %s", stws_result_string(r));
-        goto fail;
-    }
-    c->rx = (uint8_t *)stws__alloc(&a, c->rx_cap);
-    if (!c->rx) goto fail;
-
-    if (desc->random.fill) {
-        c->random = desc->random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
-        stws__log(&lg, STWS_LOG_ERROR, "conn: %s", STWS__NO_RANDOM);
-        goto fail;
-    }
-    memset(&cd, 0, sizeof cd);
-    cd.max_frame_size = desc->max_frame_size;
-    cd.max_message_size = desc->max_message_size;
-    cd.max_output_size = desc->max_output_size;
-    cd.allocator = a;
-    cd.random = c->random;
-    if (!(c->codec = stws_codec_create(&cd))) goto fail;
-
-    if (desc->transport.open) {
-        c->tr = desc->transport;
-    } else {
-#ifdef STWS_NO_SOCKETS
-        stws__log(&lg, STWS_LOG_ERROR, "conn: STWS_NO_SOCKETS needs a transport");
-        goto fail;
-#else
-        stws_tcp_desc td;
-        const char *proxy = desc->proxy;
-        memset(&td, 0, sizeof td);
-        td.resolver = desc->resolver;
-        td.allocator = a;
-        if (!(c->tcp = stws_tcp_create(&td))) goto fail;
-        c->tr = stws_tcp_transport(c->tcp);
-        if (!proxy && desc->proxy_from_env) proxy = stws_proxy_from_env(c->url_copy);
-        if (proxy) {
-            stws_proxy_desc pd;
-            memset(&pd, 0, sizeof pd);
-            pd.inner = c->tr;
-            pd.url = proxy;
-            pd.allocator = a;
-            if (!(c->proxy = stws_proxy_create(&pd))) {
-                stws__log(&lg, STWS_LOG_ERROR, "conn: bad proxy URL");
-                goto fail;
-            }
-            c->tr = stws_proxy_transport(c->proxy);
-        }
-#endif
-    }
-    if (c->url.secure && !desc->transport.open) {
-#ifdef STWS_NO_TLS
-        stws__log(&lg, STWS_LOG_ERROR, "conn: wss:// needs TLS (built with STWS_NO_TLS)");
-        goto fail;
-#else
-        stws_tls_desc tdsc;
-        memset(&tdsc, 0, sizeof tdsc);
-        tdsc.inner = c->tr;
-        tdsc.ca_file = desc->ca_file;
-        tdsc.ca_pem = desc->ca_pem;
-        tdsc.insecure = desc->insecure;
-        tdsc.random = c->random;
-        tdsc.allocator = a;
-        tdsc.logger = lg;
-        if (!(c->tls = stws_tls_create(&tdsc))) goto fail;
-        c->tr = stws_tls_transport(c->tls);
-#endif
-    }
-    c->state = STWS_CONN_IDLE;
-    return c;
-fail:
-    stws_conn_destroy(c);
-    return NULL;
-}
-
-void stws_conn_destroy(stws_conn *c) {
-    stws_allocator a;
-    if (!c) return;
-    if (c->in_callback) { /* the step frees it once the callback returns */
-        c->doomed = 1;
-        return;
-    }
-    a = c->alloc;
-    if (c->transport_open) c->tr.close(c->tr.ctx);
-#ifndef STWS_NO_TLS
-    stws_tls_destroy(c->tls);
-#endif
-#ifndef STWS_NO_SOCKETS
-    stws_proxy_destroy(c->proxy);
-    stws_tcp_destroy(c->tcp);
-#endif
-    stws_codec_destroy(c->codec);
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
-    /* the request may carry the user's headers (Authorization...), the URL
-       a query with credentials: no secret left behind */
-    if (c->req) mbedtls_platform_zeroize(c->req, c->req_cap);
-    if (c->url_copy) mbedtls_platform_zeroize(c->url_copy, strlen(c->url_copy));
-    stws__free(&a, c->req);
-    stws__free(&a, c->rx);
-    stws__free(&a, c->url_copy);
-    stws__free(&a, c);
-}
-
-stws_result stws_conn_connect(stws_conn *c) {
-    stws_result r;
-    if (!c) return STWS_ERR_INVALID_ARG;
-    if (c->state != STWS_CONN_IDLE && c->state != STWS_CONN_CLOSED) return STWS_ERR_STATE;
-    stws_codec_reset(c->codec);
-    c->rx_pos = c->rx_len = 0;
-    c->rx_more = c->tx_blocked = 0;
-    c->req_off = 0;
-    c->failed = 0;
-    c->peer_closed = 0;
-    c->close_code = 0;
-    c->close_reason_len = 0;
-    c->last_error = STWS_OK;
-    c->http_status = 0;
-    c->detail[0] = 0;
-#ifndef STWS_NO_TLS
-    if (c->tls) c->tls->detail[0] = 0; /* no reason left from an older attempt */
-#endif
-#ifndef STWS_NO_SOCKETS
-    if (c->tcp) c->tcp->detail[0] = 0;
-#endif
-    c->npending = 0;
-    /* §4.1: a fresh random key for every opening handshake */
-    if ((r = stws_handshake_key(&c->random, c->key)) != STWS_OK) return r;
-    if ((r = stws_handshake_request(&c->url, &c->hs, c->key, c->req, c->req_cap, &c->req_len)) != STWS_OK)
-        return r;
-    c->state = STWS_CONN_CONNECTING;
-    c->deadline = stws__now(c) + (uint64_t)c->connect_timeout;
-    c->transport_open = 1;
-    c->want = STWS_POLL_WRITE;
-    return STWS_OK;
-}
-
-/* w from the transport is a would-block: remember which way to poll (added
-   to, or instead of, what is already wanted).  0 if w is not one. */
-static int stws__would_block(stws_conn *c, int w, int add) {
-    int f;
-    if (w == STWS_WANT_WRITE) f = STWS_POLL_WRITE;
-    else if (w == STWS_WANT_READ) f = STWS_POLL_READ;
-    else return 0;
-    c->want = add ? c->want | f : f;
-    return 1;
-}
-
-/* Write queued codec output until it is gone or the transport would block. */
-static stws_result stws__conn_flush(stws_conn *c) {
-    for (;;) {
-        size_t n;
-        const uint8_t *out = stws_codec_output(c->codec, &n);
-        int w;
-        if (!n) return STWS_OK;
-        w = c->tr.send(c->tr.ctx, out, n);
-        if (w > 0) {
-            stws_codec_output_consumed(c->codec, (size_t)w);
-            c->tx_blocked = 0;
-            continue;
-        }
-        if (stws__would_block(c, w, 1)) {
-            c->tx_blocked = 1; /* the socket will say when it can take more */
-            return STWS_OK;
-        }
-        return (stws_result)stws__tr_err(w ? w : STWS_ERR_IO);
-    }
-}
-
-/* A read returned n of the asked bytes: may the stream hold more?  An
-   edge-triggered loop gets no new edge for what is left, so
-   stws_conn_timeout() says 0 until a read comes up short.  A short read
-   empties a byte stream (recv takes what is queued, up to len), but the
-   built-in TLS reads one record at a time and leaves the next ones in the
-   socket: over it only a would-block proves the stream dry. */
-static void stws__conn_more(stws_conn *c, size_t n, size_t asked) {
-    c->rx_more = n >= asked;
-#ifndef STWS_NO_TLS
-    if (c->tls && c->tr.ctx == (void *)c->tls) c->rx_more = 1;
-#endif
-}
-
-static stws_result stws__conn_handshake(stws_conn *c) {
-    int w;
-    stws_handshake_response resp;
-    stws_result r;
-    while (c->req_off < c->req_len) {
-        w = c->tr.send(c->tr.ctx, (const unsigned char *)c->req + c->req_off, c->req_len - c->req_off);
-        if (stws__would_block(c, w, 0)) return STWS_OK;
-        if (w <= 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w ? w : STWS_ERR_IO), "upgrade request");
-        c->req_off += (size_t)w;
-    }
-    for (;;) {
-        if (c->rx_len == c->rx_cap)
-            return stws__conn_abort(c, STWS_ERR_HANDSHAKE_TOO_BIG, "upgrade response");
-        w = c->tr.recv(c->tr.ctx, c->rx + c->rx_len, c->rx_cap - c->rx_len);
-        if (stws__would_block(c, w, 0)) return STWS_OK;
-        if (w == 0) return stws__conn_abort(c, STWS_ERR_EOF, "upgrade response");
-        if (w < 0) return stws__conn_abort(c, (stws_result)stws__tr_err(w), "upgrade response");
-        c->rx_len += (size_t)w;
-        stws__conn_more(c, (size_t)w, c->rx_cap - (c->rx_len - (size_t)w)); /* frames may follow */
-        r = stws_handshake_response_parse((const char *)c->rx, c->rx_len, c->key, &c->hs, &resp);
-        if (r == STWS_INCOMPLETE) continue;
-        if (r != STWS_OK) {
-            c->http_status = resp.status;
-            if (r == STWS_ERR_HANDSHAKE_STATUS) {
-                /* the server's reason phrase and Location, escaped: the
-                   parser lets tabs and obs-text (8-bit CSI...) through */
-                const char *sl = (const char *)c->rx, *cr = (const char *)memchr(sl, '\r', c->rx_len);
-                char why[64], loc[150];
-                size_t wn = cr && cr - sl > 13 ? (size_t)(cr - sl) - 13 : 0;
-                stws__copy_safe(why, sizeof why, sl + 13, wn);
-                stws__copy_safe(loc, sizeof loc, resp.location.ptr, resp.location.len);
-                snprintf(c->detail, sizeof c->detail, "upgrade refused: HTTP %d%s%s%s%s", resp.status,
-                         why[0] ? " " : "", why, loc[0] ? ", Location: " : "", loc);
-            }
-            return stws__conn_abort(c, r, "upgrade response");
-        }
-        /* bytes after the header block are the first frames (§4.1) */
-        c->http_status = resp.status;
-        c->rx_len -= resp.header_size;
-        memmove(c->rx, c->rx + resp.header_size, c->rx_len);
-        c->rx_pos = 0;
-        c->state = STWS_CONN_OPEN;
-        c->deadline = 0;
-        c->want = STWS_POLL_READ;
-        stws__push(c, STWS_CONN_EVENT_OPEN, STWS_OK, 0, 0);
-        return STWS_OK;
-    }
-}
-
-/* Read once into the receive buffer, if it has been fully parsed. */
-static stws_result stws__conn_read(stws_conn *c) {
-    int w;
-    if (c->failed) c->rx_pos = c->rx_len; /* draining after a failure: input is ignored */
-    if (c->rx_pos < c->rx_len) return STWS_OK;
-    c->rx_pos = c->rx_len = 0;
-    w = c->tr.recv(c->tr.ctx, c->rx, c->rx_cap);
-    if (w > 0) {
-        c->rx_len = (size_t)w;
-        stws__conn_more(c, (size_t)w, c->rx_cap);
-        return STWS_OK;
-    }
-    c->rx_more = 0;
-    if (stws__would_block(c, w, 1)) return STWS_OK;
-    if (w == 0) {
-        stws_codec_state cs = stws_codec_get_state(c->codec);
-        /* §7.1.1: after the closing handshake the server closes TCP first */
-        if (cs == STWS_CODEC_CLOSED) {
-            stws__conn_teardown(c, 1);
-            return STWS_OK;
-        }
-        if (c->failed) {
-            stws__conn_teardown(c, 0);
-            return STWS_OK;
-        }
-        return stws__conn_abort(c, STWS_ERR_EOF, "receive");
-    }
-    if (c->failed || stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED) {
-        stws__conn_teardown(c, stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed);
-        return STWS_OK;
-    }
-    return stws__conn_abort(c, (stws_result)stws__tr_err(w), "receive");
-}
-
-stws_result stws_conn_step(stws_conn *c) {
-    stws_result r = STWS_OK;
-    uint64_t now;
-    int w;
-    if (!c) return STWS_ERR_INVALID_ARG;
-    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
-    now = stws__now(c);
-    switch (c->state) {
-    case STWS_CONN_IDLE:
-    case STWS_CONN_CLOSED:
-        break;
-    case STWS_CONN_CONNECTING:
-        w = c->tr.open(c->tr.ctx, c->host, c->url.port);
-        if (stws__would_block(c, w, 0)) break;
-        if (w != 0) {
-            r = stws__conn_abort(c, (stws_result)stws__tr_err(w), "connect");
-            break;
-        }
-        c->state = STWS_CONN_HANDSHAKE;
-        /* fall through */
-    case STWS_CONN_HANDSHAKE:
-        r = stws__conn_handshake(c);
-        break;
-    case STWS_CONN_OPEN:
-    case STWS_CONN_CLOSING:
-        c->want = STWS_POLL_READ;
-        if ((r = stws__conn_flush(c)) != STWS_OK) {
-            r = stws__conn_abort(c, r, "send");
-            break;
-        }
-        r = stws__conn_read(c);
-        break;
-    }
-    if (c->deadline && c->state != STWS_CONN_CLOSED && now >= c->deadline) {
-        if (c->state == STWS_CONN_CLOSING) {
-            /* the peer did not finish the closing handshake in time */
-            int clean = stws_codec_get_state(c->codec) == STWS_CODEC_CLOSED && !c->failed;
-            if (!clean && !c->failed) c->close_code = STWS_CLOSE_ABNORMAL;
-            stws__conn_teardown(c, clean);
-        } else {
-            r = stws__conn_abort(c, STWS_ERR_TIMEOUT,
-                                 c->state == STWS_CONN_CONNECTING ? "connect" : "upgrade");
-        }
-    }
-    stws__conn_track_socket(c);
-    if (c->on_event) {
-        stws_conn_event ev;
-        c->in_callback = 1;
-        while (!c->doomed && stws_conn_next_event(c, &ev)) c->on_event(c, &ev, c->user_data);
-        c->in_callback = 0;
-        if (c->doomed) {
-            stws_conn_destroy(c);
-            return STWS_ERR_CLOSED;
-        }
-    }
-    return r;
-}
-
-int stws_conn_next_event(stws_conn *c, stws_conn_event *ev) {
-    memset(ev, 0, sizeof *ev);
-    if (!c) return 0;
-    /* OPEN comes before the frames that arrived with it */
-    if (c->npending && (c->pending[0].type == STWS_CONN_EVENT_OPEN || c->rx_pos >= c->rx_len ||
-                        c->state == STWS_CONN_CLOSED)) {
-        *ev = c->pending[0];
-        if (ev->type == STWS_CONN_EVENT_CLOSE) {
-            ev->data = (const uint8_t *)c->close_reason;
-            ev->len = c->close_reason_len;
-        }
-        memmove(c->pending, c->pending + 1, (size_t)(c->npending - 1) * sizeof *c->pending);
-        c->npending--;
-        return 1;
-    }
-    while ((c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) && c->rx_pos < c->rx_len) {
-        stws_codec_event ce;
-        size_t used = 0;
-        stws_result r;
-        if (c->failed) { /* draining after a failure: input is ignored */
-            c->rx_pos = c->rx_len;
-            break;
-        }
-        ce.close_code = STWS_CLOSE_PROTOCOL_ERROR; /* read on errors; the parse sets it on
-                                                      all but its argument check */
-        r = stws_codec_parse(c->codec, c->rx + c->rx_pos, c->rx_len - c->rx_pos, &used, &ce);
-        c->rx_pos += used;
-        if (r != STWS_OK) {
-            /* §7.1.7: fail the connection; the close frame is queued, and we
-               keep reading until the server closes or the timer fires */
-            c->failed = 1;
-            c->last_error = r;
-            c->close_code = ce.close_code;
-            snprintf(c->detail, sizeof c->detail, "protocol error: %s (sent close %d)",
-                     stws_result_string(r), ce.close_code);
-            stws__log_line(&c->log, STWS_LOG_ERROR, c->detail);
-            c->state = STWS_CONN_CLOSING;
-            c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
-            c->rx_pos = c->rx_len;
-            ev->type = STWS_CONN_EVENT_ERROR;
-            ev->error = r;
-            ev->close_code = ce.close_code;
-            return 1;
-        }
-        switch (ce.type) {
-        case STWS_EVENT_NONE: continue;
-        case STWS_EVENT_MESSAGE: ev->type = STWS_CONN_EVENT_MESSAGE; break;
-        case STWS_EVENT_PING: ev->type = STWS_CONN_EVENT_PING; break;
-        case STWS_EVENT_PONG: ev->type = STWS_CONN_EVENT_PONG; break;
-        case STWS_EVENT_CLOSE:
-            /* the reply is queued; the CLOSE event comes when TCP closes */
-            c->close_code = ce.close_code;
-            c->peer_closed = 1;
-            c->close_reason_len = STWS__MIN(ce.len, sizeof c->close_reason);
-            if (ce.len) memcpy(c->close_reason, ce.data, c->close_reason_len);
-            if (c->state == STWS_CONN_OPEN) c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
-            c->state = STWS_CONN_CLOSING;
-            continue;
-        case STWS_EVENT_ERROR: continue; /* not returned with STWS_OK */
-        }
-        ev->opcode = ce.opcode;
-        ev->data = ce.data;
-        ev->len = ce.len;
-        return 1;
-    }
-    if (c->npending) return stws_conn_next_event(c, ev);
-    return 0;
-}
-
-int stws_conn_timeout(const stws_conn *c) {
-    if (!c) return -1;
-    if (c->npending) return 0;
-    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
-        size_t out = 0;
-        if (!c->failed && c->rx_pos < c->rx_len) return 0; /* received, not yet parsed */
-        if (c->rx_more) return 0; /* the stream may hold more (edge-triggered loops) */
-        (void)stws_codec_output(c->codec, &out);
-        if (out && !c->tx_blocked) return 0; /* queued, and the socket never said no */
-    }
-    if (c->tr.pending && c->transport_open && c->tr.pending(c->tr.ctx)) return 0;
-    if (!c->deadline) return -1;
-    return stws__ms_until(c->deadline, stws__now(c));
-}
-
-intptr_t stws_conn_handle(const stws_conn *c) {
-    if (!c || !c->transport_open || !c->tr.handle) return -1;
-    return c->tr.handle(c->tr.ctx);
-}
-
-int stws_conn_wants(const stws_conn *c) {
-    size_t n = 0;
-    int w;
-    if (!c || !c->transport_open) return STWS_POLL_NONE;
-    w = c->want;
-    if (c->state == STWS_CONN_OPEN || c->state == STWS_CONN_CLOSING) {
-        w |= STWS_POLL_READ;
-        (void)stws_codec_output(c->codec, &n);
-        if (n) w |= STWS_POLL_WRITE;
-    }
-    return w;
-}
-
-#ifndef STWS_NO_SOCKETS
-stws_result stws_conn_poll(stws_conn *c, int timeout_ms) {
-    int t;
-    intptr_t h;
-    if (!c) return STWS_ERR_INVALID_ARG;
-    if (c->in_callback) return STWS_ERR_STATE; /* no re-entry from on_event */
-    /* the sooner of the library's next work and the caller's limit: a
-       negative timeout_ms drops the caller's limit, never the timers */
-    t = stws__sooner(stws_conn_timeout(c), timeout_ms);
-    h = stws_conn_handle(c);
-    if (t != 0 && h >= 0) (void)stws__sock_wait((stws__sock)h, stws_conn_wants(c), STWS__NO_SOCK, t);
-    return stws_conn_step(c);
-}
-#endif
-
-stws_result stws_conn_send(stws_conn *c, stws_opcode op, const void *data, size_t len) {
-    stws_result r;
-    if (!c) return STWS_ERR_INVALID_ARG;
-    if (c->state != STWS_CONN_OPEN) return STWS_ERR_STATE;
-    r = stws_codec_send(c->codec, op, data, len);
-    if (r == STWS_OK) c->want |= STWS_POLL_WRITE;
-    return r;
-}
-
-size_t stws_conn_buffered(const stws_conn *c) {
-    size_t n = 0;
-    if (c) (void)stws_codec_output(c->codec, &n);
-    return n;
-}
-
-stws_result stws_conn_close(stws_conn *c, int code, const char *reason) {
-    stws_result r;
-    if (!c) return STWS_ERR_INVALID_ARG;
-    switch (c->state) {
-    case STWS_CONN_IDLE:
-    case STWS_CONN_CLOSED:
-        return STWS_ERR_STATE;
-    case STWS_CONN_CONNECTING:
-    case STWS_CONN_HANDSHAKE:
-        c->close_code = STWS_CLOSE_ABNORMAL;
-        stws__conn_teardown(c, 0);
-        return STWS_OK;
-    case STWS_CONN_CLOSING:
-        return STWS_OK;
-    case STWS_CONN_OPEN:
-        break;
-    }
-    r = stws_codec_close(c->codec, code, reason, reason ? strlen(reason) : 0);
-    if (r != STWS_OK) return r;
-    c->state = STWS_CONN_CLOSING;
-    c->close_code = code ? code : STWS_CLOSE_NO_STATUS;
-    c->deadline = stws__now(c) + (uint64_t)c->close_timeout;
-    c->want |= STWS_POLL_WRITE;
-    return STWS_OK;
-}
-
-stws_conn_state stws_conn_get_state(const stws_conn *c) { return c ? c->state : STWS_CONN_CLOSED; }
-int stws_conn_http_status(const stws_conn *c) { return c ? c->http_status : 0; }
-const char *stws_conn_error_detail(const stws_conn *c) { return c ? c->detail : ""; }
-uint64_t stws_conn_bytes_written(const stws_conn *c) { return c ? c->codec->out_total : 0; }
-int stws_conn_peer_closed(const stws_conn *c) { return c ? c->peer_closed : 0; }
-unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_gen : 0; }
 
 /* ==== the Stream client (PROTOCOL.md §1-§6) =============================== */
 
@@ -7177,11 +7296,11 @@ struct stws_client {
     int tokenize_events;
 };
 
-static uint64_t stws__cnow(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
+static uint64_t stws__client_now(const stws_client *c) { return c->clock.now_ms(c->clock.user_data); }
 
 /* Queue a lifecycle event with the current message; NULL when the queue is
    full (the event is dropped). */
-static stws_client_event *stws__cpush(stws_client *c, stws_client_event_type type, stws_result r, int code) {
+static stws_client_event *stws__client_push(stws_client *c, stws_client_event_type type, stws_result r, int code) {
     stws_client_event *e;
     if (c->npending == (int)(sizeof c->pending / sizeof c->pending[0])) return NULL;
     if (type == STWS_CLIENT_EVENT_CONNECTED || type == STWS_CLIENT_EVENT_RECONNECTED)
@@ -7259,49 +7378,48 @@ static stws_result stws__client_token(stws_client *c) {
    cannot be written is refused there and never becomes a reconnect loop. */
 static stws_result stws__client_auth_build(stws_client *c, const char *token, size_t *len) {
     stws_json_writer w;
-    stws_json_init(&w, c->scratch, c->scratch_cap);
-    stws_json_object_begin(&w);
-    stws_json_key(&w, "token");
-    stws_json_string(&w, token);
-    stws_json_key(&w, "user_details");
-    stws_json_object_begin(&w);
-    stws_json_key(&w, "id");
-    stws_json_string(&w, c->user_id);
+    stws_json_write_init(&w, c->scratch, c->scratch_cap);
+    stws_json_write_object_begin(&w);
+    stws_json_write_key(&w, "token");
+    stws_json_write_string(&w, token);
+    stws_json_write_key(&w, "user_details");
+    stws_json_write_object_begin(&w);
+    stws_json_write_key(&w, "id");
+    stws_json_write_string(&w, c->user_id);
     if (c->user_name) {
-        stws_json_key(&w, "name");
-        stws_json_string(&w, c->user_name);
+        stws_json_write_key(&w, "name");
+        stws_json_write_string(&w, c->user_name);
     }
     if (c->user_image) {
-        stws_json_key(&w, "image");
-        stws_json_string(&w, c->user_image);
+        stws_json_write_key(&w, "image");
+        stws_json_write_string(&w, c->user_image);
     }
     if (c->user_custom) {
-        stws_json_key(&w, "custom");
-        stws_json_raw(&w, c->user_custom, strlen(c->user_custom));
+        stws_json_write_key(&w, "custom");
+        stws_json_write_raw(&w, c->user_custom, strlen(c->user_custom));
     }
-    stws_json_object_end(&w);
+    stws_json_write_object_end(&w);
     if (c->products) {
         const char *p = c->products;
-        stws_json_key(&w, "products");
-        stws_json_array_begin(&w);
+        stws_json_write_key(&w, "products");
+        stws_json_write_array_begin(&w);
         while (*p) {
             size_t n = strcspn(p, ",");
-            if (n) stws_json_string_n(&w, p, n);
+            if (n) stws_json_write_string_n(&w, p, n);
             p += n;
             if (*p == ',') p++;
         }
-        stws_json_array_end(&w);
+        stws_json_write_array_end(&w);
     }
-    stws_json_object_end(&w);
-    return stws_json_finish(&w, len);
+    stws_json_write_object_end(&w);
+    return stws_json_write_finish(&w, len);
 }
 
 static stws_result stws__client_auth(stws_client *c) {
-    size_t len = 0, before = stws_conn_buffered(c->conn);
+    size_t len = 0;
     stws_result r = stws__client_auth_build(c, c->token, &len);
-    if (r == STWS_OK) r = stws_conn_send(c->conn, STWS_OP_TEXT, c->scratch, len);
     /* the frame holds the token (masked, key beside it): wiped once written */
-    if (r == STWS_OK) stws__codec_secret(c->conn->codec, stws_conn_buffered(c->conn) - before);
+    if (r == STWS_OK) r = stws_conn_send_secret(c->conn, STWS_OP_TEXT, c->scratch, len);
     /* held the token; all of it if the build stopped half-way */
     mbedtls_platform_zeroize(c->scratch, r == STWS_OK ? STWS__MIN(len + 1, c->scratch_cap) : c->scratch_cap);
     return r;
@@ -7312,17 +7430,17 @@ static void stws__client_health(stws_client *c) {
     char buf[256];
     stws_json_writer w;
     size_t len = 0;
-    stws_json_init(&w, buf, sizeof buf);
-    stws_json_array_begin(&w);
-    stws_json_object_begin(&w);
-    stws_json_key(&w, "type");
-    stws_json_string(&w, "health.check");
-    stws_json_key(&w, "client_id");
-    stws_json_string(&w, c->connection_id);
-    stws_json_object_end(&w);
-    stws_json_array_end(&w);
-    if (stws_json_finish(&w, &len) == STWS_OK) (void)stws_conn_send(c->conn, STWS_OP_TEXT, buf, len);
-    c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
+    stws_json_write_init(&w, buf, sizeof buf);
+    stws_json_write_array_begin(&w);
+    stws_json_write_object_begin(&w);
+    stws_json_write_key(&w, "type");
+    stws_json_write_string(&w, "health.check");
+    stws_json_write_key(&w, "client_id");
+    stws_json_write_string(&w, c->connection_id);
+    stws_json_write_object_end(&w);
+    stws_json_write_array_end(&w);
+    if (stws_json_write_finish(&w, &len) == STWS_OK) (void)stws_conn_send(c->conn, STWS_OP_TEXT, buf, len);
+    c->health_at = stws__client_now(c) + (uint64_t)c->health_ms;
 }
 
 static void stws__client_stop(stws_client *c) {
@@ -7336,7 +7454,7 @@ static void stws__client_stop(stws_client *c) {
 static void stws__client_fatal(stws_client *c, stws_result r, int code, const char *msg) {
     stws_client_event *e;
     stws__copy(c->message, 201, msg ? msg : stws_result_string(r)); /* at most 200 bytes of the server's text */
-    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_FATAL, r, code)) != NULL) e->http_status = c->last_http;
+    if ((e = stws__client_push(c, STWS_CLIENT_EVENT_FATAL, r, code)) != NULL) e->http_status = c->last_http;
     stws__log(&c->log, STWS_LOG_ERROR, "client stopped: %s (code %d): %s", stws_result_string(r), code,
               c->message);
     c->fatal = 1;
@@ -7344,7 +7462,7 @@ static void stws__client_fatal(stws_client *c, stws_result r, int code, const ch
 }
 
 static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close);
-static void stws__queue_settle(stws_client *c, int socket_gone);
+static void stws__client_queue_settle(stws_client *c, int socket_gone);
 
 /* Start one connection attempt (inside step: the token provider is user code). */
 static void stws__client_attempt(stws_client *c) {
@@ -7353,7 +7471,7 @@ static void stws__client_attempt(stws_client *c) {
     c->backoff_until = 0;
     c->last_code = c->last_http = 0;
     c->last_error = STWS_OK; /* this attempt's own results, not the ones before */
-    stws__queue_settle(c, 1); /* what the old socket did not write goes on this one */
+    stws__client_queue_settle(c, 1); /* what the old socket did not write goes on this one */
     if (c->refresh_token || !c->token[0]) r = stws__client_token(c);
     if (c->doomed) return; /* the token provider destroyed the client */
     if (r == STWS_OK) r = stws_conn_connect(c->conn);
@@ -7364,7 +7482,7 @@ static void stws__client_attempt(stws_client *c) {
         stws__client_socket_ended(c, STWS_CLOSE_ABNORMAL, 0);
         return;
     }
-    c->watchdog_at = stws__cnow(c) + (uint64_t)c->watchdog_ms;
+    c->watchdog_at = stws__client_now(c) + (uint64_t)c->watchdog_ms;
 }
 
 /* Uniform in [lo, hi) (PROTOCOL.md §5). */
@@ -7383,7 +7501,7 @@ static int stws__client_delay(stws_client *c, int n) {
    unsent again when the socket is gone: told so, or seen here (a closed
    connection whose CLOSE event nobody read yet, stws_client_close() in
    between: every path to the next socket passes here first). */
-static void stws__queue_settle(stws_client *c, int socket_gone) {
+static void stws__client_queue_settle(stws_client *c, int socket_gone) {
     uint64_t written = stws_conn_bytes_written(c->conn);
     stws_conn_state cs = stws_conn_get_state(c->conn);
     if (cs == STWS_CONN_CLOSED || cs == STWS_CONN_IDLE) socket_gone = 1;
@@ -7407,8 +7525,8 @@ static void stws__queue_settle(stws_client *c, int socket_gone) {
 
 /* Hand queued entries to the connection, oldest first, while its output is
    small; each remembers the output offset at which it is fully written. */
-static void stws__queue_pump(stws_client *c) {
-    stws__queue_settle(c, 0);
+static void stws__client_queue_pump(stws_client *c) {
+    stws__client_queue_settle(c, 0);
     if (c->state != STWS__C_CONNECTED) return;
     while (c->q_moved < c->q_len && stws_conn_buffered(c->conn) < 65536) {
         uint32_t n;
@@ -7422,7 +7540,7 @@ static void stws__queue_pump(stws_client *c) {
 }
 
 /* The checks of stws_client_send() that depend on the text alone. */
-static stws_result stws__send_check_text(const char *text, size_t len) {
+static stws_result stws__client_send_check_text(const char *text, size_t len) {
     uint32_t st = 0;
     if (stws_utf8_validate(&st, text, len) != len || st) return STWS_ERR_INVALID_UTF8;
     {
@@ -7434,7 +7552,7 @@ static stws_result stws__send_check_text(const char *text, size_t len) {
 }
 
 /* Append a checked message to the send queue. */
-static stws_result stws__queue_append(stws_client *c, const char *text, size_t len);
+static stws_result stws__client_queue_append(stws_client *c, const char *text, size_t len);
 
 stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
     stws_result r;
@@ -7445,13 +7563,13 @@ stws_result stws_client_send(stws_client *c, const char *text, size_t len) {
        forever, blocking every later message */
     if (len > STWS_DEFAULT_MAX_OUTPUT_SIZE - 14) return STWS_ERR_MESSAGE_TOO_BIG;
     if (c->q_payload + len > c->queue_limit) return STWS_ERR_QUEUE_FULL;
-    if ((r = stws__send_check_text(text, len)) != STWS_OK) return r;
-    if ((r = stws__queue_append(c, text, len)) != STWS_OK) return r;
-    stws__queue_pump(c);
+    if ((r = stws__client_send_check_text(text, len)) != STWS_OK) return r;
+    if ((r = stws__client_queue_append(c, text, len)) != STWS_OK) return r;
+    stws__client_queue_pump(c);
     return STWS_OK;
 }
 
-static stws_result stws__queue_append(stws_client *c, const char *text, size_t len) {
+static stws_result stws__client_queue_append(stws_client *c, const char *text, size_t len) {
     uint32_t n32;
     uint64_t zero = 0;
     if (c->q_cap - c->q_len < STWS__QHDR + len) {
@@ -7481,7 +7599,7 @@ stws_result stws_client_post(stws_client *c, const char *text, size_t len) {
     if (!c || (!text && len) || len > 0xFFFFFFFFu) return STWS_ERR_INVALID_ARG;
     if (len > STWS_DEFAULT_MAX_OUTPUT_SIZE - 14) return STWS_ERR_MESSAGE_TOO_BIG;
     /* outside the lock: posters check their texts in parallel */
-    if ((r = stws__send_check_text(text, len)) != STWS_OK) return r;
+    if ((r = stws__client_send_check_text(text, len)) != STWS_OK) return r;
     stws__mutex_lock(&c->in_mu);
     if (c->in_stopped) r = STWS_ERR_CLOSED;
     else if (c->in_q_payload + c->in_payload + len > c->queue_limit) r = STWS_ERR_QUEUE_FULL;
@@ -7529,7 +7647,7 @@ intptr_t stws_client_wake_handle(const stws_client *c) {
 
 /* In the step: empty the wake pipe, move what the queue can take from the
    inbox (in order; the rest waits there), and leave the state posters check. */
-static void stws__inbox_move(stws_client *c) {
+static void stws__client_inbox_move(stws_client *c) {
     size_t off = 0, moved = 0;
     stws__mutex_lock(&c->in_mu);
     if (c->wake_pending) {
@@ -7540,7 +7658,7 @@ static void stws__inbox_move(stws_client *c) {
         uint32_t n;
         memcpy(&n, c->in + off, 4);
         if (c->q_payload + n > c->queue_limit) break; /* the pump's own sends filled it */
-        if (stws__queue_append(c, (const char *)c->in + off + 4, n) != STWS_OK) break;
+        if (stws__client_queue_append(c, (const char *)c->in + off + 4, n) != STWS_OK) break;
         off += 4 + (size_t)n;
         moved += n;
     }
@@ -7571,11 +7689,11 @@ static int stws__client_permanent(const stws_client *c) {
 static void stws__client_socket_ended(stws_client *c, int close_code, int peer_close) {
     int delay, attempt, healthy;
     stws_client_event *e;
-    stws__queue_settle(c, 1);
+    stws__client_queue_settle(c, 1);
     /* PROTOCOL.md §5: n counts the attempts that failed since the last
        healthy socket; one that lived less than STWS_CLIENT_STABLE_MS past
        its connection.ok is a failure too */
-    healthy = c->state == STWS__C_CONNECTED && stws__cnow(c) - c->ok_at >= STWS_CLIENT_STABLE_MS;
+    healthy = c->state == STWS__C_CONNECTED && stws__client_now(c) - c->ok_at >= STWS_CLIENT_STABLE_MS;
     c->last_http = c->last_error == STWS_ERR_HANDSHAKE_STATUS ? stws_conn_http_status(c->conn) : 0;
     c->connection_id[0] = 0;
     c->health_at = c->dead_at = c->watchdog_at = 0;
@@ -7584,11 +7702,11 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
         return;
     }
     if (c->user_closed) {
-        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
+        stws__client_push(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
         stws__client_stop(c);
         return;
     }
-    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_DISCONNECTED, c->last_error, close_code)) != NULL)
+    if ((e = stws__client_push(c, STWS_CLIENT_EVENT_DISCONNECTED, c->last_error, close_code)) != NULL)
         e->http_status = c->last_http;
     if (stws__client_permanent(c)) {
         char msg[201];
@@ -7601,7 +7719,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
        connection.error we decided to retry */
     if (peer_close && close_code == STWS_CLOSE_NORMAL && !c->retry_after_error) {
         stws__copy(c->message, sizeof c->message, "server closed the connection (1000)");
-        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
+        stws__client_push(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, close_code);
         stws__client_stop(c);
         return;
     }
@@ -7621,7 +7739,7 @@ static void stws__client_socket_ended(stws_client *c, int close_code, int peer_c
         return;
     }
     c->state = STWS__C_BACKOFF;
-    c->backoff_until = stws__cnow(c) + (uint64_t)delay;
+    c->backoff_until = stws__client_now(c) + (uint64_t)delay;
     c->rc_due = 1; /* on_reconnecting and RECONNECTING come from the next step */
     c->rc_attempt = attempt;
     c->rc_delay = delay;
@@ -7651,10 +7769,10 @@ static void stws__client_reconnecting(stws_client *c) {
         } else if (ctl.token) {
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: malformed token refused");
         }
-        if (ctl.url && stws__conn_set_url(c->conn, ctl.url) != STWS_OK)
+        if (ctl.url && stws_conn_set_url(c->conn, ctl.url) != STWS_OK)
             stws__log(&c->log, STWS_LOG_WARN, "on_reconnecting: URL refused, keeping the old one");
     }
-    if ((e = stws__cpush(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code)) != NULL) {
+    if ((e = stws__client_push(c, STWS_CLIENT_EVENT_RECONNECTING, c->last_error, c->rc_code)) != NULL) {
         e->attempt = c->rc_attempt;
         e->delay_ms = c->rc_delay;
     }
@@ -7721,7 +7839,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
             /* a conn that ended already (its ERROR and CLOSE are next) has its reason */
             if (r != STWS_OK && stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
                 c->last_error = r;
-                stws__conn_abort(c->conn, r, "auth message not sent");
+                stws_conn_abort(c->conn, r, "auth message not sent");
             }
             continue;
         }
@@ -7729,7 +7847,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
         case STWS_CONN_EVENT_PONG:
         case STWS_CONN_EVENT_MESSAGE: {
             stws_result r;
-            c->dead_at = stws__cnow(c) + (uint64_t)c->dead_ms; /* any frame is life */
+            c->dead_at = stws__client_now(c) + (uint64_t)c->dead_ms; /* any frame is life */
             if (ce.type != STWS_CONN_EVENT_MESSAGE || ce.opcode != STWS_OP_TEXT)
                 continue; /* §8: binary is ignored */
             ev->json.ptr = (const char *)ce.data;
@@ -7753,10 +7871,10 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                                         &n) != STWS_OK)
                     c->connection_id[0] = 0;
                 c->state = STWS__C_CONNECTED;
-                c->ok_at = stws__cnow(c); /* failures reset once it proves healthy */
+                c->ok_at = stws__client_now(c); /* failures reset once it proves healthy */
                 c->watchdog_at = 0;
                 c->last_error = STWS_OK;
-                stws__cpush(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
+                stws__client_push(c, c->ever_connected ? STWS_CLIENT_EVENT_RECONNECTED : STWS_CLIENT_EVENT_CONNECTED,
                             STWS_OK, 0);
                 c->ever_connected = 1;
             } else if (stws__ieq(ev->event_type.ptr, ev->event_type.len, "connection.error")) {
@@ -7766,7 +7884,7 @@ static int stws__client_next(stws_client *c, stws_client_event *ev) {
                 return 1;
             }
             /* connection.ok or health.check: the next check is due in health_ms (§4) */
-            if (c->state == STWS__C_CONNECTED) c->health_at = stws__cnow(c) + (uint64_t)c->health_ms;
+            if (c->state == STWS__C_CONNECTED) c->health_at = stws__client_now(c) + (uint64_t)c->health_ms;
             return 1;
         }
         case STWS_CONN_EVENT_ERROR:
@@ -7869,9 +7987,9 @@ static stws_result stws__client_step(stws_client *c) {
     if (c->rc_due) stws__client_reconnecting(c); /* the pull API saw the socket end */
     if (c->doomed) return STWS_ERR_CLOSED;
 #ifdef STWS__THREADS
-    stws__inbox_move(c);
+    stws__client_inbox_move(c);
 #endif
-    now = stws__cnow(c);
+    now = stws__client_now(c);
     switch (c->state) {
     case STWS__C_BACKOFF:
         if (now >= c->backoff_until) stws__client_attempt(c);
@@ -7885,7 +8003,7 @@ static stws_result stws__client_step(stws_client *c) {
         if (c->watchdog_at && now >= c->watchdog_at && !c->fatal &&
             stws_conn_get_state(c->conn) != STWS_CONN_CLOSED) {
             c->last_error = STWS_ERR_WATCHDOG;
-            stws__conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
+            stws_conn_abort(c->conn, STWS_ERR_WATCHDOG, "connection.ok watchdog");
         }
         break;
     case STWS__C_CONNECTED:
@@ -7894,7 +8012,7 @@ static stws_result stws__client_step(stws_client *c) {
         if (stws_conn_get_state(c->conn) == STWS_CONN_CLOSED) break;
         if (c->dead_at && now >= c->dead_at) {
             c->last_error = STWS_ERR_DEAD; /* §4: 35 s of silence */
-            stws__conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
+            stws_conn_abort(c->conn, STWS_ERR_DEAD, "no frame received");
         } else if (c->health_at && now >= c->health_at) {
             stws__client_health(c);
         }
@@ -7903,7 +8021,7 @@ static stws_result stws__client_step(stws_client *c) {
     }
     if (c->state != STWS__C_BACKOFF && c->state != STWS__C_STOPPED && c->state != STWS__C_IDLE)
         (void)stws_conn_step(c->conn);
-    stws__queue_pump(c);
+    stws__client_queue_pump(c);
     if (c->on_event || c->nhandlers) {
         stws__client_dispatch(c);
         if (c->rc_due && !c->doomed) {
@@ -7921,7 +8039,7 @@ int stws_client_timeout(const stws_client *c) {
     if (!c) return -1;
     if (c->npending || c->rc_due) return 0; /* kept events need no step */
     if (c->state == STWS__C_STOPPED || c->state == STWS__C_IDLE) return -1;
-    now = stws__cnow(c);
+    now = stws__client_now(c);
     /* in backoff only its own timer counts: there is no socket */
     cand[0] = c->state == STWS__C_BACKOFF ? c->backoff_until : c->watchdog_at;
     cand[1] = c->state == STWS__C_CONNECTED ? c->health_at : 0;
@@ -7978,7 +8096,7 @@ stws_result stws_client_connect(stws_client *c) {
     /* the first attempt runs in the first step: the token provider is a
        callback, and callbacks run only inside the pump */
     c->state = STWS__C_BACKOFF;
-    c->backoff_until = stws__cnow(c);
+    c->backoff_until = stws__client_now(c);
     return STWS_OK;
 }
 
@@ -7995,8 +8113,8 @@ stws_result stws_client_close(stws_client *c) {
         break;
     case STWS_CONN_CLOSING: break;
     default: /* no socket (backoff), or one whose CLOSE event is unread */
-        stws__queue_settle(c, 1);
-        stws__cpush(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, 0);
+        stws__client_queue_settle(c, 1);
+        stws__client_push(c, STWS_CLIENT_EVENT_CLOSED, STWS_OK, 0);
         stws__client_stop(c);
     }
     return STWS_OK;
@@ -8044,7 +8162,30 @@ static void stws__client_conn_log(stws_log_level level, const char *msg, void *u
     c->log.func(level == STWS_LOG_ERROR ? STWS_LOG_WARN : level, msg, c->log.user_data);
 }
 
-stws_client *stws_client_create(const stws_client_desc *desc) {
+/* Every default of stws_client_desc, in one place (desc.conn's are the
+   conn's, but for connect_timeout_ms); the hooks get theirs where they are
+   made. */
+static stws_client_desc stws__client_desc_defaults(const stws_client_desc *in) {
+    stws_client_desc d = *in;
+    if (!d.url) d.url = STWS_DEFAULT_URL;
+    if (!d.client_id) d.client_id = STWS__CLIENT_ID;
+    if (d.health_interval_ms <= 0) d.health_interval_ms = STWS_DEFAULT_HEALTH_INTERVAL_MS;
+    if (d.dead_timeout_ms <= 0) d.dead_timeout_ms = STWS_DEFAULT_DEAD_TIMEOUT_MS;
+    if (d.watchdog_ms <= 0) d.watchdog_ms = STWS_DEFAULT_WATCHDOG_MS;
+    if (d.backoff_cap_ms <= 0) d.backoff_cap_ms = STWS_DEFAULT_BACKOFF_CAP_MS;
+    if (d.max_attempts < 0) d.max_attempts = 0;
+    if (!d.send_queue_limit) d.send_queue_limit = STWS_DEFAULT_SEND_QUEUE_LIMIT;
+    if (!d.conn.max_message_size) d.conn.max_message_size = STWS_DEFAULT_MAX_MESSAGE_SIZE;
+    /* a token takes at least one byte: by default max_message_size is the
+       only limit, so every event the size limit admits is parsed */
+    if (d.max_json_tokens <= 0) d.max_json_tokens = (int)STWS__MIN(d.conn.max_message_size, (size_t)0x7FFFFFFF);
+    if (d.conn.connect_timeout_ms <= 0) d.conn.connect_timeout_ms = d.watchdog_ms;
+    return d;
+}
+
+stws_client *stws_client_create(const stws_client_desc *user_desc) {
+    stws_client_desc dd;
+    const stws_client_desc *desc = &dd;
     stws_allocator a;
     stws_logger lg;
     stws_client *c;
@@ -8055,7 +8196,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     const char *src[10];
     const char **dst[10];
     int nsrc = 0, sources;
-    if (!desc) return NULL;
+    if (!user_desc) return NULL;
+    dd = stws__client_desc_defaults(user_desc);
     lg = stws__logger_def(&desc->logger);
     if (!desc->api_key || !desc->user_id || !*desc->api_key || !*desc->user_id) {
         stws__log(&lg, STWS_LOG_ERROR, "client: api_key and user_id are required");
@@ -8102,8 +8244,8 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     STWS__KEEP(static_token, desc->token);
     STWS__KEEP(secret, desc->api_secret);
     STWS__KEEP(products, desc->products);
-    STWS__KEEP(client_id, desc->client_id ? desc->client_id : STWS__CLIENT_ID);
-    STWS__KEEP(base_url, desc->url ? desc->url : STWS_DEFAULT_URL);
+    STWS__KEEP(client_id, desc->client_id);
+    STWS__KEEP(base_url, desc->url);
 #undef STWS__KEEP
     for (k = 0; k < (size_t)nsrc; k++) total += src[k] ? strlen(src[k]) + 1 : 0;
     c->strings = (char *)stws__alloc(&a, total);
@@ -8117,25 +8259,19 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     }
     c->provider = desc->token_provider;
     if (c->static_token) stws__copy(c->token, sizeof c->token, c->static_token);
-    c->health_ms = desc->health_interval_ms > 0 ? desc->health_interval_ms : 25000;
-    c->dead_ms = desc->dead_timeout_ms > 0 ? desc->dead_timeout_ms : 35000;
-    c->watchdog_ms = desc->watchdog_ms > 0 ? desc->watchdog_ms : 15000;
-    c->cap_ms = desc->backoff_cap_ms > 0 ? desc->backoff_cap_ms : 25000;
-    c->max_attempts = desc->max_attempts > 0 ? desc->max_attempts : 0;
-    c->queue_limit = desc->send_queue_limit ? desc->send_queue_limit : ((size_t)1 << 20);
-    /* a token takes at least one byte: by default max_message_size is the
-       only limit, so every event the size limit admits is parsed */
-    c->max_tokens = desc->max_json_tokens > 0 ? desc->max_json_tokens
-                  : (int)STWS__MIN(desc->max_message_size ? desc->max_message_size
-                                                          : STWS_DEFAULT_MAX_MESSAGE_SIZE, (size_t)0x7FFFFFFF);
+    c->health_ms = desc->health_interval_ms;
+    c->dead_ms = desc->dead_timeout_ms;
+    c->watchdog_ms = desc->watchdog_ms;
+    c->cap_ms = desc->backoff_cap_ms;
+    c->max_attempts = desc->max_attempts;
+    c->queue_limit = desc->send_queue_limit;
+    c->max_tokens = desc->max_json_tokens;
     c->tokenize_events = desc->tokenize_events != 0;
     c->json.allocator = c->alloc;
     c->on_reconnecting = desc->on_reconnecting;
     c->on_event = desc->on_event;
     c->user_data = desc->user_data;
-    if (desc->random.fill) {
-        c->random = desc->random;
-    } else if (!(c->drbg = stws__drbg_create(&a, &c->random))) {
+    if (stws__random_init(&a, &desc->random, &c->random, &c->drbg) != 0) {
         stws__log(&lg, STWS_LOG_ERROR, "client: %s", STWS__NO_RANDOM);
         goto fail;
     }
@@ -8174,17 +8310,10 @@ stws_client *stws_client_create(const stws_client_desc *desc) {
     }
     c->scratch[b.len] = 0;
 
-    memset(&cd, 0, sizeof cd);
+    cd = desc->conn; /* then what the client owns */
     cd.url = c->scratch;
-    cd.transport = desc->transport;
-    cd.ca_file = desc->ca_file;
-    cd.ca_pem = desc->ca_pem;
-    cd.insecure = desc->insecure;
-    cd.proxy = desc->proxy;
-    cd.proxy_from_env = desc->proxy_from_env;
-    cd.resolver = desc->resolver;
-    cd.max_message_size = desc->max_message_size;
-    cd.connect_timeout_ms = c->watchdog_ms;
+    cd.on_event = NULL; /* the client pulls its conn's events */
+    cd.user_data = NULL;
     cd.allocator = a;
     cd.logger.func = stws__client_conn_log; /* the client decides what is an error */
     cd.logger.user_data = c;
@@ -8214,10 +8343,7 @@ void stws_client_destroy(stws_client *c) {
 static void stws__client_free(stws_client *c) {
     stws_allocator a = c->alloc;
     stws_conn_destroy(c->conn);
-    if (c->drbg) {
-        stws__drbg_free(c->drbg);
-        stws__free(&a, c->drbg);
-    }
+    stws__random_free(&a, &c->drbg);
     if (c->strings) mbedtls_platform_zeroize(c->strings, c->strings_len); /* the secret, a token */
     stws__free(&a, c->strings);
     stws__free(&a, c->scratch);

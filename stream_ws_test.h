@@ -61,7 +61,7 @@
        stws_client_desc d; memset(&d, 0, sizeof d);
        d.url = "ws://chat.test/connect"; d.api_key = "k"; d.user_id = "alice";
        d.token = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoiYWxpY2UifQ.c2ln";
-       d.transport = stws_test_transport_hook(&t);
+       d.conn.transport = stws_test_transport_hook(&t);
        d.clock = stws_test_clock_hook(&clk);
        d.random = stws_test_random_hook(&rnd);
        stws_client *c = stws_client_create(&d);

@@ -265,7 +265,7 @@ static uint64_t parse_ours(peer *p, const uint8_t *in, size_t n, uint64_t acc) {
         stws_codec_event ev;
         if (stws_codec_parse(p->codec, in + pos, n - pos, &used, &ev) != STWS_OK) fail(p, "parse error");
         pos += used;
-        if (ev.type == STWS_EVENT_MESSAGE) acc += acc_msg(ev.data, ev.len);
+        if (ev.type == STWS_CODEC_EVENT_MESSAGE) acc += acc_msg(ev.data, ev.len);
         else if (!used) fail(p, "no progress");
     }
     return acc;

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     unsigned long long bytes = 0;
     stws_conn_desc d;
     stws_conn *c;
-    stws__json_lazy lazy;
+    stws_json_tokens lazy; /* unused by the lazy path (eager = 0) */
     int done = 0, ok = 0, rc, lookup;
     uint64_t t0;
 
@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
                 stws_str type;
                 if (ev.opcode != STWS_OP_TEXT) continue;
                 bytes += ev.len;
-                r = stws__json_event_parse((const char *)ev.data, ev.len, 1, &lazy, 65536, &doc, &type);
+                r = stws__json_event_parse((const char *)ev.data, ev.len, 1, &lazy, 0, 65536, &doc, &type);
                 if (r == STWS_OK && lookup) {
                     char id[64];
                     size_t n = 0;

@@ -122,7 +122,7 @@ int main(void) {
     d.api_key = "key";
     d.user_id = "device-1";
     d.api_secret = "secret";
-    d.transport = fw_transport(); /* e.g. the vendor's TLS socket */
+    d.conn.transport = fw_transport(); /* e.g. the vendor's TLS socket */
     d.allocator.alloc = fw_alloc;
     d.allocator.free = fw_free;
     d.random.fill = fw_random;
@@ -138,24 +138,24 @@ int main(void) {
         if (stws_json_bool_at(&ev.doc, "message.silent", &bv) == STWS_OK) acc += (uintptr_t)bv;
         acc += (uintptr_t)stws_json_find(&ev.doc, "type", &ev.json);
     }
-    stws_json_init(&w, buf, sizeof buf);
-    stws_json_object_begin(&w);
-    stws_json_key(&w, "type");
-    stws_json_string(&w, "typing.start");
-    stws_json_key(&w, "n");
-    stws_json_int(&w, (int64_t)size_sink);
-    stws_json_key(&w, "ok");
-    stws_json_bool(&w, 1);
-    stws_json_key(&w, "x");
-    stws_json_null(&w);
-    stws_json_key(&w, "custom");
-    stws_json_raw(&w, "{}", 2);
-    stws_json_key(&w, "list");
-    stws_json_array_begin(&w);
-    stws_json_string_n(&w, "a", 1);
-    stws_json_array_end(&w);
-    stws_json_object_end(&w);
-    if (stws_json_finish(&w, &n) == STWS_OK) acc += (uintptr_t)stws_client_send(c, buf, n);
+    stws_json_write_init(&w, buf, sizeof buf);
+    stws_json_write_object_begin(&w);
+    stws_json_write_key(&w, "type");
+    stws_json_write_string(&w, "typing.start");
+    stws_json_write_key(&w, "n");
+    stws_json_write_int(&w, (int64_t)size_sink);
+    stws_json_write_key(&w, "ok");
+    stws_json_write_bool(&w, 1);
+    stws_json_write_key(&w, "x");
+    stws_json_write_null(&w);
+    stws_json_write_key(&w, "custom");
+    stws_json_write_raw(&w, "{}", 2);
+    stws_json_write_key(&w, "list");
+    stws_json_write_array_begin(&w);
+    stws_json_write_string_n(&w, "a", 1);
+    stws_json_write_array_end(&w);
+    stws_json_write_object_end(&w);
+    if (stws_json_write_finish(&w, &n) == STWS_OK) acc += (uintptr_t)stws_client_send(c, buf, n);
     acc += (uintptr_t)stws_jwt_user_token("secret", 6, NULL, buf, sizeof buf, &n);
     acc += (uintptr_t)stws_client_timeout(c) + (uintptr_t)stws_client_wants(c);
     acc += (uintptr_t)stws_client_queued(c) + (uintptr_t)stws_client_connection_id(c);

@@ -97,7 +97,7 @@ static void world_init(world *w) {
     d.api_key = "key";
     d.user_id = "alice";
     d.token = JWT;
-    d.transport = stws_test_transport_hook(&w->server);
+    d.conn.transport = stws_test_transport_hook(&w->server);
     d.clock = stws_test_clock_hook(&w->clock);
     d.random = stws_test_random_hook(&w->random);
     w->client = stws_client_create(&d);

@@ -784,14 +784,14 @@ static void fz_create(unsigned cfg) {
         F.d.token = FZ_JWT "c2ln";
     }
     if (F.cfg2 & 4) F.d.on_reconnecting = fz_reconnecting;
-    if (F.cfg2 & 8) F.d.max_message_size = 300; /* bigger server events end the socket (1009) */
+    if (F.cfg2 & 8) F.d.conn.max_message_size = 300; /* bigger server events end the socket (1009) */
     if (F.cfg2 & 16) F.d.watchdog_ms = 2000;
     if (F.cfg2 & 32) F.d.dead_timeout_ms = 3000;
-    F.d.transport.open = tr_open;
-    F.d.transport.send = tr_send;
-    F.d.transport.recv = tr_recv;
-    F.d.transport.close = tr_close;
-    F.d.transport.ctx = &F;
+    F.d.conn.transport.open = tr_open;
+    F.d.conn.transport.send = tr_send;
+    F.d.conn.transport.recv = tr_recv;
+    F.d.conn.transport.close = tr_close;
+    F.d.conn.transport.ctx = &F;
     F.d.clock.now_ms = fz_now;
     F.d.clock.unix_s = fz_unix;
     F.d.random.fill = fz_random;
@@ -807,14 +807,14 @@ static void fz_create(unsigned cfg) {
     {
         stws_tls_desc td;
         memset(&td, 0, sizeof td);
-        td.inner = F.d.transport;
+        td.inner = F.d.conn.transport;
         td.insecure = 1; /* the chain check is not what this target is about */
         td.random = F.d.random;
         td.allocator = F.d.allocator;
         td.logger = F.d.logger;
         F.tls = stws_tls_create(&td);
         CHECK(F.tls != NULL, "stws_tls_create failed");
-        F.d.transport = stws_tls_transport(F.tls);
+        F.d.conn.transport = stws_tls_transport(F.tls);
     }
 #endif
     F.c = stws_client_create(&F.d);

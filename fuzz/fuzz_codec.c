@@ -261,11 +261,11 @@ static void trace_add(trace *t, const stws_codec_event *ev, int r, uint64_t hash
     }
     memset(&t->v[t->n], 0, sizeof t->v[t->n]);
     t->v[t->n].type = ev->type;
-    t->v[t->n].opcode = ev->type == STWS_EVENT_MESSAGE ? (int)ev->opcode : 0;
-    t->v[t->n].close_code = (ev->type == STWS_EVENT_CLOSE || ev->type == STWS_EVENT_ERROR) ? ev->close_code : 0;
+    t->v[t->n].opcode = ev->type == STWS_CODEC_EVENT_MESSAGE ? (int)ev->opcode : 0;
+    t->v[t->n].close_code = (ev->type == STWS_CODEC_EVENT_CLOSE || ev->type == STWS_CODEC_EVENT_ERROR) ? ev->close_code : 0;
     t->v[t->n].error = r;
-    t->v[t->n].len = ev->type == STWS_EVENT_ERROR ? 0 : ev->len;
-    t->v[t->n].hash = ev->type == STWS_EVENT_ERROR ? 0 : hash;
+    t->v[t->n].len = ev->type == STWS_CODEC_EVENT_ERROR ? 0 : ev->len;
+    t->v[t->n].hash = ev->type == STWS_CODEC_EVENT_ERROR ? 0 : hash;
     t->n++;
 }
 
@@ -370,7 +370,7 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
                 stws_codec_event ev2;
                 size_t used2 = 0, after;
                 CHECK(valid_error(r));
-                CHECK(ev.type == STWS_EVENT_ERROR);
+                CHECK(ev.type == STWS_CODEC_EVENT_ERROR);
                 CHECK(ev.error == r);
                 CHECK(stws_codec_get_state(c) == STWS_CODEC_FAILED);
                 CHECK(!closed);
@@ -384,9 +384,9 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
                 (void)stws_codec_output(c, &after);
                 CHECK(stws_codec_parse(c, chunk + coff + used, avail - used, &used2, &ev2) == sticky);
                 CHECK(used2 <= avail - used);
-                CHECK(ev2.type == STWS_EVENT_ERROR && ev2.error == sticky && ev2.close_code == sticky_code);
+                CHECK(ev2.type == STWS_CODEC_EVENT_ERROR && ev2.error == sticky && ev2.close_code == sticky_code);
                 CHECK(stws_codec_parse(c, NULL, 0, &used2, &ev2) == sticky);
-                CHECK(ev2.type == STWS_EVENT_ERROR && ev2.close_code == sticky_code);
+                CHECK(ev2.type == STWS_CODEC_EVENT_ERROR && ev2.close_code == sticky_code);
                 (void)stws_codec_output(c, &pending);
                 CHECK(pending == after); /* no second close */
                 failed = 1;
@@ -395,10 +395,10 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
             }
             CHECK(r == STWS_OK);
             switch (ev.type) {
-            case STWS_EVENT_NONE:
+            case STWS_CODEC_EVENT_NONE:
                 CHECK(used == avail);
                 break;
-            case STWS_EVENT_MESSAGE: {
+            case STWS_CODEC_EVENT_MESSAGE: {
                 uint64_t h;
                 CHECK(!closed);
                 CHECK(used > 0);
@@ -409,18 +409,18 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
                 trace_add(tr, &ev, r, h);
                 break;
             }
-            case STWS_EVENT_PING:
-            case STWS_EVENT_PONG: {
+            case STWS_CODEC_EVENT_PING:
+            case STWS_CODEC_EVENT_PONG: {
                 uint64_t h;
                 CHECK(!closed);
                 CHECK(used > 0);
                 CHECK(ev.len <= 125);
                 h = touch(ev.data, ev.len);
-                if (ev.type == STWS_EVENT_PING && !o.close_queued) expect_frame(&o, STWS_OP_PONG, ev.data, ev.len);
+                if (ev.type == STWS_CODEC_EVENT_PING && !o.close_queued) expect_frame(&o, STWS_OP_PONG, ev.data, ev.len);
                 trace_add(tr, &ev, r, h);
                 break;
             }
-            case STWS_EVENT_CLOSE: {
+            case STWS_CODEC_EVENT_CLOSE: {
                 uint64_t h;
                 CHECK(!closed);
                 CHECK(used > 0);
@@ -446,7 +446,7 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
             CHECK(pending <= max_output + CONTROL_SLACK + 2 + 4 + 125);
             if (closed) {
                 /* §5.5.1: after the close, input is discarded and nothing is queued */
-                if (ev.type != STWS_EVENT_CLOSE) CHECK(pending <= before);
+                if (ev.type != STWS_CODEC_EVENT_CLOSE) CHECK(pending <= before);
             }
             coff += used;
             drain(c, &o, cfg->half_drain ? (pending + 1) / 2 : (size_t)-1);
@@ -460,7 +460,7 @@ static void run(const uint8_t *data, size_t n, const run_cfg *cfg, trace *tr) {
         stws_codec_event ev;
         size_t used = 1;
         CHECK(stws_codec_parse(c, NULL, 0, &used, &ev) == STWS_OK);
-        CHECK(used == 0 && ev.type == STWS_EVENT_NONE);
+        CHECK(used == 0 && ev.type == STWS_CODEC_EVENT_NONE);
     } else {
         CHECK(sticky < 0);
     }

@@ -71,7 +71,7 @@ typedef struct final_state {
 
 static void check_one(const uint8_t *data, size_t len, const stws_handshake_desc *d,
                       final_state *fin) {
-    size_t max = (d && d->max_response_size) ? d->max_response_size : STWS_HANDSHAKE_MAX_RESPONSE;
+    size_t max = (d && d->max_response_size) ? d->max_response_size : STWS_DEFAULT_MAX_RESPONSE_SIZE;
     char *buf = (char *)malloc(len ? len : 1);
     stws_handshake_response out;
     stws_result r;
@@ -140,7 +140,7 @@ static void check_one(const uint8_t *data, size_t len, const stws_handshake_desc
 enum { ALL_PREFIXES, LINE_PREFIXES };
 
 static void check_all(const uint8_t *data, size_t size, const stws_handshake_desc *d, int which) {
-    size_t max = (d && d->max_response_size) ? d->max_response_size : STWS_HANDSHAKE_MAX_RESPONSE;
+    size_t max = (d && d->max_response_size) ? d->max_response_size : STWS_DEFAULT_MAX_RESPONSE_SIZE;
     final_state fin;
     size_t k, step = 1, upto = size;
     memset(&fin, 0, sizeof fin);

@@ -104,7 +104,7 @@ static void check_response(const stws_http_response *r, int head, size_t max_bod
 static stws_result run(const uint8_t *in, size_t n, int cfg, int split, fz_log *l) {
     stws_http_parser_desc d;
     stws_http_parser *p;
-    size_t pos = 0, base = 0, max_body = (cfg & 2) ? 300 : STWS_HTTP_DEFAULT_MAX_BODY_SIZE;
+    size_t pos = 0, base = 0, max_body = (cfg & 2) ? 300 : STWS_DEFAULT_MAX_BODY_SIZE;
     int head = cfg & 1, mode = (cfg >> 3) & 7;
     unsigned step = 0;
     uint64_t rng = n * 0x9E3779B97F4A7C15ull + 1;

@@ -15,7 +15,7 @@
        pass max_tokens; on failure the document is empty
      - OK: every token lies inside the text, parents come before children;
        the event-type check agrees with the top-level token
-     - stws_json_raw() agrees with the parser (both OK, or both JSON /
+     - stws_json_write_raw() agrees with the parser (both OK, or both JSON /
        INVALID_UTF8) whenever the parser was not stopped by a limit
      - every string token unescapes to valid UTF-8, or fails with JSON only
        for a bad surrogate; written back with the writer and parsed again it
@@ -121,9 +121,9 @@ static void roundtrip(const char *s, size_t n) {
     CHECK(w && back);
     memset(&tk, 0, sizeof tk);
     tk.max_tokens = 4;
-    stws_json_init(&jw, w, wn);
-    stws_json_string_n(&jw, s, n);
-    CHECK(stws_json_finish(&jw, &len) == STWS_OK);
+    stws_json_write_init(&jw, w, wn);
+    stws_json_write_string_n(&jw, s, n);
+    CHECK(stws_json_write_finish(&jw, &len) == STWS_OK);
     CHECK(stws_json_tokenize(&tk, w, len, &doc) == STWS_OK);
     CHECK(tk.count == 1);
     CHECK(stws_json_string_at(&doc, "", back, n + 1, &blen) == STWS_OK);
@@ -563,9 +563,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         stws_json_writer w;
         stws_result wr;
         CHECK(out != NULL);
-        stws_json_init(&w, out, jn + 1);
-        stws_json_raw(&w, json, jn);
-        wr = stws_json_finish(&w, &len);
+        stws_json_write_init(&w, out, jn + 1);
+        stws_json_write_raw(&w, json, jn);
+        wr = stws_json_write_finish(&w, &len);
         if (r == STWS_OK) CHECK(wr == STWS_OK && len == jn && memcmp(out, json, jn) == 0);
         else CHECK(wr == r || (jn == 0 && wr == STWS_ERR_JSON));
         free(out);

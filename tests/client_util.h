@@ -356,11 +356,11 @@ CU_FN void cu_desc_defaults(void) {
     X.d.user_id = "alice";
     X.d.token = CU_TOKEN;
     X.d.client_id = "stream-ws-c-v0.1.0|os=linux";
-    X.d.transport.open = cu_tr_open;
-    X.d.transport.send = cu_tr_send;
-    X.d.transport.recv = cu_tr_recv;
-    X.d.transport.close = cu_tr_close;
-    X.d.transport.ctx = &X;
+    X.d.conn.transport.open = cu_tr_open;
+    X.d.conn.transport.send = cu_tr_send;
+    X.d.conn.transport.recv = cu_tr_recv;
+    X.d.conn.transport.close = cu_tr_close;
+    X.d.conn.transport.ctx = &X;
     X.d.clock.now_ms = cu_now;
     X.d.clock.unix_s = cu_unix;
     X.d.clock.user_data = &X;

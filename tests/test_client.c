@@ -163,6 +163,28 @@ static void test_upgrade_request_query(void **state) {
     }
 }
 
+/* desc.conn reaches the connection: its upgrade-request options (origin,
+   headers) are sent, while what the client owns inside it (conn.url) is
+   ignored and the client's URL is used. */
+static void test_conn_options_nested(void **state) {
+    static const stws_header hdr[] = {{"X-Trace", "t-1"}};
+    char line[1024];
+    (void)state;
+    X.d.conn.url = "ws://ignored.example/nope";
+    X.d.conn.origin = "https://app.example";
+    X.d.conn.headers = hdr;
+    X.d.conn.num_headers = 1;
+    X.no_answer[0] = 1;
+    start();
+    assert_int_equal(X.nsock, 1);
+    request_line(0, line, sizeof line);
+    assert_non_null(strstr(line, "GET /api/v2/connect?api_key="));
+    assert_string_equal(X.sock[0].host, "127.0.0.1");
+    assert_non_null(strstr(X.req, "\r\nOrigin: https://app.example\r\n"));
+    assert_non_null(strstr(X.req, "\r\nX-Trace: t-1\r\n"));
+    assert_null(strstr(X.req, "ignored.example"));
+}
+
 /* ==== §2: the auth message ================================================ */
 
 static void test_auth_message_exact(void **state) {
@@ -3014,6 +3036,7 @@ int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, cu_setup, cu_teardown)
     const struct CMUnitTest tests[] = {
         T(test_upgrade_request_query),
+        T(test_conn_options_nested),
         T(test_auth_message_exact),
         T(test_unusable_user_fields_never_loop),
         T(test_auth_token_from_api_secret),

@@ -31,7 +31,7 @@ static void expect_failed(stws_codec *c, stws_result r, const stws_codec_event *
     stws_codec_event ev2;
     size_t used = 12345, n = 1;
     EXPECT_EQ(label, r, err);
-    EXPECT_EQ(label, ev->type, STWS_EVENT_ERROR);
+    EXPECT_EQ(label, ev->type, STWS_CODEC_EVENT_ERROR);
     EXPECT_EQ(label, ev->error, err);
     EXPECT_EQ(label, ev->close_code, code);
     EXPECT_EQ(label, stws_codec_get_state(c), STWS_CODEC_FAILED);
@@ -42,11 +42,11 @@ static void expect_failed(stws_codec *c, stws_result r, const stws_codec_event *
     /* sticky, with fresh valid input and with none */
     EXPECT_EQ(label, stws_codec_parse(c, HELLO_FRAME, sizeof HELLO_FRAME, &used, &ev2), err);
     EXPECT_EQ(label, used, 0);
-    EXPECT_EQ(label, ev2.type, STWS_EVENT_ERROR);
+    EXPECT_EQ(label, ev2.type, STWS_CODEC_EVENT_ERROR);
     EXPECT_EQ(label, ev2.error, err);
     EXPECT_EQ(label, ev2.close_code, code);
     EXPECT_EQ(label, stws_codec_parse(c, HELLO_FRAME, 0, &used, &ev2), err);
-    EXPECT_EQ(label, ev2.type, STWS_EVENT_ERROR);
+    EXPECT_EQ(label, ev2.type, STWS_CODEC_EVENT_ERROR);
     EXPECT_EQ(label, ev2.close_code, code);
     EXPECT_EQ(label, stws_codec_get_state(c), STWS_CODEC_FAILED);
     EXPECT_EQ(label, stws_codec_send(c, STWS_OP_TEXT, "x", 1), STWS_ERR_STATE);
@@ -85,7 +85,7 @@ static void rfc_single_frame_text(void **state) {
     (void)state;
     assert_int_equal(stws_codec_parse(c, HELLO_FRAME, sizeof HELLO_FRAME, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof HELLO_FRAME);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
@@ -105,17 +105,17 @@ static void rfc_fragmented_text(void **state) {
     /* in one call */
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof f);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
     /* one frame per call: the first yields nothing */
     assert_int_equal(stws_codec_parse(c, f, 5, &used, &ev), STWS_OK);
     assert_int_equal(used, 5);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     assert_int_equal(stws_codec_parse(c, f + 5, 4, &used, &ev), STWS_OK);
     assert_int_equal(used, 4);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
@@ -134,7 +134,7 @@ static void rfc_ping_gets_masked_pong(void **state) {
     (void)state;
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof f);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
     /* the pong, byte by byte: 0x8A, MASK|5, key, masked "Hello" */
@@ -160,7 +160,7 @@ static void rfc_unmasked_pong(void **state) {
     (void)state;
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof f);
-    assert_int_equal(ev.type, STWS_EVENT_PONG);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PONG);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
     (void)stws_codec_output(c, &n);
@@ -183,7 +183,7 @@ static void rfc_binary_16bit_length(void **state) {
     memcpy(f + 4, payload, 256);
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof f);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_BINARY);
     assert_int_equal(ev.len, 256);
     assert_memory_equal(ev.data, payload, 256);
@@ -204,17 +204,17 @@ static void rfc_binary_64bit_length(void **state) {
     for (i = 0; i < n; i++) f[10 + i] = (uint8_t)(i * 7 + (i >> 8));
     assert_int_equal(stws_codec_parse(c, f, 10 + n, &used, &ev), STWS_OK);
     assert_int_equal(used, 10 + n);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_BINARY);
     assert_int_equal(ev.len, n);
     assert_memory_equal(ev.data, f + 10, n);
     /* and again split in two calls: header + half, then the rest */
     assert_int_equal(stws_codec_parse(c, f, 10 + n / 2, &used, &ev), STWS_OK);
     assert_int_equal(used, 10 + n / 2);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     assert_int_equal(stws_codec_parse(c, f + 10 + n / 2, n / 2, &used, &ev), STWS_OK);
     assert_int_equal(used, n / 2);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.len, n);
     assert_memory_equal(ev.data, f + 10, n);
     free(f);
@@ -246,28 +246,28 @@ static void one_event_per_call(void **state) {
     tbuf_byte(&in, 0x80);
     assert_int_equal(stws_codec_parse(c, in.p, in.len, &used, &ev), STWS_OK);
     assert_int_equal(used, 5);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_memory_equal(ev.data, "one", 3);
     off += used;
     assert_int_equal(stws_codec_parse(c, in.p + off, in.len - off, &used, &ev), STWS_OK);
     assert_int_equal(used, 3);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     off += used;
     assert_int_equal(stws_codec_parse(c, in.p + off, in.len - off, &used, &ev), STWS_OK);
     assert_int_equal(used, 5);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_BINARY);
     assert_memory_equal(ev.data, "two", 3);
     off += used;
     assert_int_equal(stws_codec_parse(c, in.p + off, in.len - off, &used, &ev), STWS_OK);
     assert_int_equal(used, in.len - off);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     /* finish: 0x80 was the first byte of the final fragment */
     {
         static const uint8_t rest[] = {0x01, 'r'};
         assert_int_equal(stws_codec_parse(c, rest, 2, &used, &ev), STWS_OK);
         assert_int_equal(used, 2);
-        assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
         assert_int_equal(ev.opcode, STWS_OP_TEXT);
         assert_int_equal(ev.len, 3);
         assert_memory_equal(ev.data, "thr", 3);
@@ -288,7 +288,7 @@ static void parse_argument_checks(void **state) {
     assert_int_equal(stws_codec_parse(c, HELLO_FRAME, 7, &used, NULL), STWS_ERR_INVALID_ARG);
     assert_int_equal(stws_codec_parse(c, NULL, 0, &used, &ev), STWS_OK);
     assert_int_equal(used, 0);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_OPEN);
     assert_int_equal(stws_codec_send(NULL, STWS_OP_TEXT, "a", 1), STWS_ERR_INVALID_ARG);
     assert_int_equal(stws_codec_send(c, STWS_OP_TEXT, NULL, 1), STWS_ERR_INVALID_ARG);
@@ -298,7 +298,7 @@ static void parse_argument_checks(void **state) {
     assert_int_equal(stws_codec_send(c, (stws_opcode)0xB, "ab", 2), STWS_ERR_INVALID_ARG);
     /* still healthy */
     assert_int_equal(stws_codec_parse(c, HELLO_FRAME, 7, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     stws_codec_destroy(NULL);
     stws_codec_destroy(c);
 }
@@ -388,7 +388,7 @@ static void violation_control_too_long(void **state) {
         for (i = 0; i < 125; i++) p[2 + i] = (uint8_t)(i * 3);
         assert_int_equal(stws_codec_parse(c, p, sizeof p, &used, &ev), STWS_OK);
         assert_int_equal(used, sizeof p);
-        assert_int_equal(ev.type, STWS_EVENT_PING);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
         assert_int_equal(ev.len, 125);
         assert_memory_equal(ev.data, p + 2, 125);
         take_output(c, &fs, "pong 125");
@@ -444,7 +444,7 @@ static void violation_unexpected_continuation(void **state) {
         srv_str(&in, 0x80, "c");
         assert_int_equal(stws_codec_parse(c, in.p, in.len, &used, &ev), STWS_OK);
         assert_int_equal(used, 6);
-        assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
         assert_int_equal(ev.len, 2);
         assert_memory_equal(ev.data, "ab", 2);
         expect_failed(c, stws_codec_parse(c, in.p + used, in.len - used, &used, &ev), &ev,
@@ -475,7 +475,7 @@ static void violation_expected_continuation(void **state) {
                 size_t used, off;
                 cframes fs;
                 assert_int_equal(stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
-                assert_int_equal(ev.type, STWS_EVENT_PING);
+                assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
                 take_output(c, &fs, label); /* the pong */
                 EXPECT_EQ(label, fs.n, 1);
                 EXPECT_EQ(label, fs.f[0].opcode, STWS_OP_PONG);
@@ -549,7 +549,7 @@ static void valid_close_codes_are_echoed(void **state) {
             srv_close(&b, good[i], "\xC3\xA9t\xC3\xA9", with_reason ? 5 : 0);
             EXPECT_EQ(label, stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
             EXPECT_EQ(label, used, b.len);
-            EXPECT_EQ(label, ev.type, STWS_EVENT_CLOSE);
+            EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_CLOSE);
             EXPECT_EQ(label, ev.close_code, good[i]);
             EXPECT_EQ(label, ev.len, with_reason ? 5 : 0);
             if (with_reason) EXPECT_MEM(label, ev.data, "\xC3\xA9t\xC3\xA9", 5);
@@ -560,7 +560,7 @@ static void valid_close_codes_are_echoed(void **state) {
             cframes_free(&fs);
             /* nothing more: input after the close is ignored, sends refused */
             EXPECT_EQ(label, stws_codec_parse(c, HELLO_FRAME, 7, &used, &ev), STWS_OK);
-            EXPECT_EQ(label, ev.type, STWS_EVENT_NONE);
+            EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_NONE);
             EXPECT_EQ(label, stws_codec_send(c, STWS_OP_TEXT, "x", 1), STWS_ERR_STATE);
             EXPECT_EQ(label, stws_codec_close(c, 1000, NULL, 0), STWS_ERR_STATE);
             (void)stws_codec_output(c, &n);
@@ -594,7 +594,7 @@ static void empty_close_is_1005_and_echoed_empty(void **state) {
     (void)state;
     assert_int_equal(stws_codec_parse(c, f, 2, &used, &ev), STWS_OK);
     assert_int_equal(used, 2);
-    assert_int_equal(ev.type, STWS_EVENT_CLOSE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_CLOSE);
     assert_int_equal(ev.close_code, 1005);
     assert_int_equal(ev.len, 0);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_CLOSED);
@@ -635,7 +635,7 @@ static void binary_is_not_utf8_checked(void **state) {
     size_t used;
     (void)state;
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_BINARY);
     assert_int_equal(ev.len, 4);
     assert_memory_equal(ev.data, f + 2, 4);
@@ -672,7 +672,7 @@ static void frame_too_big(void **state) {
         f[0] = 0x82;
         f[1] = 16;
         assert_int_equal(stws_codec_parse(c, f, 18, &used, &ev), STWS_OK);
-        assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
         assert_int_equal(ev.len, 16);
         stws_codec_destroy(c);
     }
@@ -701,7 +701,7 @@ static void message_too_big(void **state) {
             stws_codec_event ev;
             size_t used;
             assert_int_equal(stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
-            assert_int_equal(ev.type, STWS_EVENT_PING);
+            assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
             drain(c, NULL);
             expect_failed(c, stws_codec_parse(c, b.p + used, b.len - used, &used, &ev), &ev,
                           STWS_ERR_MESSAGE_TOO_BIG, 1009, "10 + 10 + 1 > 20");
@@ -738,7 +738,7 @@ static void fail_fast_incomplete_text_frame(void **state) {
         size_t used;
         assert_int_equal(stws_codec_parse(c, f, 4, &used, &ev), STWS_OK);
         assert_int_equal(used, 4);
-        assert_int_equal(ev.type, STWS_EVENT_NONE);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
         expect_failed(c, stws_codec_parse(c, f + 4, 1, &used, &ev), &ev, STWS_ERR_INVALID_UTF8, 1007,
                       "FF alone");
         stws_codec_destroy(c);
@@ -759,9 +759,9 @@ static void fail_fast_later_fragment(void **state) {
     srv_frame(&b, 0x00, "f\xC0g", 3);
     srv_str(&b, 0x80, "h");
     assert_int_equal(stws_codec_parse(c, b.p, f1, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     assert_int_equal(stws_codec_parse(c, b.p + f1, f2 - f1, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     /* the bad fragment, only its header and the first two payload bytes */
     expect_failed(c, stws_codec_parse(c, b.p + f2, 4, &used, &ev), &ev, STWS_ERR_INVALID_UTF8, 1007,
                   "C0 in the third fragment");
@@ -787,21 +787,21 @@ static void code_point_split_across_fragments(void **state) {
     srv_frame(&b, 0x01, "\xE2\x82", 2);
     srv_frame(&b, 0x80, "\xAC", 1);
     assert_int_equal(stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     off += used;
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 6);
     assert_memory_equal(ev.data, "x\xF0\x9F\x98\x80y", 6);
     off += used;
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.len, 2);
     assert_memory_equal(ev.data, "\xCE\xBA", 2);
     off += used;
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.len, 3);
     assert_memory_equal(ev.data, "\xE2\x82\xAC", 3);
     off += used;
@@ -837,7 +837,7 @@ static void truncated_sequence_at_end(void **state) {
         stws_codec_event ev;
         size_t used;
         assert_int_equal(stws_codec_parse(c, three, 5, &used, &ev), STWS_OK);
-        assert_int_equal(ev.type, STWS_EVENT_NONE);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
         expect_failed(c, stws_codec_parse(c, three + 5, 1, &used, &ev), &ev, STWS_ERR_INVALID_UTF8,
                       1007, "F0 9F 98 then the end");
         stws_codec_destroy(c);
@@ -862,7 +862,7 @@ static void interleaved_control_frames(void **state) {
     srv_str(&b, 0x80, "o");
     assert_int_equal(stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
     assert_int_equal(used, 5 + 4);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     assert_int_equal(ev.len, 2);
     assert_memory_equal(ev.data, "p1", 2);
     off += used;
@@ -873,15 +873,15 @@ static void interleaved_control_frames(void **state) {
     assert_memory_equal(fs.f[0].payload, "p1", 2);
     cframes_free(&fs);
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_PONG);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PONG);
     assert_int_equal(ev.len, 0);
     off += used;
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     assert_memory_equal(ev.data, "p2", 2);
     off += used;
     assert_int_equal(stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
@@ -909,7 +909,7 @@ static void close_inside_fragmented_message(void **state) {
     srv_str(&b, 0x80, "lo");
     assert_int_equal(stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
     assert_int_equal(used, 5 + 8);
-    assert_int_equal(ev.type, STWS_EVENT_CLOSE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_CLOSE);
     assert_int_equal(ev.close_code, 1001);
     assert_int_equal(ev.len, 4);
     assert_memory_equal(ev.data, "away", 4);
@@ -920,7 +920,7 @@ static void close_inside_fragmented_message(void **state) {
     cframes_free(&fs);
     /* the rest of the message is never delivered */
     assert_int_equal(stws_codec_parse(c, b.p + used, b.len - used, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     tbuf_free(&b);
     stws_codec_destroy(c);
 }
@@ -928,7 +928,7 @@ static void close_inside_fragmented_message(void **state) {
 /* ==== 5. chunking equivalence ============================================= */
 
 typedef struct rev {
-    stws_event_type type;
+    stws_codec_event_type type;
     stws_opcode opcode;
     int close_code;
     stws_result error;
@@ -956,10 +956,10 @@ static void run_record(run_t *r, const stws_codec_event *ev) {
     rev x;
     memset(&x, 0, sizeof x);
     x.type = ev->type;
-    x.opcode = ev->type == STWS_EVENT_MESSAGE ? ev->opcode : (stws_opcode)0;
-    x.close_code = (ev->type == STWS_EVENT_CLOSE || ev->type == STWS_EVENT_ERROR) ? ev->close_code : 0;
-    x.error = ev->type == STWS_EVENT_ERROR ? ev->error : STWS_OK;
-    if (ev->type != STWS_EVENT_ERROR) {
+    x.opcode = ev->type == STWS_CODEC_EVENT_MESSAGE ? ev->opcode : (stws_opcode)0;
+    x.close_code = (ev->type == STWS_CODEC_EVENT_CLOSE || ev->type == STWS_CODEC_EVENT_ERROR) ? ev->close_code : 0;
+    x.error = ev->type == STWS_CODEC_EVENT_ERROR ? ev->error : STWS_OK;
+    if (ev->type != STWS_CODEC_EVENT_ERROR) {
         x.len = ev->len;
         if (ev->len) {
             assert_non_null(ev->data);
@@ -1017,7 +1017,7 @@ static void run_stream(const stws_codec_desc *desc0, const uint8_t *in, size_t l
             assert_true(used <= n - p);
             drain(c, &res->out);
             if (r < 0) {
-                assert_int_equal(ev.type, STWS_EVENT_ERROR);
+                assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
                 assert_int_equal(ev.error, r);
                 run_record(res, &ev);
                 res->final = r;
@@ -1026,7 +1026,7 @@ static void run_stream(const stws_codec_desc *desc0, const uint8_t *in, size_t l
             }
             assert_int_equal(r, STWS_OK);
             p += used;
-            if (ev.type == STWS_EVENT_NONE) {
+            if (ev.type == STWS_CODEC_EVENT_NONE) {
                 assert_int_equal(p, n); /* NONE: all input consumed */
                 break;
             }
@@ -1083,7 +1083,7 @@ static void compare_runs(const run_t *a, const run_t *b, const char *label) {
 
 /* What a scenario must produce. */
 typedef struct xev {
-    stws_event_type type;
+    stws_codec_event_type type;
     stws_opcode opcode;
     const void *data;
     size_t len;
@@ -1128,7 +1128,7 @@ static void init_patterns(void) {
     }
 }
 
-static void sc_ev(scenario *s, stws_event_type t, stws_opcode op, const void *d, size_t n, int code,
+static void sc_ev(scenario *s, stws_codec_event_type t, stws_opcode op, const void *d, size_t n, int code,
                   stws_result err) {
     xev *x = &s->ev[s->nev++];
     assert_true(s->nev <= MAXX);
@@ -1140,7 +1140,7 @@ static void sc_ev(scenario *s, stws_event_type t, stws_opcode op, const void *d,
     x->error = err;
 }
 static void sc_msg(scenario *s, stws_opcode op, const void *d, size_t n) {
-    sc_ev(s, STWS_EVENT_MESSAGE, op, d, n, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_MESSAGE, op, d, n, 0, STWS_OK);
 }
 static void sc_out(scenario *s, int op, const void *d, size_t n) {
     xout *x = &s->out[s->nout++];
@@ -1155,7 +1155,7 @@ static const uint8_t CODE_1007[] = {0x03, 0xEF};
 static const uint8_t CODE_1009[] = {0x03, 0xF1};
 static const uint8_t CODE_3001[] = {0x0B, 0xB9};
 static void sc_fail(scenario *s, stws_result err, int code, const uint8_t *code_bytes) {
-    sc_ev(s, STWS_EVENT_ERROR, (stws_opcode)0, NULL, 0, code, err);
+    sc_ev(s, STWS_CODEC_EVENT_ERROR, (stws_opcode)0, NULL, 0, code, err);
     s->final = err;
     s->state = STWS_CODEC_FAILED;
     sc_out(s, STWS_OP_CLOSE, code_bytes, 2);
@@ -1188,11 +1188,11 @@ static size_t build_scenarios(scenario *sc) {
     sc_msg(s, STWS_OP_TEXT, g_text, sizeof g_text);
     sc_msg(s, STWS_OP_TEXT, "", 0);
     sc_msg(s, STWS_OP_BINARY, "", 0);
-    sc_ev(s, STWS_EVENT_PING, 0, "ping1", 5, 0, STWS_OK);
-    sc_ev(s, STWS_EVENT_PONG, 0, "pong1", 5, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "ping1", 5, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PONG, 0, "pong1", 5, 0, STWS_OK);
     sc_msg(s, STWS_OP_TEXT, "\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5", 11);
     sc_msg(s, STWS_OP_BINARY, g_pattern, 65536);
-    sc_ev(s, STWS_EVENT_CLOSE, 0, "done", 4, 1000, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_CLOSE, 0, "done", 4, 1000, STWS_OK);
     s->state = STWS_CODEC_CLOSED;
     sc_out(s, STWS_OP_PONG, "ping1", 5);
     sc_out(s, STWS_OP_CLOSE, CODE_1000, 2);
@@ -1217,14 +1217,14 @@ static size_t build_scenarios(scenario *sc) {
     srv_frame(&s->in, 0x00, g_text + 1000, 69000);
     srv_frame(&s->in, 0x80, g_text + 70000 - 0, 0);
     srv_close(&s->in, -1, NULL, 0);
-    sc_ev(s, STWS_EVENT_PING, 0, "a", 1, 0, STWS_OK);
-    sc_ev(s, STWS_EVENT_PONG, 0, "", 0, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "a", 1, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PONG, 0, "", 0, 0, STWS_OK);
     sc_msg(s, STWS_OP_TEXT, "\xCE\xBA \xF0\x9F\x98\x80!", 8);
-    sc_ev(s, STWS_EVENT_PING, 0, "b", 1, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "b", 1, 0, STWS_OK);
     sc_msg(s, STWS_OP_BINARY, g_pattern, 270);
     sc_msg(s, STWS_OP_TEXT, "", 0);
     sc_msg(s, STWS_OP_TEXT, g_text, 70000);
-    sc_ev(s, STWS_EVENT_CLOSE, 0, "", 0, 1005, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_CLOSE, 0, "", 0, 1005, STWS_OK);
     s->state = STWS_CODEC_CLOSED;
     sc_out(s, STWS_OP_PONG, "a", 1);
     sc_out(s, STWS_OP_PONG, "b", 1);
@@ -1237,7 +1237,7 @@ static size_t build_scenarios(scenario *sc) {
     srv_str(&s->in, 0x89, "p");
     srv_str(&s->in, 0x83, "zz");
     sc_msg(s, STWS_OP_TEXT, "one", 3);
-    sc_ev(s, STWS_EVENT_PING, 0, "p", 1, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "p", 1, 0, STWS_OK);
     sc_out(s, STWS_OP_PONG, "p", 1);
     sc_fail(s, STWS_ERR_RESERVED_OPCODE, 1002, CODE_1002);
 
@@ -1248,7 +1248,7 @@ static size_t build_scenarios(scenario *sc) {
     srv_str(&s->in, 0x00, "d\xC3");
     srv_frame(&s->in, 0x00, "\xA9 f\xC0g and more bytes that never matter", 38);
     srv_str(&s->in, 0x80, "h");
-    sc_ev(s, STWS_EVENT_PING, 0, "", 0, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "", 0, 0, STWS_OK);
     sc_out(s, STWS_OP_PONG, "", 0);
     sc_fail(s, STWS_ERR_INVALID_UTF8, 1007, CODE_1007);
 
@@ -1291,7 +1291,7 @@ static size_t build_scenarios(scenario *sc) {
     srv_str(&s->in, 0x89, "x");
     srv_frame(&s->in, 0x80, g_pattern, 501);
     sc_msg(s, STWS_OP_BINARY, g_pattern, 1500);
-    sc_ev(s, STWS_EVENT_PING, 0, "x", 1, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "x", 1, 0, STWS_OK);
     sc_out(s, STWS_OP_PONG, "x", 1);
     sc_fail(s, STWS_ERR_MESSAGE_TOO_BIG, 1009, CODE_1009);
 
@@ -1299,7 +1299,7 @@ static size_t build_scenarios(scenario *sc) {
     strcpy(s->name, "close reason with a surrogate");
     srv_str(&s->in, 0x89, "zz");
     srv_close(&s->in, 1000, "ok\xED\xA0\x80", 5);
-    sc_ev(s, STWS_EVENT_PING, 0, "zz", 2, 0, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_PING, 0, "zz", 2, 0, STWS_OK);
     sc_out(s, STWS_OP_PONG, "zz", 2);
     sc_fail(s, STWS_ERR_INVALID_UTF8, 1007, CODE_1007);
 
@@ -1354,7 +1354,7 @@ static size_t build_scenarios(scenario *sc) {
     srv_close(&s->in, 3001, "\xE2\x82\xAC", 3);
     srv_str(&s->in, 0x81, "never");
     sc_msg(s, STWS_OP_TEXT, g_text, 6);
-    sc_ev(s, STWS_EVENT_CLOSE, 0, "\xE2\x82\xAC", 3, 3001, STWS_OK);
+    sc_ev(s, STWS_CODEC_EVENT_CLOSE, 0, "\xE2\x82\xAC", 3, 3001, STWS_OK);
     s->state = STWS_CODEC_CLOSED;
     sc_out(s, STWS_OP_CLOSE, CODE_3001, 2);
 
@@ -1647,10 +1647,10 @@ static void utf8_vectors_through_the_codec(void **state) {
                 EXPECT_EQ(label, r, STWS_OK);
                 EXPECT_EQ(label, used, 1);
                 if (k + 1 < b.len) {
-                    EXPECT_EQ(label, ev.type, STWS_EVENT_NONE);
+                    EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_NONE);
                 } else {
                     EXPECT_TRUE(label, ok);
-                    EXPECT_EQ(label, ev.type, STWS_EVENT_MESSAGE);
+                    EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_MESSAGE);
                     EXPECT_EQ(label, ev.opcode, STWS_OP_TEXT);
                     EXPECT_EQ(label, ev.len, v->len);
                     EXPECT_MEM(label, ev.data, v->s, v->len);
@@ -1677,7 +1677,7 @@ static void utf8_vectors_through_the_codec(void **state) {
             if (ok) {
                 EXPECT_EQ(label, r, STWS_OK);
                 EXPECT_EQ(label, used, b.len);
-                EXPECT_EQ(label, ev.type, STWS_EVENT_MESSAGE);
+                EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_MESSAGE);
                 EXPECT_EQ(label, ev.len, v->len);
                 EXPECT_MEM(label, ev.data, v->s, v->len);
             } else {
@@ -1699,7 +1699,7 @@ static void utf8_vectors_through_the_codec(void **state) {
             r = stws_codec_parse(c, b.p, b.len, &used, &ev);
             if (ok) {
                 EXPECT_EQ(label, r, STWS_OK);
-                EXPECT_EQ(label, ev.type, STWS_EVENT_CLOSE);
+                EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_CLOSE);
                 EXPECT_EQ(label, ev.close_code, 1000);
                 EXPECT_EQ(label, ev.len, v->len);
                 EXPECT_MEM(label, ev.data, v->s, v->len);
@@ -1924,9 +1924,9 @@ static void send_output_full(void **state) {
     assert_memory_equal(out, snap + 50, 50);
     /* control replies still get through a full queue */
     assert_int_equal(stws_codec_parse(c, ping, sizeof ping, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     assert_int_equal(stws_codec_parse(c, close_frame, sizeof close_frame, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_CLOSE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_CLOSE);
     drain(c, &sink);
     decode_client(sink.p, sink.len, &fs, "output full");
     assert_int_equal(fs.n, 4);
@@ -2050,7 +2050,7 @@ static void violation_after_our_close(void **state) {
     expect_close_frame(&fs.f[0], 1001, "our close");
     cframes_free(&fs);
     assert_int_equal(stws_codec_parse(c, bad, sizeof bad, &used, &ev), STWS_ERR_RESERVED_OPCODE);
-    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
     assert_int_equal(ev.error, STWS_ERR_RESERVED_OPCODE);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_FAILED);
     (void)stws_codec_output(c, &n);
@@ -2081,12 +2081,12 @@ static void ping_flood_is_bounded(void **state) {
     for (i = 0; i < 100000 && r == STWS_OK; i++) {
         r = stws_codec_parse(c, ping, sizeof ping, &used, &ev);
         if (r == STWS_OK) {
-            assert_int_equal(ev.type, STWS_EVENT_PING);
+            assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
             pings++;
         }
     }
     assert_int_equal(r, STWS_ERR_OUTPUT_FULL);
-    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
     assert_int_equal(ev.close_code, 1008);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_FAILED);
     out = stws_codec_output(c, &n);
@@ -2127,17 +2127,17 @@ static void closing_handshake_client_first(void **state) {
     assert_int_equal(stws_codec_close(c, 1000, NULL, 0), STWS_ERR_STATE);
     /* the server may still send data; a ping is not answered after our close */
     assert_int_equal(stws_codec_parse(c, text, sizeof text, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_memory_equal(ev.data, "hi", 2);
     assert_int_equal(stws_codec_parse(c, ping, sizeof ping, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     (void)stws_codec_output(c, &n);
     assert_int_equal(n, 0);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_CLOSING);
     /* the server's close completes the handshake; no second close is queued */
     assert_int_equal(stws_codec_parse(c, close_frame, sizeof close_frame, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof close_frame);
-    assert_int_equal(ev.type, STWS_EVENT_CLOSE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_CLOSE);
     assert_int_equal(ev.close_code, 1000);
     assert_int_equal(stws_codec_get_state(c), STWS_CODEC_CLOSED);
     (void)stws_codec_output(c, &n);
@@ -2194,7 +2194,7 @@ static void server_close_first_then_client_close_refused(void **state) {
     size_t used;
     (void)state;
     assert_int_equal(stws_codec_parse(c, close_frame, sizeof close_frame, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_CLOSE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_CLOSE);
     assert_int_equal(ev.close_code, 1001);
     assert_int_equal(stws_codec_close(c, 1000, NULL, 0), STWS_ERR_STATE);
     take_output(c, &fs, "echo only");
@@ -2279,13 +2279,13 @@ static size_t feed_chunked(stws_codec *c, const uint8_t *in, size_t len, uint64_
             assert_int_equal(r, STWS_OK);
             drain(c, NULL);
             p += used;
-            if (ev.type == STWS_EVENT_MESSAGE) {
+            if (ev.type == STWS_CODEC_EVENT_MESSAGE) {
                 msgs++;
                 assert_int_equal(ev.opcode, want_op);
                 assert_int_equal(ev.len, want_len);
                 assert_memory_equal(ev.data, want, want_len);
             }
-            if (ev.type == STWS_EVENT_NONE) break;
+            if (ev.type == STWS_CODEC_EVENT_NONE) break;
         }
         off += n;
     }
@@ -2374,7 +2374,7 @@ static void reset_forgets_state(void **state) {
     (void)stws_codec_output(c, &n);
     assert_int_equal(n, 0);
     assert_int_equal(stws_codec_parse(c, HELLO_FRAME, 7, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_memory_equal(ev.data, "Hello", 5);
     assert_int_equal(stws_codec_send(c, STWS_OP_TEXT, "x", 1), STWS_OK);
     stws_codec_reset(c);
@@ -2382,15 +2382,15 @@ static void reset_forgets_state(void **state) {
     assert_int_equal(n, 0);
     /* mid-frame and mid-message state is forgotten */
     assert_int_equal(stws_codec_parse(c, half, 3, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_NONE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE);
     stws_codec_reset(c);
     assert_int_equal(stws_codec_parse(c, HELLO_FRAME, 7, &used, &ev), STWS_OK);
     assert_int_equal(used, 7);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_memory_equal(ev.data, "Hello", 5);
     assert_int_equal(stws_codec_parse(c, half, 1 + 1 + 1, &used, &ev), STWS_OK);
     assert_int_equal(stws_codec_parse(c, "b", 1, &used, &ev), STWS_OK);
-    assert_int_equal(ev.type, STWS_EVENT_NONE); /* fragment done, message open */
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_NONE); /* fragment done, message open */
     stws_codec_reset(c);
     drain(c, NULL);
     assert_int_equal(stws_codec_parse(c, cont, 3, &used, &ev), STWS_ERR_UNEXPECTED_CONTINUATION);
@@ -2437,7 +2437,7 @@ static void nomem_while_reassembling(void **state) {
     /* everything is released before the checks, so a failure leaks nothing */
     assert_int_equal(a.live, 0);
     assert_int_equal(r, STWS_ERR_NOMEM);
-    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
     assert_int_equal(ev.error, STWS_ERR_NOMEM);
     assert_int_equal(st, STWS_CODEC_FAILED);
     assert_true(nframes <= 1);
@@ -2488,11 +2488,11 @@ static void nomem_while_answering_ping(void **state) {
     stws_codec_destroy(c);
     assert_int_equal(a.live, 0);
     if (r == STWS_OK) { /* the pong fitted after all: nothing to check here */
-        assert_int_equal(ev.type, STWS_EVENT_PING);
+        assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
         return;
     }
     assert_int_equal(r, STWS_ERR_NOMEM);
-    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
     assert_int_equal(st, STWS_CODEC_FAILED);
     assert_true(nframes == 1 || nframes == 2);
     assert_int_equal(first_op, STWS_OP_BINARY); /* what was queued is kept */
@@ -2549,18 +2549,18 @@ static void zero_length_messages(void **state) {
     srv_frame(&b, 0x80, "", 0);
     srv_frame(&b, 0x8A, "", 0);           /* empty pong */
     {
-        static const struct { stws_event_type t; stws_opcode op; size_t len; } want[] = {
-            {STWS_EVENT_MESSAGE, STWS_OP_TEXT, 0},   {STWS_EVENT_MESSAGE, STWS_OP_BINARY, 0},
-            {STWS_EVENT_MESSAGE, STWS_OP_TEXT, 0},   {STWS_EVENT_PING, (stws_opcode)0, 0},
-            {STWS_EVENT_MESSAGE, STWS_OP_BINARY, 0}, {STWS_EVENT_MESSAGE, STWS_OP_TEXT, 3},
-            {STWS_EVENT_PONG, (stws_opcode)0, 0}};
+        static const struct { stws_codec_event_type t; stws_opcode op; size_t len; } want[] = {
+            {STWS_CODEC_EVENT_MESSAGE, STWS_OP_TEXT, 0},   {STWS_CODEC_EVENT_MESSAGE, STWS_OP_BINARY, 0},
+            {STWS_CODEC_EVENT_MESSAGE, STWS_OP_TEXT, 0},   {STWS_CODEC_EVENT_PING, (stws_opcode)0, 0},
+            {STWS_CODEC_EVENT_MESSAGE, STWS_OP_BINARY, 0}, {STWS_CODEC_EVENT_MESSAGE, STWS_OP_TEXT, 3},
+            {STWS_CODEC_EVENT_PONG, (stws_opcode)0, 0}};
         size_t i;
         for (i = 0; i < sizeof want / sizeof want[0]; i++) {
             char label[48];
             snprintf(label, sizeof label, "zero-length event %zu", i);
             EXPECT_EQ(label, stws_codec_parse(c, b.p + off, b.len - off, &used, &ev), STWS_OK);
             EXPECT_EQ(label, ev.type, want[i].t);
-            if (want[i].t == STWS_EVENT_MESSAGE) EXPECT_EQ(label, ev.opcode, want[i].op);
+            if (want[i].t == STWS_CODEC_EVENT_MESSAGE) EXPECT_EQ(label, ev.opcode, want[i].op);
             EXPECT_EQ(label, ev.len, want[i].len);
             if (want[i].len) EXPECT_MEM(label, ev.data, "abc", 3);
             off += used;
@@ -2579,7 +2579,7 @@ static void zero_length_messages(void **state) {
         for (k = 0; k < b.len; k++) {
             assert_int_equal(stws_codec_parse(c, b.p + k, 1, &used, &ev), STWS_OK);
             assert_int_equal(used, 1);
-            if (ev.type != STWS_EVENT_NONE) events++;
+            if (ev.type != STWS_CODEC_EVENT_NONE) events++;
         }
         assert_int_equal(events, 7);
     }
@@ -2608,12 +2608,12 @@ static void message_of_exactly_max_size(void **state) {
         }
         /* whole */
         EXPECT_EQ(label, stws_codec_parse(c, b.p, b.len, &used, &ev), STWS_OK);
-        EXPECT_EQ(label, ev.type, STWS_EVENT_MESSAGE);
+        EXPECT_EQ(label, ev.type, STWS_CODEC_EVENT_MESSAGE);
         EXPECT_EQ(label, ev.len, 64);
         /* bytewise (the copying path) */
         for (k = 0; k < b.len; k++) {
             EXPECT_EQ(label, stws_codec_parse(c, b.p + k, 1, &used, &ev), STWS_OK);
-            if (ev.type == STWS_EVENT_MESSAGE) {
+            if (ev.type == STWS_CODEC_EVENT_MESSAGE) {
                 got++;
                 EXPECT_EQ(label, ev.len, 64);
                 EXPECT_MEM(label, ev.data, p, 64);
@@ -2695,14 +2695,14 @@ static void ping_flood_memory_is_bounded_by_the_output_cap(void **state) {
     for (i = 0; i < 2 * (cap + slack) / pong && r == STWS_OK; i++) {
         r = stws_codec_parse(c, ping, sizeof ping, &used, &ev);
         if (r == STWS_OK) {
-            assert_int_equal(ev.type, STWS_EVENT_PING);
+            assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
             assert_int_equal(used, sizeof ping);
             pongs++;
         }
     }
     /* the exact outcome: as many pongs as fit in cap + slack, then 1008 */
     assert_int_equal(r, STWS_ERR_OUTPUT_FULL);
-    assert_int_equal(ev.type, STWS_EVENT_ERROR);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_ERROR);
     assert_int_equal(ev.close_code, STWS_CLOSE_POLICY);
     assert_int_equal(pongs, (cap + slack) / pong);
     out = stws_codec_output(c, &out_len);

@@ -2879,7 +2879,7 @@ static void client_poll_negative_timeout_fires_the_health_check(void **state) {
     const char *got[8];
     (void)state;
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, g_sv), 0);
-    X.d.transport.handle = sv_handle;
+    X.d.conn.transport.handle = sv_handle;
     srv_ok(0, "c-1");
     cu_create();
     assert_int_equal(stws_client_connect(X.c), STWS_OK);
@@ -2934,10 +2934,36 @@ static int cu_teardown_net(void **state) {
 }
 #endif /* !_WIN32 */
 
+/* The public calls a layer above uses (the client's watchdog and dead timer,
+   on_reconnecting's URL): abort ends an open conn with the given result and
+   no close frame; set_url works only while not connected, keeps the scheme,
+   and the next request goes to the new host and path. */
+static void public_abort_and_set_url(void **state) {
+    (void)state;
+    create();
+    assert_int_equal(stws_conn_abort(F.c, STWS_ERR_WATCHDOG, "idle"), STWS_ERR_STATE);
+    assert_int_equal(stws_conn_abort(F.c, STWS_OK, "not an error"), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_conn_abort(NULL, STWS_ERR_DEAD, "x"), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_conn_set_url(F.c, NULL), STWS_ERR_INVALID_ARG);
+    assert_int_equal(stws_conn_set_url(F.c, "wss://example.com/ws"), STWS_ERR_URL_SCHEME);
+    assert_int_equal(stws_conn_set_url(F.c, "ws://other.example:81/next?q=1"), STWS_OK);
+    open_conn();
+    assert_non_null(find((const char *)F.st.sent + F.req_off, F.req_len, "GET /next?q=1 HTTP/1.1\r\n"));
+    assert_non_null(find((const char *)F.st.sent + F.req_off, F.req_len, "\r\nHost: other.example:81\r\n"));
+    assert_int_equal(stws_conn_set_url(F.c, "ws://example.com/ws"), STWS_ERR_STATE);
+    assert_int_equal(stws_conn_abort(F.c, STWS_ERR_DEAD, "no frame received"), STWS_OK);
+    expect_nothing_sent(); /* no closing handshake */
+    expect_error_then_close(STWS_ERR_DEAD, 0);
+    assert_string_equal(stws_conn_error_detail(F.c), "no frame received: connection silent for too long");
+    assert_int_equal(stws_conn_abort(F.c, STWS_ERR_DEAD, "again"), STWS_ERR_STATE);
+    assert_int_equal(stws_conn_set_url(F.c, "ws://example.com/ws"), STWS_OK);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(happy_path_upgrade_and_first_frames),
+        T(public_abort_and_set_url),
         T(request_line_and_host_variants),
         T(frames_one_byte_per_recv),
         T(large_frames_through_small_buffer),

@@ -807,9 +807,9 @@ static void check_size_limits(size_t max, const stws_handshake_desc *d) {
 static void response_too_big(void **state) {
     stws_handshake_desc d;
     (void)state;
-    check_size_limits(STWS_HANDSHAKE_MAX_RESPONSE, NULL);
+    check_size_limits(STWS_DEFAULT_MAX_RESPONSE_SIZE, NULL);
     memset(&d, 0, sizeof d);
-    check_size_limits(STWS_HANDSHAKE_MAX_RESPONSE, &d); /* 0 = the default */
+    check_size_limits(STWS_DEFAULT_MAX_RESPONSE_SIZE, &d); /* 0 = the default */
     d.max_response_size = 256;
     check_size_limits(256, &d);
     d.max_response_size = 64 * 1024;
@@ -977,21 +977,21 @@ static void response_trailing_frames(void **state) {
     off = out.header_size;
     assert_int_equal(stws_codec_parse(c, buf + off, total - off, &used, &ev), STWS_OK);
     assert_int_equal(used, 7);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_TEXT);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
     off += used;
     assert_int_equal(stws_codec_parse(c, buf + off, total - off, &used, &ev), STWS_OK);
     assert_int_equal(used, 6);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.opcode, STWS_OP_BINARY);
     assert_int_equal(ev.len, 4);
     assert_memory_equal(ev.data, "\r\n\r\n", 4);
     off += used;
     assert_int_equal(stws_codec_parse(c, buf + off, total - off, &used, &ev), STWS_OK);
     assert_int_equal(used, 2);
-    assert_int_equal(ev.type, STWS_EVENT_PING);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_PING);
     assert_int_equal(ev.len, 0);
     off += used;
     assert_int_equal(off, total);

@@ -207,9 +207,9 @@ T_FN void want_missing(const stws_json_doc *doc, const char *path) {
         size_t len_ = 0;                                                              \
         stws_json_writer w_, *w = &w_;                                                \
         stws_result r_;                                                               \
-        stws_json_init(w, buf_, (cap_));                                              \
+        stws_json_write_init(w, buf_, (cap_));                                              \
         body;                                                                         \
-        r_ = stws_json_finish(w, &len_);                                              \
+        r_ = stws_json_write_finish(w, &len_);                                              \
         RESULT_IS(label, r_, want_result);                                            \
         if ((want) != NULL) {                                                         \
             const char *want_ = (want);                                               \
@@ -223,70 +223,70 @@ static void writer_basic(void **state) {
     (void)state;
     WRITE_CHECK("all kinds", 4096,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "a");
-                    stws_json_int(w, 1);
-                    stws_json_key(w, "b");
-                    stws_json_array_begin(w);
-                    stws_json_bool(w, 1);
-                    stws_json_bool(w, 0);
-                    stws_json_null(w);
-                    stws_json_string(w, "x");
-                    stws_json_object_begin(w);
-                    stws_json_object_end(w);
-                    stws_json_array_begin(w);
-                    stws_json_array_end(w);
-                    stws_json_array_end(w);
-                    stws_json_key(w, "c");
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "min");
-                    stws_json_int(w, INT64_MIN);
-                    stws_json_key(w, "max");
-                    stws_json_int(w, INT64_MAX);
-                    stws_json_key(w, "zero");
-                    stws_json_int(w, 0);
-                    stws_json_key(w, "neg");
-                    stws_json_int(w, -42);
-                    stws_json_object_end(w);
-                    stws_json_key(w, "");
-                    stws_json_string_n(w, NULL, 0);
-                    stws_json_key(w, "raw");
-                    stws_json_raw(w, "{\"k\": [1, 2]}", 13);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "a");
+                    stws_json_write_int(w, 1);
+                    stws_json_write_key(w, "b");
+                    stws_json_write_array_begin(w);
+                    stws_json_write_bool(w, 1);
+                    stws_json_write_bool(w, 0);
+                    stws_json_write_null(w);
+                    stws_json_write_string(w, "x");
+                    stws_json_write_object_begin(w);
+                    stws_json_write_object_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_array_end(w);
+                    stws_json_write_array_end(w);
+                    stws_json_write_key(w, "c");
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "min");
+                    stws_json_write_int(w, INT64_MIN);
+                    stws_json_write_key(w, "max");
+                    stws_json_write_int(w, INT64_MAX);
+                    stws_json_write_key(w, "zero");
+                    stws_json_write_int(w, 0);
+                    stws_json_write_key(w, "neg");
+                    stws_json_write_int(w, -42);
+                    stws_json_write_object_end(w);
+                    stws_json_write_key(w, "");
+                    stws_json_write_string_n(w, NULL, 0);
+                    stws_json_write_key(w, "raw");
+                    stws_json_write_raw(w, "{\"k\": [1, 2]}", 13);
+                    stws_json_write_object_end(w);
                 },
                 STWS_OK,
                 "{\"a\":1,\"b\":[true,false,null,\"x\",{},[]],\"c\":{\"min\":-9223372036854775808,"
                 "\"max\":9223372036854775807,\"zero\":0,\"neg\":-42},\"\":\"\",\"raw\":{\"k\": [1, 2]}}");
-    WRITE_CHECK("top-level scalar", 64, stws_json_int(w, 7), STWS_OK, "7");
-    WRITE_CHECK("top-level string", 64, stws_json_string(w, "s"), STWS_OK, "\"s\"");
+    WRITE_CHECK("top-level scalar", 64, stws_json_write_int(w, 7), STWS_OK, "7");
+    WRITE_CHECK("top-level string", 64, stws_json_write_string(w, "s"), STWS_OK, "\"s\"");
     WRITE_CHECK("top-level array", 64,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_int(w, 1);
-                    stws_json_int(w, 2);
-                    stws_json_array_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_int(w, 1);
+                    stws_json_write_int(w, 2);
+                    stws_json_write_array_end(w);
                 },
                 STWS_OK, "[1,2]");
     /* the auth message of PROTOCOL.md §2 */
     WRITE_CHECK("auth message", 4096,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "token");
-                    stws_json_string(w, "abc.def.ghi");
-                    stws_json_key(w, "user_details");
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "id");
-                    stws_json_string(w, "alice");
-                    stws_json_key(w, "name");
-                    stws_json_string(w, "Alice \"The\" Admin\\");
-                    stws_json_key(w, "custom");
-                    stws_json_raw(w, "{}", 2);
-                    stws_json_object_end(w);
-                    stws_json_key(w, "products");
-                    stws_json_array_begin(w);
-                    stws_json_string(w, "chat");
-                    stws_json_array_end(w);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "token");
+                    stws_json_write_string(w, "abc.def.ghi");
+                    stws_json_write_key(w, "user_details");
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "id");
+                    stws_json_write_string(w, "alice");
+                    stws_json_write_key(w, "name");
+                    stws_json_write_string(w, "Alice \"The\" Admin\\");
+                    stws_json_write_key(w, "custom");
+                    stws_json_write_raw(w, "{}", 2);
+                    stws_json_write_object_end(w);
+                    stws_json_write_key(w, "products");
+                    stws_json_write_array_begin(w);
+                    stws_json_write_string(w, "chat");
+                    stws_json_write_array_end(w);
+                    stws_json_write_object_end(w);
                 },
                 STWS_OK,
                 "{\"token\":\"abc.def.ghi\",\"user_details\":{\"id\":\"alice\",\"name\":"
@@ -323,7 +323,7 @@ static void writer_escape_table(void **state) {
         in[0] = (char)i;
         snprintf(want, sizeof want, "\"%s\"", ctl[i]);
         snprintf(label, sizeof label, "control 0x%02x", i);
-        WRITE_CHECK(label, 64, stws_json_string_n(w, in, 1), STWS_OK, want);
+        WRITE_CHECK(label, 64, stws_json_write_string_n(w, in, 1), STWS_OK, want);
         /* the same escape inside a key (a C string: 0x00 cannot be one) */
         snprintf(want, sizeof want, "{\"%s\":1}", ctl[i ? i : 1]);
         WRITE_CHECK(label, 64,
@@ -331,23 +331,23 @@ static void writer_escape_table(void **state) {
                         char key[2];
                         key[0] = (char)(i ? i : 1);
                         key[1] = 0;
-                        stws_json_object_begin(w);
-                        stws_json_key(w, key);
-                        stws_json_int(w, 1);
-                        stws_json_object_end(w);
+                        stws_json_write_object_begin(w);
+                        stws_json_write_key(w, key);
+                        stws_json_write_int(w, 1);
+                        stws_json_write_object_end(w);
                     },
                     STWS_OK, want);
     }
     for (i = 0; i < sizeof table / sizeof table[0]; i++) {
         snprintf(want, sizeof want, "\"%s\"", table[i].out);
-        WRITE_CHECK(table[i].in, 64, stws_json_string(w, table[i].in), STWS_OK, want);
+        WRITE_CHECK(table[i].in, 64, stws_json_write_string(w, table[i].in), STWS_OK, want);
         snprintf(want, sizeof want, "{\"%s\":0}", table[i].out);
         WRITE_CHECK(table[i].in, 64,
                     {
-                        stws_json_object_begin(w);
-                        stws_json_key(w, table[i].in);
-                        stws_json_int(w, 0);
-                        stws_json_object_end(w);
+                        stws_json_write_object_begin(w);
+                        stws_json_write_key(w, table[i].in);
+                        stws_json_write_int(w, 0);
+                        stws_json_write_object_end(w);
                     },
                     STWS_OK, want);
     }
@@ -358,9 +358,9 @@ static void writer_escape_table(void **state) {
         stws_json_writer w;
         parsed p;
         for (i = 0; i < 128; i++) all[i] = (char)i;
-        stws_json_init(&w, out, sizeof out);
-        stws_json_string_n(&w, all, 128);
-        assert_int_equal(stws_json_finish(&w, &len), STWS_OK);
+        stws_json_write_init(&w, out, sizeof out);
+        stws_json_write_string_n(&w, all, 128);
+        assert_int_equal(stws_json_write_finish(&w, &len), STWS_OK);
         p_init(&p);
         assert_int_equal(p_parse_n(&p, out, len, 16), STWS_OK);
         assert_int_equal(stws_json_string_at(&p.doc, "", back, sizeof back, &blen), STWS_OK);
@@ -393,25 +393,25 @@ static void writer_invalid_utf8(void **state) {
     (void)state;
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char raw[32];
-        WRITE_CHECK("string", 64, stws_json_string(w, bad[i]), STWS_ERR_INVALID_UTF8, NULL);
+        WRITE_CHECK("string", 64, stws_json_write_string(w, bad[i]), STWS_ERR_INVALID_UTF8, NULL);
         WRITE_CHECK("string in array", 64,
                     {
-                        stws_json_array_begin(w);
-                        stws_json_string(w, "fine");
-                        stws_json_string(w, bad[i]);
-                        stws_json_array_end(w);
+                        stws_json_write_array_begin(w);
+                        stws_json_write_string(w, "fine");
+                        stws_json_write_string(w, bad[i]);
+                        stws_json_write_array_end(w);
                     },
                     STWS_ERR_INVALID_UTF8, NULL);
         WRITE_CHECK("key", 64,
                     {
-                        stws_json_object_begin(w);
-                        stws_json_key(w, bad[i]);
-                        stws_json_int(w, 1);
-                        stws_json_object_end(w);
+                        stws_json_write_object_begin(w);
+                        stws_json_write_key(w, bad[i]);
+                        stws_json_write_int(w, 1);
+                        stws_json_write_object_end(w);
                     },
                     STWS_ERR_INVALID_UTF8, NULL);
         snprintf(raw, sizeof raw, "[\"%s\"]", bad[i]);
-        WRITE_CHECK("raw", 64, stws_json_raw(w, raw, strlen(raw)), STWS_ERR_INVALID_UTF8, NULL);
+        WRITE_CHECK("raw", 64, stws_json_write_raw(w, raw, strlen(raw)), STWS_ERR_INVALID_UTF8, NULL);
     }
 }
 
@@ -420,128 +420,128 @@ static void writer_misuse(void **state) {
     (void)state;
     WRITE_CHECK("value without key", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_int(w, 1);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_int(w, 1);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("string without key", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_string(w, "v");
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_string(w, "v");
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("container without key", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_array_begin(w);
-                    stws_json_array_end(w);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_array_end(w);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("key in array", 64,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_key(w, "k");
-                    stws_json_int(w, 1);
-                    stws_json_array_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_key(w, "k");
+                    stws_json_write_int(w, 1);
+                    stws_json_write_array_end(w);
                 },
                 STWS_ERR_JSON, NULL);
-    WRITE_CHECK("key at top level", 64, stws_json_key(w, "k"), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("key at top level", 64, stws_json_write_key(w, "k"), STWS_ERR_JSON, NULL);
     WRITE_CHECK("two keys", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "a");
-                    stws_json_key(w, "b");
-                    stws_json_int(w, 1);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "a");
+                    stws_json_write_key(w, "b");
+                    stws_json_write_int(w, 1);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("key without value", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "a");
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "a");
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("key without value at finish", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "a");
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "a");
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("object closed as array", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_array_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_array_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("array closed as object", 64,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_object_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
-    WRITE_CHECK("end at depth 0", 64, stws_json_object_end(w), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("end at depth 0", 64, stws_json_write_object_end(w), STWS_ERR_JSON, NULL);
     WRITE_CHECK("end at depth 0 after a value", 64,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_array_end(w);
-                    stws_json_array_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_array_end(w);
+                    stws_json_write_array_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("open at finish", 64,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "a");
-                    stws_json_int(w, 1);
-                    stws_json_object_end(w);
+                    stws_json_write_array_begin(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "a");
+                    stws_json_write_int(w, 1);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("two top-level values", 64,
                 {
-                    stws_json_int(w, 1);
-                    stws_json_int(w, 2);
+                    stws_json_write_int(w, 1);
+                    stws_json_write_int(w, 2);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("two top-level objects", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_object_end(w);
-                    stws_json_object_begin(w);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("nothing written", 64, (void)w, STWS_ERR_JSON, NULL);
-    WRITE_CHECK("NULL string", 64, stws_json_string(w, NULL), STWS_ERR_INVALID_ARG, NULL);
+    WRITE_CHECK("NULL string", 64, stws_json_write_string(w, NULL), STWS_ERR_INVALID_ARG, NULL);
     WRITE_CHECK("NULL key", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, NULL);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, NULL);
                 },
                 STWS_ERR_INVALID_ARG, NULL);
-    WRITE_CHECK("NULL string_n with length", 64, stws_json_string_n(w, NULL, 3),
+    WRITE_CHECK("NULL string_n with length", 64, stws_json_write_string_n(w, NULL, 3),
                 STWS_ERR_INVALID_ARG, NULL);
     /* STWS_JSON_MAX_DEPTH containers nest; one more does not */
     WRITE_CHECK("max depth", 4096,
                 {
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_array_begin(w);
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_array_end(w);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_write_array_begin(w);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH; i++) stws_json_write_array_end(w);
                 },
                 STWS_OK, NULL);
     WRITE_CHECK("too deep", 4096,
                 {
-                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_array_begin(w);
-                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_array_end(w);
+                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_write_array_begin(w);
+                    for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) stws_json_write_array_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("too deep with objects", 4096,
                 {
                     for (i = 0; i <= STWS_JSON_MAX_DEPTH; i++) {
-                        if (i) stws_json_key(w, "k");
-                        stws_json_object_begin(w);
+                        if (i) stws_json_write_key(w, "k");
+                        stws_json_write_object_begin(w);
                     }
                 },
                 STWS_ERR_JSON, NULL);
@@ -550,31 +550,31 @@ static void writer_misuse(void **state) {
         char buf[64];
         size_t len, before;
         stws_json_writer w;
-        stws_json_init(&w, buf, sizeof buf);
-        stws_json_array_begin(&w);
-        stws_json_string(&w, "\xff");
+        stws_json_write_init(&w, buf, sizeof buf);
+        stws_json_write_array_begin(&w);
+        stws_json_write_string(&w, "\xff");
         before = w.len;
-        stws_json_int(&w, 1);
-        stws_json_key(&w, "k");
-        stws_json_array_end(&w);
-        stws_json_raw(&w, "1", 1);
+        stws_json_write_int(&w, 1);
+        stws_json_write_key(&w, "k");
+        stws_json_write_array_end(&w);
+        stws_json_write_raw(&w, "1", 1);
         assert_int_equal(w.len, before);
-        assert_int_equal(stws_json_finish(&w, &len), STWS_ERR_INVALID_UTF8);
-        assert_int_equal(stws_json_finish(&w, &len), STWS_ERR_INVALID_UTF8);
+        assert_int_equal(stws_json_write_finish(&w, &len), STWS_ERR_INVALID_UTF8);
+        assert_int_equal(stws_json_write_finish(&w, &len), STWS_ERR_INVALID_UTF8);
         assert_int_equal(buf[0], 0);
         /* NULL writer: no crash */
-        stws_json_init(NULL, buf, sizeof buf);
-        stws_json_int(NULL, 1);
-        stws_json_object_begin(NULL);
-        stws_json_key(NULL, "k");
-        assert_int_equal(stws_json_finish(NULL, &len), STWS_ERR_INVALID_ARG);
+        stws_json_write_init(NULL, buf, sizeof buf);
+        stws_json_write_int(NULL, 1);
+        stws_json_write_object_begin(NULL);
+        stws_json_write_key(NULL, "k");
+        assert_int_equal(stws_json_write_finish(NULL, &len), STWS_ERR_INVALID_ARG);
     }
     /* a misuse after running out of room is still reported as misuse */
     WRITE_CHECK("misuse after overflow", 4,
                 {
-                    stws_json_array_begin(w);
-                    stws_json_string(w, "long enough to overflow");
-                    stws_json_key(w, "k");
+                    stws_json_write_array_begin(w);
+                    stws_json_write_string(w, "long enough to overflow");
+                    stws_json_write_key(w, "k");
                 },
                 STWS_ERR_JSON, NULL);
 }
@@ -582,26 +582,26 @@ static void writer_misuse(void **state) {
 /* A document touching every writer path, written into buf[cap]. */
 T_FN stws_result write_sample(char *buf, size_t cap, size_t *len) {
     stws_json_writer w;
-    stws_json_init(&w, buf, cap);
-    stws_json_object_begin(&w);
-    stws_json_key(&w, "type");
-    stws_json_string(&w, "message.new");
-    stws_json_key(&w, "text");
-    stws_json_string(&w, "say \"hi\"\n\t\x01 caf\xc3\xa9 \xf0\x9f\x98\x80");
-    stws_json_key(&w, "n");
-    stws_json_array_begin(&w);
-    stws_json_int(&w, -1);
-    stws_json_int(&w, 1234567890123LL);
-    stws_json_bool(&w, 1);
-    stws_json_null(&w);
-    stws_json_array_end(&w);
-    stws_json_key(&w, "custom");
-    stws_json_raw(&w, "{\"x\":[1,{\"y\":\"z\"}]}", 19);
-    stws_json_key(&w, "k\"ey");
-    stws_json_object_begin(&w);
-    stws_json_object_end(&w);
-    stws_json_object_end(&w);
-    return stws_json_finish(&w, len);
+    stws_json_write_init(&w, buf, cap);
+    stws_json_write_object_begin(&w);
+    stws_json_write_key(&w, "type");
+    stws_json_write_string(&w, "message.new");
+    stws_json_write_key(&w, "text");
+    stws_json_write_string(&w, "say \"hi\"\n\t\x01 caf\xc3\xa9 \xf0\x9f\x98\x80");
+    stws_json_write_key(&w, "n");
+    stws_json_write_array_begin(&w);
+    stws_json_write_int(&w, -1);
+    stws_json_write_int(&w, 1234567890123LL);
+    stws_json_write_bool(&w, 1);
+    stws_json_write_null(&w);
+    stws_json_write_array_end(&w);
+    stws_json_write_key(&w, "custom");
+    stws_json_write_raw(&w, "{\"x\":[1,{\"y\":\"z\"}]}", 19);
+    stws_json_write_key(&w, "k\"ey");
+    stws_json_write_object_begin(&w);
+    stws_json_write_object_end(&w);
+    stws_json_write_object_end(&w);
+    return stws_json_write_finish(&w, len);
 }
 
 static void writer_overflow_every_cap(void **state) {
@@ -676,50 +676,50 @@ static void writer_raw(void **state) {
         snprintf(want, sizeof want, "[%s]", good[i]);
         WRITE_CHECK(good[i], 256,
                     {
-                        stws_json_array_begin(w);
-                        stws_json_raw(w, good[i], strlen(good[i]));
-                        stws_json_array_end(w);
+                        stws_json_write_array_begin(w);
+                        stws_json_write_raw(w, good[i], strlen(good[i]));
+                        stws_json_write_array_end(w);
                     },
                     STWS_OK, want);
     }
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        WRITE_CHECK(bad[i], 256, stws_json_raw(w, bad[i], strlen(bad[i])), STWS_ERR_JSON, NULL);
+        WRITE_CHECK(bad[i], 256, stws_json_write_raw(w, bad[i], strlen(bad[i])), STWS_ERR_JSON, NULL);
     /* n bounds the value: a valid prefix of a longer buffer is accepted */
-    WRITE_CHECK("prefix", 64, stws_json_raw(w, "[1]garbage", 3), STWS_OK, "[1]");
+    WRITE_CHECK("prefix", 64, stws_json_write_raw(w, "[1]garbage", 3), STWS_OK, "[1]");
     /* a NUL inside n is not the end of the text */
-    WRITE_CHECK("embedded NUL", 64, stws_json_raw(w, "{}\0", 3), STWS_ERR_JSON, NULL);
-    WRITE_CHECK("NULL raw", 64, stws_json_raw(w, NULL, 2), STWS_ERR_INVALID_ARG, NULL);
-    WRITE_CHECK("NULL raw, 0", 64, stws_json_raw(w, NULL, 0), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("embedded NUL", 64, stws_json_write_raw(w, "{}\0", 3), STWS_ERR_JSON, NULL);
+    WRITE_CHECK("NULL raw", 64, stws_json_write_raw(w, NULL, 2), STWS_ERR_INVALID_ARG, NULL);
+    WRITE_CHECK("NULL raw, 0", 64, stws_json_write_raw(w, NULL, 0), STWS_ERR_JSON, NULL);
     /* raw nesting counts against STWS_JSON_MAX_DEPTH */
     WRITE_CHECK("raw at the depth limit", 4096,
                 {
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_begin(w);
-                    stws_json_raw(w, "[[1]]", 5);
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_end(w);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_write_array_begin(w);
+                    stws_json_write_raw(w, "[[1]]", 5);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_write_array_end(w);
                 },
                 STWS_OK, NULL);
     WRITE_CHECK("raw past the depth limit", 4096,
                 {
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_begin(w);
-                    stws_json_raw(w, "[[[1]]]", 7);
-                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_array_end(w);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_write_array_begin(w);
+                    stws_json_write_raw(w, "[[[1]]]", 7);
+                    for (i = 0; i < STWS_JSON_MAX_DEPTH - 2; i++) stws_json_write_array_end(w);
                 },
                 STWS_ERR_JSON, NULL);
     WRITE_CHECK("raw as an object member", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_key(w, "custom");
-                    stws_json_raw(w, "{\"vip\":true}", 12);
-                    stws_json_key(w, "n");
-                    stws_json_raw(w, "1", 1);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_key(w, "custom");
+                    stws_json_write_raw(w, "{\"vip\":true}", 12);
+                    stws_json_write_key(w, "n");
+                    stws_json_write_raw(w, "1", 1);
+                    stws_json_write_object_end(w);
                 },
                 STWS_OK, "{\"custom\":{\"vip\":true},\"n\":1}");
     WRITE_CHECK("raw without key", 64,
                 {
-                    stws_json_object_begin(w);
-                    stws_json_raw(w, "{}", 2);
-                    stws_json_object_end(w);
+                    stws_json_write_object_begin(w);
+                    stws_json_write_raw(w, "{}", 2);
+                    stws_json_write_object_end(w);
                 },
                 STWS_ERR_JSON, NULL);
 }

@@ -217,7 +217,7 @@ static void test_unwritten_auth_frame_never_left_behind(void **state) {
     int i;
     (void)state;
     X.d.token = TOKEN;
-    X.d.transport.send = sec_send;
+    X.d.conn.transport.send = sec_send;
     block_sock = 1;
     S.needle[S.nneedles++] = TOKEN;
     memset(ping, 'p', sizeof ping);
@@ -264,7 +264,7 @@ static void test_unwritten_auth_frame_never_left_behind(void **state) {
 static void test_destroy_with_auth_frame_queued(void **state) {
     (void)state;
     X.d.token = TOKEN;
-    X.d.transport.send = sec_send;
+    X.d.conn.transport.send = sec_send;
     block_sock = 0;
     S.needle[S.nneedles++] = TOKEN;
     start();

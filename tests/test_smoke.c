@@ -15,7 +15,7 @@ static void hello(void **state) {
     assert_non_null(c);
     assert_int_equal(stws_codec_parse(c, f, sizeof f, &used, &ev), STWS_OK);
     assert_int_equal(used, sizeof f);
-    assert_int_equal(ev.type, STWS_EVENT_MESSAGE);
+    assert_int_equal(ev.type, STWS_CODEC_EVENT_MESSAGE);
     assert_int_equal(ev.len, 5);
     assert_memory_equal(ev.data, "Hello", 5);
     stws_codec_destroy(c);

@@ -48,7 +48,7 @@ static int setup(void **state) {
     f->d.api_key = "key";
     f->d.user_id = "alice";
     f->d.token = JWT;
-    f->d.transport = f->tr;
+    f->d.conn.transport = f->tr;
     f->d.clock = stws_test_clock_hook(&f->clk);
     f->d.random = stws_test_random_hook(&f->rnd);
     *state = f;

@@ -254,7 +254,7 @@ static void test_wake_ends_a_long_poll_with_socket(void **state) {
     (void)state;
     assert_int_equal(idle_open(), 0);
     memset(&X.d.allocator, 0, sizeof X.d.allocator);
-    X.d.transport.handle = idle_handle;
+    X.d.conn.transport.handle = idle_handle;
     start_up();
     cu_step();
     assert_int_equal(stws_client_handle(X.c), (intptr_t)idle_fds[0]);

@@ -931,7 +931,7 @@ static void client_trickle_under_back_pressure(void **state) {
         d.api_key = "key";
         d.user_id = "alice";
         d.api_secret = "test-secret";
-        d.transport = f.tr;
+        d.conn.transport = f.tr;
         d.clock.now_ms = fake_now;
         d.clock.unix_s = fake_unix;
         d.random = det_random(&rr);

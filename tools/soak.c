@@ -238,7 +238,7 @@ int main(int argc, char **argv) {
         d.api_key = key;
         d.api_secret = secret;
         d.user_id = "soak";
-        d.ca_file = ca;
+        d.conn.ca_file = ca;
         d.backoff_cap_ms = 1000;
         d.allocator.alloc = soak_alloc;
         d.allocator.free = soak_free;

@@ -323,7 +323,7 @@ static int listen_main(int argc, char **argv) {
     st.max_events = -1;
     for (i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--insecure") == 0) { d.insecure = 1; continue; }
+        if (strcmp(a, "--insecure") == 0) { d.conn.insecure = 1; continue; }
         if (a[0] != '-' || a[1] != '-') return listen_usage("unexpected argument");
         if (!v) return listen_usage("option needs a value");
         i++;
@@ -334,7 +334,7 @@ static int listen_main(int argc, char **argv) {
         else if (strcmp(a, "--token") == 0) token = v;
         else if (strcmp(a, "--products") == 0) d.products = v;
         else if (strcmp(a, "--user-name") == 0) d.user_name = v;
-        else if (strcmp(a, "--ca") == 0) d.ca_file = v;
+        else if (strcmp(a, "--ca") == 0) d.conn.ca_file = v;
         else if (strcmp(a, "--max-events") == 0) {
             char *end;
             st.max_events = strtol(v, &end, 10);
