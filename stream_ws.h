@@ -12,7 +12,8 @@
                 own; values, cursors, int64/double), escaping writer
                 (stws_json_write_*), HS256 minter
      client     Stream's protocol: auth, health checks, reconnect, token
-                refresh, a lossless send queue (stws_client_*)
+                refresh, a send queue kept across reconnects (stws_client_*;
+                "PROTOCOL.md §N" below is docs/PROTOCOL.md in the repository)
 
    HOW TO INCLUDE
        In exactly one C or C++ file, before any other #include:
@@ -1226,7 +1227,7 @@ STWS_API stws_result stws_jwt_user_token(const char *secret, size_t secret_len,
 STWS_API stws_result stws_jwt_server_token(const char *secret, size_t secret_len, char *out,
                                            size_t cap, size_t *len);
 
-/* ==== the Stream client (PROTOCOL.md) ===================================== */
+/* ==== the Stream client (docs/PROTOCOL.md) ================================ */
 
 typedef enum stws_client_event_type {
     STWS_CLIENT_EVENT_NONE = 0,
@@ -5413,8 +5414,9 @@ unsigned stws_conn_socket_generation(const stws_conn *c) { return c ? c->sock_ge
    A lazy document (stws_json_doc_init, and a client event by default) is
    never tokenized: a look-up walks the checked text (stws__json_walk),
    skipping the values it does not enter, so it costs about the bytes
-   before the value it finds and allocates nothing (tokens only pay for an
-   app that looks up some 25 paths of every event: see the walk's comment).
+   before the value it finds and allocates nothing (tokens pay only for an
+   app that looks up many paths of every event: bench/RESULTS.md has the
+   break-even).
 
    stws_json_tokenize() (and a client with tokenize_events) runs jsmn
    (Debian libjsmn-dev, strict mode, parent links) after the pass, into the
@@ -6092,12 +6094,11 @@ static int stws__json_path(const stws_json_tokens *rec, int cur, const char *pat
    from the root, compares the keys of the objects on the path and skips
    every value it does not enter (a string to its closing quote; a
    container by counting brackets outside strings; a number or literal to
-   its delimiter).  It costs about the bytes before the value it finds:
-   on an 800-byte Stream event (bench/micro.sh) about 1.7k instructions,
-   where jsmn and the check of its tokens cost 17k and a look-up on tokens
-   still about 1k (it scans them), so tokens would only pay beyond some 25
-   look-ups of one event.  The walk is bounds-safe on any text (it never
-   reads past len and always moves on), but answers only for valid JSON. */
+   its delimiter).  It costs about the bytes before the value it finds,
+   against tokenizing once and scanning tokens per look-up (bench/micro.sh
+   measures both; bench/RESULTS.md).  The walk is bounds-safe on any text
+   (it never reads past len and always moves on), but answers only for
+   valid JSON. */
 
 /* The offset past the closing quote of the string whose body starts at p
    (len if there is none).  Keys and most values are short: the first 8
