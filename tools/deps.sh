@@ -10,6 +10,7 @@
 #   binutils                     nm in the compile matrix (gcc pulls it too)
 #   python3-websockets openssl tinyproxy   the integration suites' peers
 #   cmake pkgconf                the consumer builds in `make test-packaging`
+#                                (pkgconf provides pkg-config)
 # /usr/bin/python3 comes with python3-websockets; sh, sed, grep, awk, mkfifo,
 # mktemp are in every Debian base.  `deps.sh bench` adds the benchmark peers
 # and tools, `deps.sh size` the Cortex-M4 cross compiler, `deps.sh mbedtls4`
